@@ -1,0 +1,67 @@
+"""Streamed file checksums with bounded memory and a per-file cache.
+
+A file is read once through a fixed buffer (memory stays flat for a 100 GB file). The
+result is cached by (resolved path, size, mtime_ns, algorithm) so a retried step does not
+hash the same bytes again; a changed file gets a new key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["ALGORITHMS", "BUFFER_BYTES", "Algorithm", "clear_cache", "file_checksum"]
+
+Algorithm = Literal["blake2b", "sha256", "md5"]
+ALGORITHMS: tuple[Algorithm, ...] = ("blake2b", "sha256", "md5")
+#: 1 MiB: large enough that the per-call overhead vanishes, small enough to stay in cache.
+BUFFER_BYTES = 1 << 20
+_CACHE_SIZE = 1024
+
+Progress = Callable[[int], None]
+_cache: OrderedDict[tuple[str, int, int, str], str] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cache_key(path: Path, algorithm: str) -> tuple[str, int, int, str]:
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, algorithm)
+
+
+def _hash(path: Path, algorithm: Algorithm, progress: Progress | None) -> str:
+    digest = hashlib.new(algorithm)
+    buffer = bytearray(BUFFER_BYTES)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
+            if progress is not None:
+                progress(count)
+    return digest.hexdigest()
+
+
+def file_checksum(path: Path, algorithm: Algorithm = "blake2b", progress: Progress | None = None) -> str:
+    """Hex digest of a file, computed once per (path, size, mtime, algorithm)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unsupported checksum algorithm {algorithm!r}; use one of {ALGORITHMS}")
+    key = _cache_key(path, algorithm)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    value = _hash(path, algorithm, progress)
+    with _cache_lock:
+        _cache[key] = value
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return value
+
+
+def clear_cache() -> None:
+    """Forget cached checksums (tests and benchmarks)."""
+    with _cache_lock:
+        _cache.clear()

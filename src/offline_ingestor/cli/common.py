@@ -1,0 +1,55 @@
+"""Shared CLI plumbing: config option, error-to-exit-code mapping, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import IngestError, is_transient
+
+__all__ = ["EXIT_PERMANENT", "EXIT_TRANSIENT", "config_option", "echo_json", "fail", "load", "main_entry"]
+
+#: sysexits.h: EX_TEMPFAIL tells a caller that the same command may succeed later.
+EXIT_TRANSIENT = 75
+EXIT_PERMANENT = 1
+
+config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    envvar="OFFLINE_INGESTOR_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (ESS ingestor YAML format). Default: $OFFLINE_INGESTOR_CONFIG.",
+)
+
+
+def fail(error: IngestError) -> None:
+    """Print the one-line reason and exit: 75 when a retry may help, 1 otherwise."""
+    click.echo(f"error: {error}", err=True)
+    sys.exit(EXIT_TRANSIENT if is_transient(error) else EXIT_PERMANENT)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def load(config_path: str | None) -> Any:
+    """Load the config and set up logging from it."""
+    from ..config import load_config
+    from ..logs import configure_logging
+
+    config = load_config(config_path)
+    configure_logging(config.logging.format, config.logging.logging_level)
+    return config
+
+
+def main_entry(command: Callable[..., Any]) -> None:
+    """Run a click command, turning our errors into one line and an exit code."""
+    try:
+        command(standalone_mode=True)
+    except IngestError as exc:
+        fail(exc)

@@ -1,0 +1,85 @@
+"""``ingest-now`` (the whole chain, synchronously) and ``demo`` (it, on bundled data)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import config_option, echo_json, load
+
+__all__ = ["demo", "ingest_now", "run_ingest_now"]
+
+
+def _progress_bar(path: Path) -> Any:
+    if not sys.stderr.isatty():
+        return None
+    return click.progressbar(length=path.stat().st_size, label=f"hashing {path.name}", file=sys.stderr)
+
+
+def run_ingest_now(
+    config: Any, file: str, *, dry_run: bool, job_id: str | None = None, message_file: str | None = None
+) -> dict[str, Any]:
+    """Build a runtime and run every step (the writes too unless ``dry_run``)."""
+    from ..job import new_job
+    from ..pipeline import ingest
+    from ..runtime import Runtime
+
+    rt = Runtime.from_config(config)
+    for problem in rt.schema_problems():
+        click.echo(f"warning: schema not loaded: {problem}", err=True)
+    job = new_job(file, config, job_id=job_id, message_file=message_file)
+    bar = _progress_bar(Path(job["file"])) if Path(job["file"]).is_file() else None
+    if bar is not None:
+        with bar:
+            rt.progress = bar.update
+            return ingest(rt, job, dry_run=dry_run or config.ingestion.dry_run)
+    return ingest(rt, job, dry_run=dry_run or config.ingestion.dry_run)
+
+
+def summary(job: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "file",
+        "key",
+        "job_id",
+        "schema_id",
+        "pid",
+        "dataset_created",
+        "origdatablock_id",
+        "origdatablock_created",
+    )
+    return {key: job.get(key) for key in keys if key in job}
+
+
+@click.command("ingest-now")
+@click.argument("file", type=click.Path())
+@config_option
+@click.option("--dry-run", is_flag=True, help="Print the dataset and origdatablock payloads; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the pid.")
+@click.option("--job-id", default=None, help="The file writer's job id (idempotency key).")
+def ingest_now(file: str, config_path: str | None, dry_run: bool, as_json: bool, job_id: str | None) -> None:
+    """Ingest FILE now, in this process, without the queue; print the dataset pid."""
+    config = load(config_path)
+    job = run_ingest_now(config, file, dry_run=dry_run, job_id=job_id)
+    if dry_run or config.ingestion.dry_run:
+        echo_json(
+            {
+                "dataset": job["dataset"],
+                "origdatablock": {"datasetId": job["dataset"].get("pid"), **job["origdatablock"]},
+            }
+        )
+    elif as_json:
+        echo_json(summary(job))
+    else:
+        click.echo(job["pid"])
+
+
+@click.command("demo")
+@click.option("--keep-running", is_flag=True, help="Leave the SciCat stand-in up until Ctrl-C.")
+def demo(keep_running: bool) -> None:
+    """Ingest the bundled example files into a local SciCat stand-in, twice (idempotent)."""
+    from ..demo import run_demo
+
+    run_demo(keep_running=keep_running)

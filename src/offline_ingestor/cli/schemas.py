@@ -1,0 +1,92 @@
+"""``schemas check`` and ``schemas explain``: tools for schema authors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import config_option, echo_json, load
+
+__all__ = ["schemas"]
+
+
+@click.group("schemas")
+def schemas() -> None:
+    """Validate schema files and show what they make of a data file."""
+
+
+@schemas.command("check")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@config_option
+def check(directory: str | None, config_path: str | None) -> None:
+    """Validate every *.imsc.yml in DIRECTORY (default: the config's schemas_directory)."""
+    from ..schema import load_schemas
+
+    target = Path(directory) if directory else load(config_path).schemas_dir
+    loaded = load_schemas(target)
+    for schema in loaded.schemas:
+        click.echo(f"ok     {schema.source_file}  id={schema.id} order={schema.order}")
+    for broken in loaded.broken:
+        click.echo(f"ERROR  {broken.message}")
+    click.echo(f"{len(loaded.schemas)} valid, {len(loaded.broken)} invalid")
+    sys.exit(1 if loaded.broken or not loaded.schemas else 0)
+
+
+def _source(schema: Any, name: str) -> str:
+    from ..schema.variables import BUILTIN_NAMES
+
+    if name in BUILTIN_NAMES:
+        return "built-in"
+    variable = schema.variables[name]
+    if variable.source == "NXS":
+        return f"NXS {variable.path}"
+    if variable.source == "SC":
+        return f"SC GET {variable.url}" + (f" [{variable.field}]" if variable.field else "")
+    template = variable.value if isinstance(variable.value, str) else repr(variable.value)
+    return f"VALUE {template}" + (f" | {variable.operator}" if variable.operator else "")
+
+
+@schemas.command("explain")
+@click.argument("file", type=click.Path())
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def explain(file: str, config_path: str | None, as_json: bool) -> None:
+    """Show the schema FILE matches, every variable's value and source, and the dataset."""
+    from ..job import new_job
+    from ..runtime import Runtime
+    from ..steps import build_dataset, extract, select_schema
+
+    config = load(config_path)
+    rt = Runtime.from_config(config)
+    job = select_schema(rt, new_job(file, config))
+    schema = rt.schemas.by_id(job["schema_id"])
+    job = build_dataset(rt, extract(rt, job))
+    variables = [
+        {"name": name, "value": item["value"], "unit": item["unit"], "source": _source(schema, name)}
+        for name, item in job["variables"].items()
+    ]
+    if as_json:
+        echo_json(
+            {
+                "schema": {"id": schema.id, "name": schema.name, "file": schema.source_file},
+                "variables": variables,
+                "dataset": job["dataset"],
+                "origdatablock": job["origdatablock"],
+            }
+        )
+        return
+    click.echo(f"schema:   {schema.id} ({schema.name})\n          {schema.source_file}\n")
+    click.echo("variables:")
+    width = max(len(item["name"]) for item in variables)
+    for item in variables:
+        unit = f" [{item['unit']}]" if item["unit"] else ""
+        click.echo(
+            f"  {item['name']:<{width}}  {item['value']!r:.100}{unit}\n  {'':<{width}}  <- {item['source']}"
+        )
+    click.echo("\ndataset:")
+    echo_json(job["dataset"])
+    click.echo("\norigdatablock:")
+    echo_json(job["origdatablock"])

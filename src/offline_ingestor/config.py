@@ -1,0 +1,278 @@
+"""Configuration: the ESS ingestor's YAML format, validated, plus our additions.
+
+Existing ESS config files load unchanged: every upstream key is accepted (the ``kafka`` and
+``health_check`` sections are read and ignored). Unknown keys, wrong types and missing
+required values fail at start-up with one message naming the key. Secrets can come from the
+file, from ``*_file`` keys or from environment variables; they are never logged
+(``SecretStr``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import ConfigError
+
+__all__ = ["BROKER_URL_ENV", "CONFIG_ENV", "Config", "load_config"]
+
+CONFIG_ENV = "OFFLINE_INGESTOR_CONFIG"
+BROKER_URL_ENV = "OFFLINE_INGESTOR_BROKER_URL"
+TOKEN_ENV = "OFFLINE_INGESTOR_SCICAT_TOKEN"
+PASSWORD_ENV = "OFFLINE_INGESTOR_SCICAT_PASSWORD"
+
+#: Used when a file says ``timeout: 0`` (upstream's default, which makes every call fail).
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetOptions(_Section):
+    allow_dataset_pid: bool = True
+    generate_dataset_pid: bool = False
+    dataset_pid_prefix: str = "20.500.12269"
+    default_instrument_id: str = ""
+    default_proposal_id: str = ""
+    default_owner_group: str = ""
+    default_access_groups: list[str] = Field(default_factory=list)
+
+
+class FileHandling(_Section):
+    compute_file_stats: bool = True
+    compute_file_hash: bool = True
+    file_hash_algorithm: Literal["blake2b", "sha256", "md5"] = "blake2b"
+    save_file_hash: bool = True
+    hash_file_extension: str = "b2b"
+    ingestor_files_directory: str = "../ingestor"
+    message_to_file: bool = True
+    message_file_extension: str = "message.json"
+    file_path_type: Literal["relative", "absolute"] = "relative"
+    data_directory: str = ""
+    data_file_open_max_tries: int = Field(3, ge=1)
+    data_file_open_retry_delay: list[float] = Field(default_factory=list)
+
+
+class Ingestion(_Section):
+    dry_run: bool = False
+    offline_ingestor_executable: list[str] | str = Field(
+        default_factory=lambda: ["scicat_background_ingestor"]
+    )
+    max_offline_ingestors: int = 10
+    offline_ingestors_wait_time: float = 10
+    schemas_directory: str = "schemas"
+    fallback_schema_file_path: str = ""
+    check_if_dataset_exists_by_pid: bool = True
+    check_if_dataset_exists_by_metadata: bool = True
+    check_if_dataset_exists_by_metadata_key: str = "job_id"
+    #: Ours: files outside these directories are refused (empty list = no restriction).
+    allowed_data_roots: list[str] = Field(default_factory=list)
+    file_handling: FileHandling = Field(default_factory=FileHandling)
+
+
+class Logging(_Section):
+    verbose: bool = False
+    file_log: bool = False
+    file_log_base_name: str = "scicat_ingestor_log"
+    file_log_timestamp: bool = False
+    logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_message_prefix: str = "SFI"
+    system_log: bool = False
+    system_log_facility: str = "mail"
+    graylog: bool = False
+    graylog_host: str = ""
+    graylog_port: str | int = ""
+    graylog_facility: str = "scicat.ingestor"
+    #: Ours: ``auto`` = readable console on a terminal, JSON otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class ApiEndpoints(_Section):
+    datasets: str = "datasets"
+    proposals: str = "proposals"
+    origdatablocks: str = "origdatablocks"
+    instruments: str = "instruments"
+    samples: str = "samples"
+
+
+class Scicat(_Section):
+    host: str = "https://scicat.host"
+    token: SecretStr = SecretStr("")
+    additional_headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = DEFAULT_TIMEOUT_S
+    stream: bool = True
+    #: TLS verification is on unless a file turns it off explicitly.
+    verify: bool = True
+    health_endpoint: str = "health"
+    api_endpoints: ApiEndpoints = Field(default_factory=ApiEndpoints)
+    # Ours below.
+    api_version: Literal["v3", "v4"] = "v3"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    token_file: str = ""
+    password_file: str = ""
+    max_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    validate_before_write: bool = False
+    #: Requests per second to SciCat from one process; 0 = unlimited.
+    rate_limit_per_s: float = Field(0.0, ge=0)
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float) -> float:
+        return value if value > 0 else DEFAULT_TIMEOUT_S
+
+    @property
+    def api_base(self) -> str:
+        """The versioned API root, e.g. ``https://scicat/api/v3``.
+
+        ``host`` may be given with or without ``/api`` or ``/api/vN`` (upstream files use
+        ``.../api/v3``); ``api_version`` decides the version.
+        """
+        base = self.host.rstrip("/")
+        for suffix in ("/api/v3", "/api/v4", "/api"):
+            if base.endswith(suffix):
+                base = base[: -len(suffix)]
+                break
+        return f"{base}/api/{self.api_version}"
+
+    @property
+    def v3_base(self) -> str:
+        """The v3 root: login (there is no ``/api/v4/auth/login``) and look-ups live there."""
+        return self.api_base.rsplit("/", 1)[0] + "/v3"
+
+
+class Queue(_Section):
+    enabled: bool = False
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    queue_name: str = "ingest"
+    concurrency: int = Field(2, ge=1)
+    max_retries: int = Field(8, ge=0)
+    retry_backoff_max_s: int = Field(300, ge=1)
+    #: Seconds a late-acked message may stay unacked before Redis redelivers it.
+    visibility_timeout_s: int = Field(4 * 3600, ge=60)
+    #: Hard per-task limit; must stay below the visibility timeout (checked below).
+    task_time_limit_s: int = Field(3 * 3600, ge=10)
+    max_redeliveries: int = Field(3, ge=0)
+    state_ttl_s: int = Field(7 * 86400, ge=60)
+    lease_ttl_s: int = Field(3 * 3600 + 600, ge=10)
+    heartbeat_file: str = ""
+    metrics_port: int = Field(0, ge=0)
+
+
+class HealthCheck(_Section):
+    host: str = "0.0.0.0"
+    port: int = 8080
+
+
+class Kafka(BaseModel):
+    """Accepted for compatibility and ignored: we are fed by Redis, not Kafka."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Config(_Section):
+    """The whole configuration file."""
+
+    nexus_file: str = ""
+    done_writing_message_file: str = ""
+    config_file: str = ""
+    id: str = ""
+    dataset: DatasetOptions = Field(default_factory=DatasetOptions)
+    ingestion: Ingestion = Field(default_factory=Ingestion)
+    kafka: Kafka = Field(default_factory=Kafka)
+    logging: Logging = Field(default_factory=Logging)
+    scicat: Scicat = Field(default_factory=Scicat)
+    health_check: HealthCheck = Field(default_factory=HealthCheck)
+    queue: Queue = Field(default_factory=Queue)
+    #: Where the file was read from; relative paths in it resolve against its folder.
+    source_path: str = ""
+
+    def resolve(self, path: str) -> Path:
+        """Resolve a path from the config relative to the config file's folder."""
+        candidate = Path(path).expanduser()
+        if candidate.is_absolute() or not self.source_path:
+            return candidate
+        return Path(self.source_path).parent / candidate
+
+    @property
+    def schemas_dir(self) -> Path:
+        return self.resolve(self.ingestion.schemas_directory)
+
+
+def _format_validation_error(path: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "<top level>"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif "input" in first and first["type"] != "missing":
+        message = f"{message} (got {first['input']!r})"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"config {path}: {key}: {message}{suffix}"
+
+
+def _read_secret_file(path: str, key: str) -> str:
+    try:
+        return Path(path).expanduser().read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"config: scicat.{key}: cannot read {path}: {exc.strerror}") from exc
+
+
+def _apply_environment(data: dict[str, Any]) -> dict[str, Any]:
+    scicat = dict(data.get("scicat") or {})
+    if token := os.environ.get(TOKEN_ENV):
+        scicat["token"] = token
+    elif scicat.get("token_file"):
+        scicat["token"] = _read_secret_file(scicat["token_file"], "token_file")
+    if password := os.environ.get(PASSWORD_ENV):
+        scicat["password"] = password
+    elif scicat.get("password_file"):
+        scicat["password"] = _read_secret_file(scicat["password_file"], "password_file")
+    queue = dict(data.get("queue") or {})
+    if broker := os.environ.get(BROKER_URL_ENV):
+        queue["broker_url"] = broker
+    return {**data, "scicat": scicat, "queue": queue}
+
+
+def parse_config(data: Any, source: str = "<dict>") -> Config:
+    """Validate a parsed YAML document into a :class:`Config`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {source}: top level must be a mapping, got {type(data).__name__}")
+    data = _apply_environment(data)
+    try:
+        config = Config.model_validate({**data, "source_path": source if source != "<dict>" else ""})
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, exc)) from None
+    if config.queue.task_time_limit_s >= config.queue.visibility_timeout_s:
+        raise ConfigError(
+            f"config {source}: queue.task_time_limit_s ({config.queue.task_time_limit_s}) must be "
+            f"below queue.visibility_timeout_s ({config.queue.visibility_timeout_s}), or Redis "
+            "redelivers running tasks"
+        )
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate the config file (``path``, else ``$OFFLINE_INGESTOR_CONFIG``)."""
+    chosen = str(path) if path else os.environ.get(CONFIG_ENV, "")
+    if not chosen:
+        raise ConfigError(f"no config file: pass --config or set {CONFIG_ENV}")
+    try:
+        text = Path(chosen).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config {chosen}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {chosen}: invalid YAML: {exc}".replace("\n", " ")) from None
+    return parse_config(data, str(Path(chosen).resolve()))

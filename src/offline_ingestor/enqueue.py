@@ -1,0 +1,89 @@
+"""Put files on the queue: the producer side, for the CLI and the online ingestor.
+
+``enqueue(path)`` claims the file's key in Redis (a no-op when it is queued, running or
+done), then publishes the five-step chain. Non-Python producers can instead send the Celery
+task ``offline_ingestor.submit`` with arguments ``[path]`` and optional kwargs
+``{"job_id": str, "force": bool}`` (JSON, queue from ``queue.queue_name``); the worker then
+does the same.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import redis
+
+from .config import CONFIG_ENV, Config, load_config
+from .errors import QueueUnavailable
+from .job import Job, new_job
+from .job_store import JobStore
+
+__all__ = ["EnqueueResult", "enqueue", "store_for", "submit_job"]
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    """What happened to one path: ``queued`` or ``already <state>``."""
+
+    key: str
+    file: str
+    status: str
+
+    @property
+    def queued(self) -> bool:
+        return self.status == "queued"
+
+
+def store_for(config: Config) -> JobStore:
+    queue = config.queue
+    return JobStore.from_url(queue.broker_url, state_ttl_s=queue.state_ttl_s, lease_ttl_s=queue.lease_ttl_s)
+
+
+def submit_job(
+    job: Job, config: Config, *, force: bool = False, store: JobStore | None = None
+) -> EnqueueResult:
+    """Claim ``job['key']`` and publish its chain; roll the claim back if publishing fails."""
+    from .tasks import start_chain
+
+    store = store or store_for(config)
+    try:
+        claimed, previous = store.claim_for_queue(job, force=force)
+        if not claimed:
+            return EnqueueResult(job["key"], job["file"], f"already {previous}")
+        store.save_doc(job)
+        try:
+            start_chain(job, config)
+        except Exception:
+            store.redis.delete(f"oi:job:{job['key']}")
+            raise
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise QueueUnavailable(
+            f"cannot reach Redis at {_redact(config.queue.broker_url)}: {exc}", file=job["file"]
+        ) from None
+    return EnqueueResult(job["key"], job["file"], "queued")
+
+
+def enqueue(
+    path: str | os.PathLike[str],
+    job_id: str | None = None,
+    *,
+    force: bool = False,
+    config: Config | None = None,
+    message_file: str | None = None,
+) -> EnqueueResult:
+    """Queue one file for ingestion; the config defaults to ``$OFFLINE_INGESTOR_CONFIG``."""
+    config = config or load_config(os.environ.get(CONFIG_ENV))
+    job = new_job(path, config, job_id=job_id, message_file=message_file)
+    return submit_job(job, config, force=force)
+
+
+def _redact(url: str) -> str:
+    """A broker URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url

@@ -1,0 +1,140 @@
+"""The error tree: one place decides whether a failure is retried or final.
+
+::
+
+    IngestError                      base of everything this package raises on purpose
+    ├── TransientError               retry with backoff: the same input may succeed later
+    │   ├── FileNotReady             file missing size/mtime stability, locked or still being written
+    │   ├── ScicatUnavailable        connection error, timeout, 5xx, 429
+    │   └── QueueUnavailable         Redis (the broker) cannot be reached
+    └── PermanentError               never retried: fix the input, then requeue
+        ├── ConfigError              bad configuration file or environment
+        ├── SchemaError              broken schema file, unknown operator/type/selector,
+        │   └── NoMatchingSchema     no schema selects the file and there is no fallback
+        ├── VariableError            a schema variable could not be computed
+        ├── InputFileError           missing/empty/non-HDF5/unreadable data file, path refused
+        │   └── NexusReadError       a NeXus path is missing or has an unusable type
+        ├── ScicatRejected           4xx from SciCat (status and the server's message)
+        └── IdempotencyConflict      a pid exists in SciCat but is not the dataset we made
+
+Every error carries the ``step`` and ``file`` it happened in when known, so a one-line
+message names what to fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "FileNotReady",
+    "IdempotencyConflict",
+    "IngestError",
+    "InputFileError",
+    "NexusReadError",
+    "NoMatchingSchema",
+    "PermanentError",
+    "QueueUnavailable",
+    "SchemaError",
+    "ScicatRejected",
+    "ScicatUnavailable",
+    "TransientError",
+    "VariableError",
+    "is_transient",
+]
+
+
+class IngestError(Exception):
+    """Base class: a failure with a message a human can act on."""
+
+    def __init__(self, message: str, *, step: str | None = None, file: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.step = step
+        self.file = file
+
+    def __str__(self) -> str:
+        where = ", ".join(
+            part for part in (f"step {self.step}" if self.step else "", self.file or "") if part
+        )
+        return f"{self.message} [{where}]" if where else self.message
+
+    def at(self, *, step: str | None = None, file: str | None = None) -> IngestError:
+        """Fill in where the error happened, keeping what is already known."""
+        self.step = self.step or step
+        self.file = self.file or file
+        return self
+
+    def to_dict(self) -> dict[str, str | None]:
+        """JSON-able form for the failed registry and ``--json`` output."""
+        return {
+            "error_class": type(self).__name__,
+            "message": self.message,
+            "step": self.step,
+            "file": self.file,
+            "transient": str(is_transient(self)).lower(),
+        }
+
+
+class TransientError(IngestError):
+    """The same input may succeed later: retry with backoff."""
+
+
+class PermanentError(IngestError):
+    """Retrying cannot help: record as failed and wait for a fix."""
+
+
+class FileNotReady(TransientError):
+    """The data file is still being written, locked, or not yet visible."""
+
+
+class ScicatUnavailable(TransientError):
+    """SciCat could not be reached or answered 5xx/429."""
+
+    def __init__(self, message: str, *, status: int | None = None, **where: str | None) -> None:
+        super().__init__(message, **where)
+        self.status = status
+
+
+class QueueUnavailable(TransientError):
+    """Redis, the broker and job store, cannot be reached."""
+
+
+class ConfigError(PermanentError):
+    """The configuration file or environment is invalid."""
+
+
+class SchemaError(PermanentError):
+    """A schema file is invalid or cannot be applied."""
+
+
+class NoMatchingSchema(SchemaError):
+    """No schema selects this file and no fallback schema is configured."""
+
+
+class VariableError(PermanentError):
+    """A schema variable could not be computed from its source."""
+
+
+class InputFileError(PermanentError):
+    """The data file cannot be used: missing, empty, not HDF5, refused path."""
+
+
+class NexusReadError(InputFileError):
+    """A NeXus path is missing or holds a value of an unusable type."""
+
+
+class ScicatRejected(PermanentError):
+    """SciCat answered 4xx; ``status`` and the server's ``detail`` are kept."""
+
+    def __init__(self, message: str, *, status: int, detail: str = "", **where: str | None) -> None:
+        super().__init__(message, **where)
+        self.status = status
+        self.detail = detail
+
+
+class IdempotencyConflict(PermanentError):
+    """A dataset with our pid exists in SciCat but was not made from this file."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether an error is worth retrying; unknown exceptions are not."""
+    return isinstance(error, TransientError)

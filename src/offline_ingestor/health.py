@@ -1,0 +1,97 @@
+"""Readiness checks: config, schemas, Redis, SciCat (login + health) and the data roots."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+
+__all__ = ["Check", "heartbeat_age", "run_checks"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check's outcome: ok, its name, and a short detail."""
+
+    name: str
+    ok: bool
+    detail: str
+    duration_ms: float = 0.0
+
+
+def _timed(name: str, probe: Callable[[], str]) -> Check:
+    started = time.perf_counter()
+    try:
+        detail, ok = probe(), True
+    except Exception as exc:
+        detail, ok = f"{type(exc).__name__}: {exc}", False
+    return Check(name, ok, detail, round((time.perf_counter() - started) * 1000, 1))
+
+
+def _schemas(config: Config) -> str:
+    from .schema import load_schemas
+
+    fallback = config.ingestion.fallback_schema_file_path
+    loaded = load_schemas(config.schemas_dir, config.resolve(fallback) if fallback else None)
+    if loaded.broken:
+        raise ValueError("; ".join(broken.message for broken in loaded.broken))
+    if not loaded.schemas and loaded.fallback is None:
+        raise ValueError(f"no schema files in {config.schemas_dir}")
+    return f"{len(loaded.schemas)} schemas" + (", fallback set" if loaded.fallback else "")
+
+
+def _redis(config: Config) -> str:
+    import redis
+
+    client = redis.Redis.from_url(config.queue.broker_url, socket_timeout=3, socket_connect_timeout=3)
+    client.ping()
+    policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "?")
+    if policy != "noeviction":
+        raise ValueError(f"maxmemory-policy is {policy}; use noeviction (evicted keys lose messages)")
+    return "PING ok, maxmemory-policy noeviction"
+
+
+def _scicat(config: Config) -> str:
+    from .scicat import ScicatClient
+
+    client = ScicatClient(config.scicat)
+    client.health()
+    client.login()
+    auth = "logged in" if config.scicat.username else ("token set" if client._token else "no credentials")
+    return f"{config.scicat.api_base} healthy, {auth}"
+
+
+def _data_roots(config: Config) -> str:
+    roots = config.ingestion.allowed_data_roots
+    if not roots:
+        return "no restriction (set ingestion.allowed_data_roots)"
+    missing = [root for root in roots if not os.access(root, os.R_OK | os.X_OK)]
+    if missing:
+        raise ValueError(f"not readable: {', '.join(missing)}")
+    return f"{len(roots)} readable"
+
+
+def run_checks(config: Config, *, redis: bool = True, scicat: bool = True) -> list[Check]:
+    """Run every readiness check; each reports instead of raising."""
+    checks = [
+        Check("config", True, config.source_path or "<in memory>"),
+        _timed("schemas", lambda: _schemas(config)),
+    ]
+    if redis:
+        checks.append(_timed("redis", lambda: _redis(config)))
+    if scicat:
+        checks.append(_timed("scicat", lambda: _scicat(config)))
+    checks.append(_timed("data_roots", lambda: _data_roots(config)))
+    return checks
+
+
+def heartbeat_age(path: Path) -> float | None:
+    """Seconds since the worker last touched its liveness file, or None if absent."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None

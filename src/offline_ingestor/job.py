@@ -1,0 +1,72 @@
+"""A job: one file to ingest, its idempotency key, and the state the steps add to it.
+
+The job is a plain JSON-able dict so that the Celery tasks can keep it in Redis and
+``ingest-now`` can keep it in memory, running the same step functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .errors import InputFileError
+
+__all__ = ["Job", "check_data_root", "ingest_key", "new_job", "read_message_file"]
+
+Job = dict[str, Any]
+
+
+def ingest_key(path: Path, job_id: str | None = None) -> str:
+    """The file writer's job id when given, else a hash of resolved path, size and mtime."""
+    if job_id:
+        return job_id
+    try:
+        stat = path.stat()
+        identity = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    except OSError:
+        identity = f"{path}\0missing"
+    return "f-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def read_message_file(path: str) -> dict[str, Any]:
+    """The file writer's "done writing" message (JSON); ``job_id`` is what we use."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"cannot read done-writing message file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputFileError(f"done-writing message file {path} is not a JSON object")
+    return data
+
+
+def check_data_root(path: Path, config: Config) -> None:
+    """Refuse files outside ``ingestion.allowed_data_roots`` (when any are set)."""
+    roots = [Path(os.path.realpath(root)) for root in config.ingestion.allowed_data_roots]
+    if roots and not any(path == root or root in path.parents for root in roots):
+        raise InputFileError(
+            f"refused: {path} is outside the allowed data roots ({', '.join(map(str, roots))})"
+        )
+
+
+def new_job(
+    path: str | os.PathLike[str],
+    config: Config,
+    *,
+    job_id: str | None = None,
+    message_file: str | None = None,
+) -> Job:
+    """Start a job for ``path``: resolve it (symlinks too), check roots, derive its key."""
+    resolved = Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+    check_data_root(resolved, config)
+    if message_file and not job_id:
+        job_id = str(read_message_file(message_file).get("job_id") or "") or None
+    return {
+        "file": str(resolved),
+        "job_id": job_id,
+        "key": ingest_key(resolved, job_id),
+        "message_file": message_file or None,
+    }

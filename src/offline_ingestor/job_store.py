@@ -1,0 +1,203 @@
+"""Job records in Redis: per-file state, leases, intermediate documents, failed registry.
+
+Keys (``oi:`` prefix, all JSON-able, no secrets):
+
+* ``oi:job:{key}``   hash: file, job_id, state (queued/running/done/failed), ``step:<name>``
+  = done, pid, attempts, last_error, timestamps. Expires ``state_ttl_s`` after last change.
+* ``oi:doc:{key}``   the job document the steps pass along (JSON), same TTL.
+* ``oi:lease:{key}`` the chain that may work on the key (``SET NX EX``).
+* ``oi:runs:{key}:{step}`` executions of a step, to cap redeliveries after worker loss.
+* ``oi:failed``      hash key -> JSON failure record (file, step, error, attempts, time).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from .job import Job
+
+__all__ = ["ACTIVE_STATES", "JobStore", "Record"]
+
+ACTIVE_STATES = ("queued", "running", "done")
+PREFIX = "oi:"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the store knows about one key."""
+
+    key: str
+    fields: dict[str, str]
+
+    @property
+    def state(self) -> str:
+        return self.fields.get("state", "")
+
+    def step_done(self, step: str) -> bool:
+        return self.fields.get(f"step:{step}") == "done"
+
+
+class JobStore:
+    """Thin, typed access to the keys above; every method is one or two round trips."""
+
+    def __init__(self, client: redis.Redis, state_ttl_s: int = 7 * 86400, lease_ttl_s: int = 11400) -> None:
+        self.redis = client
+        self.state_ttl_s = state_ttl_s
+        self.lease_ttl_s = lease_ttl_s
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> JobStore:
+        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, decode_responses=True)
+        return cls(client, **kwargs)
+
+    # -- records ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Record | None:
+        fields = self.redis.hgetall(f"{PREFIX}job:{key}")
+        return Record(key, fields) if fields else None
+
+    def update(self, key: str, **fields: Any) -> None:
+        name = f"{PREFIX}job:{key}"
+        values = {field: _text(value) for field, value in fields.items()}
+        values["updated_at"] = _now()
+        pipe = self.redis.pipeline()
+        pipe.hset(name, mapping=values)
+        pipe.expire(name, self.state_ttl_s)
+        pipe.execute()
+
+    def claim_for_queue(self, job: Job, *, force: bool = False) -> tuple[bool, str]:
+        """Mark a key queued unless it is queued, running or done; (claimed, previous state).
+
+        A WATCH transaction makes two concurrent enqueues of one file claim it once.
+        """
+        name = f"{PREFIX}job:{job['key']}"
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(name)
+                    previous = pipe.hget(name, "state") or ""
+                    if previous in ACTIVE_STATES and not force:
+                        pipe.unwatch()
+                        return False, previous
+                    pipe.multi()
+                    pipe.delete(name)
+                    pipe.hset(
+                        name,
+                        mapping={
+                            "state": "queued",
+                            "file": job["file"],
+                            "job_id": job.get("job_id") or "",
+                            "attempts": "0",
+                            "enqueued_at": _now(),
+                            "updated_at": _now(),
+                        },
+                    )
+                    pipe.expire(name, self.state_ttl_s)
+                    pipe.hdel(f"{PREFIX}failed", job["key"])
+                    pipe.execute()
+                    return True, previous
+                except redis.WatchError:
+                    continue
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def save_doc(self, job: Job) -> None:
+        self.redis.set(f"{PREFIX}doc:{job['key']}", json.dumps(job), ex=self.state_ttl_s)
+
+    def load_doc(self, key: str) -> Job | None:
+        raw = self.redis.get(f"{PREFIX}doc:{key}")
+        return json.loads(raw) if raw else None
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def acquire_lease(self, key: str, owner: str) -> bool:
+        """Take the key for ``owner`` (a chain id), or confirm and refresh its hold."""
+        name = f"{PREFIX}lease:{key}"
+        if self.redis.set(name, owner, nx=True, ex=self.lease_ttl_s):
+            return True
+        if self.redis.get(name) == owner:
+            self.redis.expire(name, self.lease_ttl_s)
+            return True
+        return False
+
+    def release_lease(self, key: str, owner: str) -> None:
+        name = f"{PREFIX}lease:{key}"
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(name)
+                if pipe.get(name) == owner:
+                    pipe.multi()
+                    pipe.delete(name)
+                    pipe.execute()
+                else:
+                    pipe.unwatch()
+            except redis.WatchError:
+                pass  # someone else changed it: not ours to delete any more
+
+    # -- redelivery cap -----------------------------------------------------------------------
+
+    def count_run(self, key: str, step: str) -> int:
+        name = f"{PREFIX}runs:{key}:{step}"
+        pipe = self.redis.pipeline()
+        pipe.incr(name)
+        pipe.expire(name, self.state_ttl_s)
+        return int(pipe.execute()[0])
+
+    def clear_runs(self, key: str, step: str) -> None:
+        self.redis.delete(f"{PREFIX}runs:{key}:{step}")
+
+    # -- failed registry ----------------------------------------------------------------------
+
+    def record_failure(self, key: str, failure: dict[str, Any]) -> None:
+        entry = {**failure, "key": key, "failed_at": _now()}
+        pipe = self.redis.pipeline()
+        pipe.hset(f"{PREFIX}failed", key, json.dumps(entry))
+        pipe.hset(
+            f"{PREFIX}job:{key}",
+            mapping={
+                "state": "failed",
+                "last_error": _text(failure.get("message", "")),
+                "updated_at": _now(),
+            },
+        )
+        pipe.expire(f"{PREFIX}job:{key}", self.state_ttl_s)
+        pipe.execute()
+
+    def failures(self) -> list[dict[str, Any]]:
+        entries = [json.loads(raw) for raw in self.redis.hgetall(f"{PREFIX}failed").values()]
+        return sorted(entries, key=lambda entry: entry.get("failed_at", ""))
+
+    def failure(self, key: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(f"{PREFIX}failed", key)
+        return json.loads(raw) if raw else None
+
+    def find_key(self, file: str) -> str | None:
+        """The key of the newest record for a file path (``status FILE``)."""
+        newest: tuple[str, str] | None = None
+        for name in self.redis.scan_iter(f"{PREFIX}job:*", count=500):
+            fields = self.redis.hmget(name, "file", "updated_at")
+            if fields[0] == file and (newest is None or (fields[1] or "") > newest[1]):
+                newest = (name.removeprefix(f"{PREFIX}job:"), fields[1] or "")
+        return newest[0] if newest else None
+
+    def counts(self) -> dict[str, int]:
+        """How many records are in each state (a scan: for operators, not hot paths)."""
+        totals: dict[str, int] = {}
+        for name in self.redis.scan_iter(f"{PREFIX}job:*", count=1000):
+            state = self.redis.hget(name, "state") or "?"
+            totals[state] = totals.get(state, 0) + 1
+        return totals
+
+
+def _now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,57 @@
+"""structlog setup: JSON for machines, readable lines on a terminal, never a secret."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["configure_logging", "get_logger", "redact_secrets"]
+
+_SECRET_KEYS = ("token", "password", "authorization", "secret", "access_token")
+
+
+def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace the value of any key that names a secret; a last line of defence."""
+    for key in list(event):
+        if any(marker in key.lower() for marker in _SECRET_KEYS):
+            event[key] = "***"
+    return event
+
+
+def _add_process(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # `pid` in our events is the dataset pid; the OS process id goes under `process`.
+    event.setdefault("process", os.getpid())
+    return event
+
+
+def configure_logging(fmt: str = "auto", level: str = "INFO", stream: Any = None) -> None:
+    """Configure structlog once per process; ``fmt`` is auto, json or console."""
+    stream = stream or sys.stderr
+    console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False) if console else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _add_process,
+            redact_secrets,
+            structlog.processors.dict_tracebacks if not console else structlog.dev.set_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str = "offline_ingestor") -> Any:
+    """A structlog logger bound to ``name``."""
+    return structlog.get_logger(name)

@@ -1,0 +1,172 @@
+"""The schema file format (``*.imsc.yml``) as validated models.
+
+Field names and meanings are those of the ESS ingestor, so its schema files load unchanged.
+Unknown keys, sources, operators and value types are errors here, at load time, instead of
+silent no-ops at ingestion time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "FIELD_TYPES",
+    "OPERATORS",
+    "VALUE_TYPES",
+    "MetadataItem",
+    "NexusVariable",
+    "SampleAttachment",
+    "Schema",
+    "ScicatVariable",
+    "ValueVariable",
+    "Variable",
+    "canonical_operator",
+]
+
+VALUE_TYPES = (
+    "string",
+    "string[]",
+    "integer",
+    "integer[]",
+    "float",
+    "float[]",
+    "date",
+    "dict",
+    "list",
+    "email",
+    "link",
+    "none",
+)
+OPERATORS = (
+    "join_with_space",
+    "filename",
+    "dirname",
+    "dirname-2",
+    "getitem",
+    "str-replace",
+    "urlsafe",
+    "to-lower",
+    "to-upper",
+    "sum",
+)
+FIELD_TYPES = ("high_level", "scientific_metadata")
+
+ValueType = Literal[
+    "string",
+    "string[]",
+    "integer",
+    "integer[]",
+    "float",
+    "float[]",
+    "date",
+    "dict",
+    "list",
+    "email",
+    "link",
+    "none",
+]
+
+
+def canonical_operator(name: str) -> str:
+    """Operators are spelled with ``-`` or ``_`` upstream; we accept both."""
+    dashed = name.replace("_", "-")
+    return "join_with_space" if dashed == "join-with-space" else dashed
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _VariableBase(_Strict):
+    value_type: ValueType = "string"
+    #: Upstream's fallback schema writes ``unit: ''`` on every variable.
+    unit: str = ""
+
+
+class NexusVariable(_VariableBase):
+    """Read from the NeXus file; ``*`` in ``path`` matches within one component."""
+
+    source: Literal["NXS"]
+    path: str
+
+
+class ScicatVariable(_VariableBase):
+    """GET ``url`` (relative to the API root) from SciCat and take ``field`` of the answer."""
+
+    source: Literal["SC"]
+    url: str
+    field: str = ""
+
+
+class ValueVariable(_VariableBase):
+    """A ``<var>`` template, optionally passed through one operator."""
+
+    source: Literal["VALUE"]
+    value: Any
+    operator: str = ""
+    field: str | int | None = None
+    pattern: str | None = None
+    replacement: str | None = None
+
+    @field_validator("operator")
+    @classmethod
+    def _known_operator(cls, value: str) -> str:
+        if value and canonical_operator(value) not in OPERATORS:
+            raise ValueError(f"unknown operator {value!r}; known: {', '.join(OPERATORS)}")
+        return canonical_operator(value) if value else ""
+
+    @model_validator(mode="after")
+    def _operator_arguments(self) -> ValueVariable:
+        if self.operator == "getitem" and self.field is None:
+            raise ValueError("operator getitem needs 'field'")
+        if self.operator == "str-replace" and (self.pattern is None or self.replacement is None):
+            raise ValueError("operator str-replace needs 'pattern' and 'replacement'")
+        return self
+
+
+Variable = Annotated[NexusVariable | ScicatVariable | ValueVariable, Field(discriminator="source")]
+
+
+class MetadataItem(_Strict):
+    """One entry of the dataset: a top-level field or a scientific-metadata item."""
+
+    field_type: Literal["high_level", "scientific_metadata"]
+    machine_name: str
+    value: Any
+    type: ValueType = "string"
+    human_name: str = ""
+    unit: str = ""
+
+
+class SampleAttachment(_Strict):
+    """Look the sample up in SciCat by name and proposal, and add its id to ``sampleId``."""
+
+    query_sample_name: bool = False
+    sample_name_path: str = "/entry/sample/name"
+    proposal_id_path: str = "/entry/experiment_identifier"
+
+
+class Schema(_Strict):
+    """One ``*.imsc.yml`` file."""
+
+    id: str
+    name: str
+    instrument: str = ""
+    selector: str | dict[str, Any]
+    order: int = 0
+    variables: dict[str, Variable] = Field(default_factory=dict)
+    schema_: dict[str, MetadataItem] = Field(alias="schema")
+    sample_attachment: SampleAttachment | None = None
+    #: Upstream PR #243 adds a ``jobs`` section; accepted and not acted on.
+    jobs: dict[str, Any] | None = None
+    #: Where it was loaded from (set by the loader, not read from the file).
+    source_file: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _non_empty_id(cls, value: str) -> str:
+        if not str(value).strip():
+            raise ValueError("schema id must not be empty")
+        return value

@@ -1,0 +1,250 @@
+"""One HTTP session to SciCat: login, timeouts, retries of idempotent calls, rate limit.
+
+Only GETs and the validation calls are retried here. POSTs that create something are not
+repeated blindly: the step that makes them checks SciCat first and is itself retried,
+which is what keeps them exactly-once (see ``steps.post_dataset``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from ..config import Scicat as ScicatSettings
+from ..errors import ScicatRejected, ScicatUnavailable
+from .errors import TRANSIENT_STATUSES, error_for_response, server_message
+
+__all__ = ["ScicatClient", "backoff_delay"]
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * (2**attempt)))
+
+
+class _RateLimiter:
+    """At most ``rate`` calls per second from this process (0 = unlimited)."""
+
+    def __init__(self, rate: float, sleep: Callable[[float], None]) -> None:
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._sleep = sleep
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if delay > 0:
+            self._sleep(delay)
+
+
+class ScicatClient:
+    """Talks to one SciCat backend; safe to share between threads of one process."""
+
+    def __init__(
+        self,
+        settings: ScicatSettings,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.session = session or requests.Session()
+        self.session.headers.update(settings.additional_headers)
+        self.session.verify = settings.verify
+        self._sleep = sleep
+        self._limiter = _RateLimiter(settings.rate_limit_per_s, sleep)
+        self._token = settings.token.get_secret_value()
+        self._login_lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def url(self, path: str, *, base: str | None = None) -> str:
+        return f"{(base or self.settings.api_base).rstrip('/')}/{path.lstrip('/')}"
+
+    @staticmethod
+    def quote_pid(pid: str) -> str:
+        """A pid is one path segment: its ``/`` must travel as ``%2F``."""
+        return quote(pid, safe="")
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def login(self) -> None:
+        """Exchange username/password for a token at ``/api/v3/auth/login``."""
+        settings = self.settings
+        if not settings.username:
+            return
+        with self._login_lock:
+            response = self._send(
+                "POST",
+                self.url("auth/login", base=settings.v3_base),
+                json={"username": settings.username, "password": settings.password.get_secret_value()},
+                authenticated=False,
+            )
+            body = _json(response)
+            token = body.get("access_token") or body.get("id") if isinstance(body, dict) else None
+            if response.status_code >= 400 or not token:
+                detail = server_message(body) if response.status_code >= 400 else "no token in the answer"
+                raise ScicatRejected(
+                    f"SciCat login as {settings.username!r} failed ({response.status_code}: {detail})",
+                    status=response.status_code,
+                    detail=detail,
+                )
+            self._token = str(token)
+
+    def _send(
+        self, method: str, url: str, *, json: Any = None, params: Any = None, authenticated: bool = True
+    ) -> requests.Response:
+        self._limiter.wait()
+        try:
+            return self.session.request(
+                method,
+                url,
+                json=json,
+                params=params,
+                headers=self._headers() if authenticated else {},
+                timeout=self.settings.timeout,
+            )
+        except requests.Timeout:
+            raise ScicatUnavailable(f"SciCat {method} {_path(url)} timed out") from None
+        except requests.ConnectionError as exc:
+            reason = type(exc.__context__ or exc).__name__
+            raise ScicatUnavailable(f"SciCat {method} {_path(url)}: connection failed ({reason})") from None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        retry: bool | None = None,
+        ok_statuses: tuple[int, ...] = (),
+        base: str | None = None,
+    ) -> tuple[int, Any]:
+        """Send one call; return (status, body) for 2xx or ``ok_statuses``, else raise.
+
+        ``retry`` defaults to True for GET: transient failures are retried with backoff up
+        to ``max_retries``. An expired session is renewed once when we can log in.
+        """
+        retry = method == "GET" if retry is None else retry
+        if self.settings.username and not self._token:
+            self.login()
+        url = self.url(path, base=base)
+        attempts = self.settings.max_retries + 1 if retry else 1
+        relogged = False
+        attempt = 0
+        while True:
+            try:
+                response = self._send(method, url, json=json, params=params)
+            except ScicatUnavailable:
+                attempt += 1
+                if attempt >= attempts:
+                    raise
+                self._sleep(backoff_delay(attempt, self.settings.backoff_s, self.settings.backoff_max_s))
+                continue
+            status = response.status_code
+            body = _json(response)
+            if status < 300 or status in ok_statuses:
+                return status, body
+            if status == 401 and self.settings.username and not relogged:
+                relogged = True
+                self.login()
+                continue
+            if status in TRANSIENT_STATUSES and attempt + 1 < attempts:
+                attempt += 1
+                self._sleep(
+                    _retry_after(response)
+                    or backoff_delay(attempt, self.settings.backoff_s, self.settings.backoff_max_s)
+                )
+                continue
+            raise error_for_response(method, _path(url), status, body)
+
+    # -- the calls an ingestor makes ------------------------------------------------------
+
+    def get_json(self, path: str) -> Any:
+        """GET a path under the v3 root (``SC`` schema variables, like upstream's host)."""
+        return self.request("GET", path, base=self.settings.v3_base)[1]
+
+    def get_dataset(self, pid: str) -> dict[str, Any] | None:
+        """The dataset with this pid, or None when SciCat has none."""
+        status, body = self.request(
+            "GET", f"{self.settings.api_endpoints.datasets}/{self.quote_pid(pid)}", ok_statuses=(404,)
+        )
+        return None if status == 404 else body
+
+    def find_datasets(self, where: dict[str, Any]) -> list[dict[str, Any]]:
+        """Datasets matching a loopback ``where`` filter (only those we may read)."""
+        import json as _json_module
+
+        _, body = self.request(
+            "GET",
+            self.settings.api_endpoints.datasets,
+            params={"filter": _json_module.dumps({"where": where})},
+        )
+        return list(body or [])
+
+    def create_dataset(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        """POST a dataset; 409 (pid exists) is returned, not raised."""
+        return self.request("POST", self.settings.api_endpoints.datasets, json=payload, ok_statuses=(409,))
+
+    def origdatablocks_of(self, pid: str) -> list[dict[str, Any]]:
+        """The origdatablocks attached to a dataset (read through the v3 route)."""
+        path = f"datasets/{self.quote_pid(pid)}/origdatablocks"
+        _, body = self.request("GET", path, base=self.settings.v3_base)
+        return list(body or [])
+
+    def create_origdatablock(self, payload: dict[str, Any]) -> Any:
+        """POST an origdatablock (``datasetId`` inside the payload)."""
+        return self.request("POST", self.settings.api_endpoints.origdatablocks, json=payload)[1]
+
+    def is_valid(self, endpoint: str, payload: dict[str, Any]) -> tuple[bool, str]:
+        """Ask SciCat's ``isValid`` route; (valid, reason)."""
+        _, body = self.request("POST", f"{endpoint}/isValid", json=payload, retry=True)
+        body = body if isinstance(body, dict) else {}
+        reason = body.get("error") or body.get("reason") or body.get("errors") or ""
+        return bool(body.get("valid")), reason if isinstance(reason, str) else _short(reason)
+
+    def health(self) -> Any:
+        """GET the health endpoint (no auth needed)."""
+        return self.request("GET", self.settings.health_endpoint, base=self.settings.v3_base)[1]
+
+
+def _json(response: requests.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:500]
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return min(float(value), 60.0)
+    except ValueError:
+        return None
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = json.dumps(value)
+    return text if len(text) < 500 else text[:497] + "..."

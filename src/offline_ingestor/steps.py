@@ -1,0 +1,279 @@
+"""The five steps of an ingestion, as plain functions over a JSON-able job.
+
+``select-schema → extract → build-dataset → post-dataset → post-origdatablock``
+
+Each step takes the job (a dict, see ``job.py``) and returns a new dict with its results
+added; it is safe to run again with the same input. The Celery tasks and ``ingest-now`` call
+exactly these functions. The two POST steps check SciCat before writing, so a rerun after
+any crash ends with one dataset and one origdatablock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import IdempotencyConflict, PermanentError, SchemaError, ScicatRejected
+from .filelist import build_file_list
+from .job import Job, read_message_file
+from .nexus import check_hdf5, open_nexus
+from .runtime import Runtime
+from .schema import Resolved, builtin_variables, extract_variables, now_iso, render_schema
+from .schema.samples import sample_ids
+from .scicat.payloads import for_api, missing_required
+
+__all__ = [
+    "STEPS",
+    "STEP_FUNCTIONS",
+    "build_dataset",
+    "extract",
+    "post_dataset",
+    "post_origdatablock",
+    "select_schema",
+]
+
+STEPS = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock")
+#: Namespace of the pids we derive when a schema gives none (stable across reruns).
+PID_NAMESPACE = uuid.UUID("6f1b1c57-2d0e-4c1f-9a52-0f6a3e4b7c10")
+
+
+def select_schema(rt: Runtime, job: Job) -> Job:
+    """Check the file is a readable HDF5 file and pick the first matching schema."""
+    path = Path(job["file"])
+    check_hdf5(path)
+    schema = rt.schemas.select(str(path))
+    return {**job, "schema_id": schema.id}
+
+
+def extract(rt: Runtime, job: Job) -> Job:
+    """Compute the schema's variables from the file, SciCat and templates."""
+    schema = rt.schemas.by_id(job["schema_id"])
+    path = Path(job["file"])
+    # Stable per file: retries and reruns render the same <now>/<ingestor_run_id>.
+    run_id = job.get("run_id") or str(uuid.uuid5(PID_NAMESPACE, job["key"]))
+    now = job.get("now") or now_iso()
+    builtins = builtin_variables(
+        data_file=path,
+        schema_id=schema.id,
+        run_id=run_id,
+        now=now,
+        ingestor_files_directory=rt.config.ingestion.file_handling.ingestor_files_directory,
+    )
+    with open_nexus(path) as handle:
+        registry = extract_variables(schema, handle, builtins, rt.scicat.get_json)
+        samples = (
+            sample_ids(
+                schema.sample_attachment, handle, rt.scicat.get_json, rt.config.scicat.api_endpoints.samples
+            )
+            if schema.sample_attachment
+            else []
+        )
+    variables = {name: {"value": item.value, "unit": item.unit} for name, item in registry.items()}
+    return {**job, "run_id": run_id, "now": now, "variables": variables, "sample_ids": samples}
+
+
+def _pid(rt: Runtime, job: Job, high_level: dict[str, Any]) -> str | None:
+    options = rt.config.dataset
+    if not options.allow_dataset_pid:
+        return None
+    if high_level.get("pid") and not options.generate_dataset_pid:
+        return str(high_level["pid"])
+    # Upstream generates a random uuid4 here, which duplicates the dataset on every rerun.
+    derived = str(uuid.uuid5(PID_NAMESPACE, job["key"]))
+    prefix = options.dataset_pid_prefix.rstrip("/")
+    return f"{prefix}/{derived}" if prefix else derived
+
+
+def _dataset(rt: Runtime, job: Job, datafiles: list[dict[str, Any]]) -> dict[str, Any]:
+    schema = rt.schemas.by_id(job["schema_id"])
+    registry = {name: Resolved(item["value"], item["unit"]) for name, item in job["variables"].items()}
+    high_level, scientific = render_schema(schema, registry)
+    options = rt.config.dataset
+    dataset: dict[str, Any] = {
+        "pid": _pid(rt, job, high_level),
+        "size": sum(int(entry["size"]) for entry in datafiles),
+        "numberOfFiles": len(datafiles),
+        "isPublished": False,
+        "type": "raw",
+        "techniques": [],
+        **{key: value for key, value in high_level.items() if key != "pid"},
+        "scientificMetadata": scientific,
+    }
+    defaults = {
+        "instrumentId": options.default_instrument_id,
+        "proposalId": options.default_proposal_id,
+        "ownerGroup": options.default_owner_group,
+        "accessGroups": options.default_access_groups,
+    }
+    for key, value in defaults.items():
+        if dataset.get(key) is None and value:
+            dataset[key] = value
+    if job.get("sample_ids"):
+        existing = dataset.get("sampleId")
+        known = existing if isinstance(existing, list) else [existing] if existing else []
+        merged = sorted(set(known) | set(job["sample_ids"]))
+        dataset["sampleId"] = merged[0] if len(merged) == 1 else merged
+    dataset = {key: value for key, value in dataset.items() if value is not None}
+    api = rt.config.scicat.api_version
+    dataset = for_api(dataset, api)
+    missing = missing_required(dataset, api)
+    if missing:
+        raise SchemaError(
+            f"schema {schema.id}: dataset lacks required field{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} for SciCat {api}"
+        )
+    return dataset
+
+
+def build_dataset(rt: Runtime, job: Job, progress: Callable[[int], None] | None = None) -> Job:
+    """Build the dataset document and the file list (stats and checksums)."""
+    variables = job["variables"]
+    source_folder = str(variables.get("source_folder", {}).get("value") or "")
+    extra = [Path(job["message_file"])] if job.get("message_file") else []
+    datafiles = build_file_list(
+        Path(job["file"]),
+        rt.config.ingestion.file_handling,
+        source_folder=source_folder,
+        extra_files=extra,
+        progress=progress or rt.progress,
+    )
+    dataset = _dataset(rt, job, datafiles)
+    if not source_folder and dataset.get("sourceFolder"):
+        datafiles = build_file_list(
+            Path(job["file"]),
+            rt.config.ingestion.file_handling,
+            source_folder=str(dataset["sourceFolder"]),
+            extra_files=extra,
+        )
+    origdatablock: dict[str, Any] = {
+        "size": sum(int(entry["size"]) for entry in datafiles),
+        "dataFileList": datafiles,
+    }
+    if rt.config.ingestion.file_handling.compute_file_hash:
+        origdatablock["chkAlg"] = rt.config.ingestion.file_handling.file_hash_algorithm
+    if dataset.get("ownerGroup"):
+        origdatablock["ownerGroup"] = dataset["ownerGroup"]
+    if dataset.get("accessGroups"):
+        origdatablock["accessGroups"] = dataset["accessGroups"]
+    return {**job, "dataset": dataset, "origdatablock": origdatablock}
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+_IDENTITY_FIELDS = ("sourceFolder", "ownerGroup", "type")
+
+
+def _is_ours(existing: dict[str, Any], dataset: dict[str, Any]) -> bool:
+    """Same file's dataset: identity fields and (when present) the job id agree."""
+    if any(existing.get(key) != dataset.get(key) for key in _IDENTITY_FIELDS if key in dataset):
+        return False
+    ours = dataset.get("scientificMetadata", {}).get("job_id", {}).get("value")
+    theirs = (existing.get("scientificMetadata") or {}).get("job_id", {})
+    theirs = theirs.get("value") if isinstance(theirs, dict) else theirs
+    return ours is None or theirs is None or ours == theirs
+
+
+def _readable(rt: Runtime, pid: str) -> dict[str, Any] | None:
+    """GET a dataset; a 403 (privileged-only account) counts as "cannot tell"."""
+    try:
+        return rt.scicat.get_dataset(pid)
+    except ScicatRejected as exc:
+        if exc.status == 403:
+            return None
+        raise
+
+
+def _validate_first(rt: Runtime, job: Job) -> None:
+    endpoints = rt.config.scicat.api_endpoints
+    valid, reason = rt.scicat.is_valid(endpoints.datasets, job["dataset"])
+    if not valid:
+        raise ScicatRejected(f"SciCat isValid rejected the dataset: {reason}", status=400, detail=reason)
+
+
+def _find_by_metadata(rt: Runtime, job: Job) -> dict[str, Any] | None:
+    key = rt.config.ingestion.check_if_dataset_exists_by_metadata_key
+    value = job["dataset"].get("scientificMetadata", {}).get(key, {}).get("value")
+    if not rt.config.ingestion.check_if_dataset_exists_by_metadata or value is None:
+        return None
+    found = rt.scicat.find_datasets({f"scientificMetadata.{key}.value": value})
+    return found[0] if found else None
+
+
+def post_dataset(rt: Runtime, job: Job) -> Job:
+    """Create the dataset unless SciCat already has it; record the pid."""
+    if job.get("pid"):
+        return job
+    dataset = job["dataset"]
+    pid = dataset.get("pid")
+    existing = None
+    if pid and rt.config.ingestion.check_if_dataset_exists_by_pid:
+        existing = _readable(rt, pid)
+    elif not pid:
+        existing = _find_by_metadata(rt, job)
+    if existing is not None:
+        if not _is_ours(existing, dataset):
+            raise IdempotencyConflict(
+                f"SciCat already has dataset {existing.get('pid')} from another source "
+                f"(sourceFolder {existing.get('sourceFolder')!r}); refusing to attach files to it"
+            )
+        return {**job, "pid": existing.get("pid", pid), "dataset_created": False}
+    if rt.config.scicat.validate_before_write:
+        _validate_first(rt, job)
+    status, body = rt.scicat.create_dataset(dataset)
+    if status == 409:
+        existing = _readable(rt, str(pid))
+        if existing is not None and not _is_ours(existing, dataset):
+            raise IdempotencyConflict(f"pid {pid} exists in SciCat with other content")
+        return {**job, "pid": pid, "dataset_created": False}
+    created_pid = body.get("pid") if isinstance(body, dict) else None
+    if not created_pid:
+        raise PermanentError(f"SciCat created the dataset but returned no pid: {body!r:.200}")
+    return {**job, "pid": created_pid, "dataset_created": True}
+
+
+def _has_our_files(block: dict[str, Any], paths: set[str]) -> bool:
+    return any(entry.get("path") in paths for entry in block.get("dataFileList") or [])
+
+
+def post_origdatablock(rt: Runtime, job: Job) -> Job:
+    """Attach the file list unless the dataset already holds a block with our file."""
+    if job.get("origdatablock_id"):
+        return job
+    pid = job["pid"]
+    payload = {"datasetId": pid, **job["origdatablock"]}
+    ours = {entry["path"] for entry in payload["dataFileList"][:1]}
+    try:
+        blocks = rt.scicat.origdatablocks_of(pid)
+    except ScicatRejected as exc:
+        if exc.status != 403:
+            raise
+        blocks = []  # a privileged-only account cannot read; the job record guards instead
+    for block in blocks:
+        if _has_our_files(block, ours):
+            return {
+                **job,
+                "origdatablock_id": block.get("_id") or block.get("id"),
+                "origdatablock_created": False,
+            }
+    if rt.config.scicat.validate_before_write:
+        valid, reason = rt.scicat.is_valid(rt.config.scicat.api_endpoints.origdatablocks, payload)
+        if not valid:
+            raise ScicatRejected(
+                f"SciCat isValid rejected the origdatablock: {reason}", status=400, detail=reason
+            )
+    body = rt.scicat.create_origdatablock(payload)
+    block_id = body.get("_id") or body.get("id") if isinstance(body, dict) else None
+    return {**job, "origdatablock_id": block_id, "origdatablock_created": True}
+
+
+STEP_FUNCTIONS: dict[str, Callable[[Runtime, Job], Job]] = {
+    "select-schema": select_schema,
+    "extract": extract,
+    "build-dataset": build_dataset,
+    "post-dataset": post_dataset,
+    "post-origdatablock": post_origdatablock,
+}
+
+__all__ += ["read_message_file"]

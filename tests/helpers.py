@@ -1,0 +1,52 @@
+"""Small helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from offline_ingestor.testing.nexus_factory import write_ess_file, write_nexus
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_SCHEMAS = ROOT / "tests" / "data" / "schemas"
+
+
+def ymir_file(data_root: Path, name: str = "run-0001.hdf", **kwargs: Any) -> Path:
+    """A synthetic YMIR file where the ESS file writer would put it."""
+    kwargs.setdefault("proposal", "876380")
+    kwargs.setdefault("instrument", "YMIR")
+    return write_ess_file(data_root / "ess/raw/ymir/2024/876380" / name, **kwargs)
+
+
+def coverage_file(data_root: Path, name: str = "coverage-1.nxs") -> Path:
+    """A file for tests/data/schemas/coverage.imsc.yml (every feature)."""
+    path = data_root / "ess/raw/test/2024" / name
+    write_ess_file(
+        path,
+        proposal="443503",
+        title="Lego Test 1, cont",
+        extra={
+            "/entry/sample/temperature": 293.5,
+            "/entry/instrument/detector/counts": [3, 4, 5],
+            "/entry/instrument/detector/positions": [0.5, 1.5],
+            "/entry/instrument/detector/frames": [7],
+        },
+    )
+    import h5py
+
+    with h5py.File(path, "r+") as handle:
+        handle["/entry/sample/temperature"].attrs["units"] = "K"
+    return path
+
+
+def schemas_with(tmp: Path, *files: Path) -> Path:
+    """A schemas directory holding exactly ``files``."""
+    directory = tmp / "schemas"
+    directory.mkdir(exist_ok=True)
+    for file in files:
+        shutil.copy(file, directory / file.name)
+    return directory
+
+
+__all__ = ["ROOT", "TEST_SCHEMAS", "coverage_file", "schemas_with", "write_nexus", "ymir_file"]
