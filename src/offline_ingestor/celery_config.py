@@ -31,8 +31,9 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "priority_steps": list(range(10)),
         "sep": ":",
         "queue_order_strategy": "priority",
-        # Sweep unacked messages of dead workers every 10 s instead of kombu's ~100 s.
-        "unacked_restore_interval": 10,
+        # Look for unacked messages of dead workers every few seconds instead of kombu's
+        # ~100 s, so a lost message comes back soon after its visibility timeout.
+        "unacked_restore_interval": max(1, min(10, queue.visibility_timeout_s // 4)),
         "unacked_restore_throttle": 1,
     }
     return {

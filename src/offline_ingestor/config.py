@@ -154,11 +154,13 @@ class Queue(_Section):
     queue_name: str = "ingest"
     concurrency: int = Field(2, ge=1)
     max_retries: int = Field(8, ge=0)
+    #: First retry waits about this long; each further retry doubles it (with jitter).
+    retry_backoff_s: float = Field(2.0, gt=0)
     retry_backoff_max_s: int = Field(300, ge=1)
     #: Seconds a late-acked message may stay unacked before Redis redelivers it.
-    visibility_timeout_s: int = Field(4 * 3600, ge=60)
+    visibility_timeout_s: int = Field(4 * 3600, ge=2)
     #: Hard per-task limit; must stay below the visibility timeout (checked below).
-    task_time_limit_s: int = Field(3 * 3600, ge=10)
+    task_time_limit_s: int = Field(3 * 3600, ge=1)
     max_redeliveries: int = Field(3, ge=0)
     state_ttl_s: int = Field(7 * 86400, ge=60)
     lease_ttl_s: int = Field(3 * 3600 + 600, ge=10)
@@ -253,6 +255,12 @@ def parse_config(data: Any, source: str = "<dict>") -> Config:
         config = Config.model_validate({**data, "source_path": source if source != "<dict>" else ""})
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(source, exc)) from None
+    if config.queue.retry_backoff_max_s >= config.queue.visibility_timeout_s:
+        raise ConfigError(
+            f"config {source}: queue.retry_backoff_max_s ({config.queue.retry_backoff_max_s}) must be "
+            f"below queue.visibility_timeout_s ({config.queue.visibility_timeout_s}): a retry waits "
+            "unacked and would be delivered twice"
+        )
     if config.queue.task_time_limit_s >= config.queue.visibility_timeout_s:
         raise ConfigError(
             f"config {source}: queue.task_time_limit_s ({config.queue.task_time_limit_s}) must be "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,12 @@ def _entry(
 def hash_file_path(data_file: Path, options: FileHandling) -> Path:
     """Where the hash of ``data_file`` is saved: ``<dir>/<stem>.<extension>``.
 
-    A relative ``ingestor_files_directory`` is taken from the data file's folder.
+    A relative ``ingestor_files_directory`` is taken from the data file's folder, and ``..``
+    is folded (``/d/raw/../ingestor`` → ``/d/ingestor``) so listed paths stay clean.
     """
     directory = Path(options.ingestor_files_directory).expanduser()
     if not directory.is_absolute():
-        directory = data_file.parent / directory
+        directory = Path(os.path.normpath(data_file.parent / directory))
     return directory / f"{data_file.stem}.{options.hash_file_extension}"
 
 

@@ -9,6 +9,7 @@ and records final failures in the failed registry (the chain's errback).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -126,6 +127,8 @@ def _run(task: Task, step: str, ref: dict[str, str]) -> dict[str, str] | None:
             raise task.retry(
                 exc=exc, countdown=policy.delay(task.request.retries), max_retries=None
             ) from None
+        # Celery hands the errback a rebuilt exception that may lose its class; keep ours.
+        store.update(key, last_failure={**exc.to_dict(), "attempts": task.request.retries + 1})
         raise
     elapsed = time.perf_counter() - started
     duration = round(elapsed * 1000, 1)
@@ -163,7 +166,7 @@ def _run(task: Task, step: str, ref: dict[str, str]) -> dict[str, str] | None:
 
 def _policy(config: Config) -> RetryPolicy:
     queue = config.queue
-    return RetryPolicy(queue.max_retries, 1.0, float(queue.retry_backoff_max_s))
+    return RetryPolicy(queue.max_retries, queue.retry_backoff_s, float(queue.retry_backoff_max_s))
 
 
 def _make_task(step: str) -> Any:
@@ -186,17 +189,21 @@ post_origdatablock_task = _make_task("post-origdatablock")
 def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
     """Errback of every chain: put the file in the failed registry with the reason."""
     ref = request.args[0] if request.args else {}
+    key = ref.get("key", "?")
     step = next((step for step, name in TASK_NAMES.items() if name == request.task), request.task)
-    detail = (
-        exc.to_dict()
-        if isinstance(exc, IngestError)
-        else {"error_class": type(exc).__name__, "message": str(exc) or type(exc).__name__}
-    )
     store = _store()
-    store.record_failure(
-        ref.get("key", "?"),
-        {**detail, "file": ref.get("file"), "step": step, "attempts": (request.retries or 0) + 1},
+    record = store.get(key)
+    saved = record.fields.get("last_failure") if record else None
+    detail: dict[str, Any] = (
+        json.loads(saved)
+        if saved
+        else {
+            "error_class": type(exc).__name__,
+            "message": str(exc) or type(exc).__name__,
+            "attempts": (request.retries or 0) + 1,
+        }
     )
+    store.record_failure(key, {**detail, "file": ref.get("file"), "step": step})
     store.release_lease(ref.get("key", "?"), request.root_id or request.id)
     metrics.count_file("failed", "")
     log.error(

@@ -1,0 +1,177 @@
+"""The queue end to end: enqueue → real worker (prefork) → SciCat stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import ymir_file
+from offline_ingestor.testing import Fault
+from worker.conftest import cli, wait_for
+
+pytestmark = [pytest.mark.redis, pytest.mark.worker]
+
+
+def blocks(standin: Any) -> int:
+    return len(standin.origdatablocks)
+
+
+def test_enqueued_file_is_ingested(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """A file enqueued from the CLI ends as one dataset and one origdatablock."""
+    config = queue_config()
+    start_worker(config)
+    path = ymir_file(data_root)
+    result = cli("enqueue", "-c", str(config), str(path))
+    assert result.returncode == 0 and result.stdout.startswith("queued"), result.stderr
+    wait_for(lambda: blocks(standin) == 1, what="the origdatablock")
+    status = json.loads(cli("status", "-c", str(config), "--json", str(path)).stdout)
+    assert status["state"] == "done" and status["pid"] in standin.datasets
+
+
+def test_duplicate_enqueue_makes_one_dataset(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """Enqueueing a file twice (before and after it is done) ingests it once."""
+    config = queue_config()
+    path = ymir_file(data_root)
+    first = cli("enqueue", "-c", str(config), str(path))
+    second = cli("enqueue", "-c", str(config), str(path))
+    assert second.stdout.startswith("already queued"), second.stdout
+    start_worker(config)
+    wait_for(lambda: blocks(standin) == 1, what="the origdatablock")
+    third = cli("enqueue", "-c", str(config), str(path))
+    assert first.returncode == second.returncode == third.returncode == 0
+    assert third.stdout.startswith("already done")
+    assert len(standin.datasets) == 1 and blocks(standin) == 1
+
+
+def test_paths_from_stdin_and_python_api(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """Paths piped on stdin and offline_ingestor.enqueue() both queue files."""
+    import offline_ingestor
+    from offline_ingestor.config import load_config
+
+    config = queue_config()
+    start_worker(config)
+    piped = [ymir_file(data_root, name=f"p{index}.hdf") for index in range(3)]
+    result = cli("enqueue", "-c", str(config), stdin="\n".join(map(str, piped)))
+    assert result.stdout.count("queued") == 3, result.stderr
+    outcome = offline_ingestor.enqueue(ymir_file(data_root, name="api.hdf"), job_id="fw-job-1",
+                                       config=load_config(config))  # fmt: skip
+    assert outcome.queued and outcome.key == "fw-job-1"
+    wait_for(lambda: blocks(standin) == 4, what="four origdatablocks")
+
+
+def test_scicat_503_for_a_while_is_retried(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """SciCat answering 503 several times: the step retries with backoff, then succeeds."""
+    config = queue_config()
+    standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=503, times=3))
+    start_worker(config)
+    cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
+    wait_for(lambda: blocks(standin) == 1, what="the origdatablock")
+    assert len(standin.datasets) == 1
+    posts = [
+        status for method, path, status in standin.requests if method == "POST" and path.endswith("/datasets")
+    ]
+    assert posts == [503, 503, 503, 201]
+
+
+def test_400_goes_to_failed_registry_then_requeue(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """A 400 fails at once into the registry with SciCat's words; requeue after the fix ingests."""
+    config = queue_config()
+    body = {"message": ["contactEmail must be an email"], "error": "Bad Request", "statusCode": 400}
+    standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=400, body=body, times=None))
+    start_worker(config)
+    path = ymir_file(data_root)
+    cli("enqueue", "-c", str(config), str(path))
+    failed: list[dict[str, Any]] = []
+
+    def registered() -> bool:
+        failed[:] = json.loads(cli("failed", "-c", str(config), "--json").stdout)
+        return bool(failed)
+
+    wait_for(registered, what="the failed registry entry")
+    (entry,) = failed
+    assert entry["step"] == "post-dataset" and entry["error_class"] == "ScicatRejected"
+    assert "contactEmail must be an email" in entry["message"] and entry["file"] == str(path)
+    assert entry["attempts"] == 1
+    # When the cause is fixed and the file requeued
+    standin.clear_faults()
+    result = cli("requeue", "-c", str(config), entry["key"])
+    assert result.returncode == 0 and result.stdout.startswith("queued"), result.stdout + result.stderr
+    wait_for(lambda: blocks(standin) == 1, what="the origdatablock after requeue")
+    assert json.loads(cli("failed", "-c", str(config), "--json").stdout) == []
+
+
+def test_child_killed_mid_step_is_redelivered_once(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """SIGKILL of the process running post-origdatablock: redelivered, one block in the end."""
+    config = queue_config()
+    standin.inject(
+        Fault(method="POST", path_regex=r"origdatablocks$", delay_s=3.0, times=1, after_handling=True)
+    )
+    worker = start_worker(config, concurrency=1)
+    cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
+    wait_for(lambda: any(m == "POST" and p.endswith("origdatablocks") for m, p, _ in standin.requests) or
+             (len(standin.datasets) == 1 and _odb_started(standin)), what="the origdatablock POST to start")  # fmt: skip
+    for child in worker.children():
+        os.kill(child, signal.SIGKILL)
+    wait_for(lambda: blocks(standin) >= 1, timeout=60, what="an origdatablock")
+    status = json.loads(cli("status", "-c", str(config), "--json", _only_key(config)).stdout)
+    wait_for(lambda: json.loads(cli("status", "-c", str(config), "--json", _only_key(config)).stdout)["state"] == "done",
+             timeout=60, what="the job to be done")  # fmt: skip
+    assert status["pid"] in standin.datasets
+    assert len(standin.datasets) == 1 and blocks(standin) == 1
+
+
+def _odb_started(standin: Any) -> bool:
+    return standin.in_flight("POST", r"origdatablocks$") if hasattr(standin, "in_flight") else False
+
+
+def _only_key(config: Path) -> str:
+    import redis
+    import yaml
+
+    url = yaml.safe_load(config.read_text())["queue"]["broker_url"]
+    (name,) = [key for key in redis.Redis.from_url(url, decode_responses=True).scan_iter("oi:job:*")]
+    return name.removeprefix("oi:job:")
+
+
+def test_whole_worker_killed_then_restarted(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """SIGKILL of the whole worker mid-POST; a new worker finishes after the visibility timeout."""
+    config = queue_config()
+    standin.inject(Fault(method="POST", path_regex=r"/datasets$", delay_s=2.0, times=1, after_handling=True))
+    worker = start_worker(config, concurrency=1)
+    cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
+    wait_for(
+        lambda: any(m == "GET" and "/datasets/" in p for m, p, _ in standin.requests),
+        what="post-dataset to start",
+    )
+    worker.kill()
+    start_worker(config, concurrency=1)
+    wait_for(lambda: blocks(standin) == 1, timeout=90, what="the origdatablock after restart")
+    assert len(standin.datasets) == 1 and blocks(standin) == 1
+
+
+def test_enqueue_without_redis_fails_loudly(queue_config: Any, redis_server: Any, data_root: Path) -> None:
+    """With Redis down, enqueue exits non-zero (75) and says it cannot reach Redis."""
+    config = queue_config()
+    redis_server.stop()
+    result = cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
+    assert result.returncode == 75
+    assert "cannot reach Redis" in result.stderr
