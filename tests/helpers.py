@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from offline_ingestor.testing.nexus_factory import write_ess_file, write_nexus
 
@@ -49,4 +54,45 @@ def schemas_with(tmp: Path, *files: Path) -> Path:
     return directory
 
 
-__all__ = ["ROOT", "TEST_SCHEMAS", "coverage_file", "schemas_with", "write_nexus", "ymir_file"]
+__all__ = [
+    "ROOT",
+    "TEST_SCHEMAS",
+    "cli",
+    "coverage_file",
+    "schemas_with",
+    "write_config",
+    "write_nexus",
+    "ymir_file",
+]
+
+
+BIN = Path(sys.executable).parent
+
+
+def write_config(path: Path, standin: Any, data_root: Path, **sections: Any) -> Path:
+    """A YAML config like an operator's; the password comes from the environment."""
+    data = {
+        "ingestion": {
+            "schemas_directory": str(ROOT / "schemas"),
+            "fallback_schema_file_path": str(ROOT / "schemas/fallback/ess-fallback.imsc.yml"),
+            "allowed_data_roots": [str(data_root)],
+            "file_handling": {"ingestor_files_directory": str(data_root / "ingestor")},
+        },
+        "scicat": {"host": standin.url_v3, "username": "ingestor", "timeout": 10},
+        "logging": {"format": "json"},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def cli(
+    *args: str, config: Path | None = None, password: str = "ingestorpw"
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": password}
+    if config is not None:
+        env["OFFLINE_INGESTOR_CONFIG"] = str(config)
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, env=env, timeout=60
+    )

@@ -29,6 +29,18 @@ DEMO_PROPOSALS = (
         "pi_email": "lise@ess.example",
     },
 )
+#: The stored fields the demo prints for each dataset.
+DEMO_FIELDS = (
+    "pid",
+    "datasetName",
+    "principalInvestigators",
+    "contactEmail",
+    "sourceFolder",
+    "creationLocation",
+    "ownerGroup",
+    "size",
+    "numberOfFiles",
+)
 DEMO_INSTRUMENTS = ({"id": "ess-ymir-0001", "name": "YMIR"}, {"id": "ess-odin-0001", "name": "ODIN"})
 
 
@@ -95,11 +107,12 @@ def run_demo(keep_running: bool = False) -> None:
                 made = "created" if job.get("dataset_created") else "already there"
                 click.echo(f"  {path.name:<16} schema={job['schema_id']:<32} pid={job['pid']}  ({made})")
         click.echo(
-            f"\nSciCat now holds {len(standin.datasets)} datasets and "
-            f"{len(standin.origdatablocks)} origdatablocks. One of them:"
+            f"\nSciCat holds {len(standin.datasets)} datasets, {len(standin.origdatablocks)} origdatablocks:"
         )
-        pid = sorted(standin.datasets)[-1]
-        click.echo(json.dumps(standin.datasets[pid], indent=2, default=str)[:2500])
+        for stored in standin.datasets.values():
+            shown = {key: stored.get(key) for key in DEMO_FIELDS}
+            shown["scientificMetadata"] = sorted(stored.get("scientificMetadata", {}))
+            click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
         if keep_running:
             click.echo(f"\nStand-in still up at {standin.base_url} (Ctrl-C to stop)")
             import time

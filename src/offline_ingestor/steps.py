@@ -86,15 +86,15 @@ def _pid(rt: Runtime, job: Job, high_level: dict[str, Any]) -> str | None:
     return f"{prefix}/{derived}" if prefix else derived
 
 
-def _dataset(rt: Runtime, job: Job, datafiles: list[dict[str, Any]]) -> dict[str, Any]:
+def _dataset(rt: Runtime, job: Job) -> dict[str, Any]:
     schema = rt.schemas.by_id(job["schema_id"])
     registry = {name: Resolved(item["value"], item["unit"]) for name, item in job["variables"].items()}
     high_level, scientific = render_schema(schema, registry)
     options = rt.config.dataset
+    # No size/numberOfFiles: SciCat adds each origdatablock's to the dataset ($inc), so
+    # sending them too (as upstream does) doubles both.
     dataset: dict[str, Any] = {
         "pid": _pid(rt, job, high_level),
-        "size": sum(int(entry["size"]) for entry in datafiles),
-        "numberOfFiles": len(datafiles),
         "isPublished": False,
         "type": "raw",
         "techniques": [],
@@ -129,24 +129,17 @@ def _dataset(rt: Runtime, job: Job, datafiles: list[dict[str, Any]]) -> dict[str
 
 def build_dataset(rt: Runtime, job: Job, progress: Callable[[int], None] | None = None) -> Job:
     """Build the dataset document and the file list (stats and checksums)."""
-    variables = job["variables"]
-    source_folder = str(variables.get("source_folder", {}).get("value") or "")
-    extra = [Path(job["message_file"])] if job.get("message_file") else []
+    dataset = _dataset(rt, job)
+    # Upstream makes file paths relative to the `source_folder` variable; schemas without
+    # one get paths relative to the dataset's sourceFolder.
+    source_folder = job["variables"].get("source_folder", {}).get("value") or dataset.get("sourceFolder")
     datafiles = build_file_list(
         Path(job["file"]),
         rt.config.ingestion.file_handling,
-        source_folder=source_folder,
-        extra_files=extra,
+        source_folder=str(source_folder or ""),
+        extra_files=[Path(job["message_file"])] if job.get("message_file") else [],
         progress=progress or rt.progress,
     )
-    dataset = _dataset(rt, job, datafiles)
-    if not source_folder and dataset.get("sourceFolder"):
-        datafiles = build_file_list(
-            Path(job["file"]),
-            rt.config.ingestion.file_handling,
-            source_folder=str(dataset["sourceFolder"]),
-            extra_files=extra,
-        )
     origdatablock: dict[str, Any] = {
         "size": sum(int(entry["size"]) for entry in datafiles),
         "dataFileList": datafiles,
