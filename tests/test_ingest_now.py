@@ -383,3 +383,32 @@ class TestDryRun:
         assert not standin.datasets and all(
             method == "GET" or "login" in path for method, path, _ in standin.requests
         )
+
+
+class TestOptionalFeatures:
+    def test_sample_attachment_adds_the_sample_id(
+        self, standin: Any, make_config: Any, data_root: Path, tmp_path: Path
+    ) -> None:
+        """sample_attachment looks the sample up by name and proposal and sets sampleId."""
+        from helpers import ROOT
+
+        standin.add_sample({"sampleId": "sample-42", "description": "A Sample", "proposalId": "876380"})
+        standin.add_sample({"sampleId": "sample-other", "description": "A Sample", "proposalId": "111111"})
+        text = (ROOT / "schemas/ess-ymir.imsc.yml").read_text()
+        schemas = tmp_path / "schemas"
+        schemas.mkdir()
+        (schemas / "ymir.imsc.yml").write_text(text + "sample_attachment:\n  query_sample_name: true\n")
+        config = make_config(standin, ingestion={"schemas_directory": str(schemas)})
+        job = run(config, ymir_file(data_root))
+        assert job["dataset"]["sampleId"] == "sample-42"
+        assert standin.datasets[job["pid"]]["sampleIds"] == ["sample-42"]
+
+    def test_static_token_instead_of_login(
+        self, standin: Any, make_config: Any, data_root: Path, monkeypatch: Any
+    ) -> None:
+        """A token from the environment is used as is: no login call is made."""
+        monkeypatch.setenv("OFFLINE_INGESTOR_SCICAT_TOKEN", standin.login_token("ingestor"))
+        config = make_config(standin, scicat={"host": standin.url_v3, "username": "", "password": ""})
+        job = run(config, ymir_file(data_root))
+        assert job["pid"] in standin.datasets
+        assert not any("login" in path for _, path, _ in standin.requests)

@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import IdempotencyConflict, PermanentError, SchemaError, ScicatRejected
 from .filelist import build_file_list
-from .job import Job, read_message_file
+from .job import Job
 from .nexus import check_hdf5, open_nexus
 from .runtime import Runtime
 from .schema import Resolved, builtin_variables, extract_variables, now_iso, render_schema
@@ -268,5 +268,3 @@ STEP_FUNCTIONS: dict[str, Callable[[Runtime, Job], Job]] = {
     "post-dataset": post_dataset,
     "post-origdatablock": post_origdatablock,
 }
-
-__all__ += ["read_message_file"]

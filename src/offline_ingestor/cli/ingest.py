@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ __all__ = ["demo", "ingest_now", "run_ingest_now"]
 
 
 def _progress_bar(path: Path) -> Any:
-    if not sys.stderr.isatty():
-        return None
+    """A hashing progress bar on a terminal; a no-op context otherwise."""
+    if not sys.stderr.isatty() or not path.is_file():
+        return contextlib.nullcontext(None)
     return click.progressbar(length=path.stat().st_size, label=f"hashing {path.name}", file=sys.stderr)
 
 
@@ -31,12 +33,9 @@ def run_ingest_now(
     for problem in rt.schema_problems():
         click.echo(f"warning: schema not loaded: {problem}", err=True)
     job = new_job(file, config, job_id=job_id, message_file=message_file)
-    bar = _progress_bar(Path(job["file"])) if Path(job["file"]).is_file() else None
-    if bar is not None:
-        with bar:
-            rt.progress = bar.update
-            return ingest(rt, job, dry_run=dry_run or config.ingestion.dry_run)
-    return ingest(rt, job, dry_run=dry_run or config.ingestion.dry_run)
+    with _progress_bar(Path(job["file"])) as bar:
+        rt.progress = bar.update if bar is not None else None
+        return ingest(rt, job, dry_run=dry_run or config.ingestion.dry_run)
 
 
 def summary(job: dict[str, Any]) -> dict[str, Any]:

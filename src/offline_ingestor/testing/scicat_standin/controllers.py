@@ -151,6 +151,7 @@ class Api:
             ("GET", "3", ("health",), h.health),
             ("GET", "3", ("proposals", P), h.get_proposal),
             ("GET", "3", ("instruments",), h.list_instruments),
+            ("GET", "3", ("samples",), h.list_samples),
         ]
 
     def dispatch(self, method: str, url: str, auth: str | None, raw: bytes, ctype: str) -> Reply:
@@ -462,14 +463,22 @@ class Api:
             return (200, copy.deepcopy(doc)) if readable else UNAUTHORIZED_ACCESS
 
     def list_instruments(self, c: Call) -> Reply:
+        return self._filtered(c, self.store.instruments)
+
+    def list_samples(self, c: Call) -> Reply:
+        if c.principal is None:
+            return FORBIDDEN_RESOURCE
+        return self._filtered(c, self.store.samples)
+
+    def _filtered(self, c: Call, collection: list[JsonDict]) -> Reply:
+        """``GET <collection>?filter={"where": ...}`` over a seeded list."""
         raw = (c.query.get("filter") or ["{}"])[0]
         try:
             flt = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
             return _err(400, "Invalid filter")
         with self.store.lock:
-            docs = list(self.store.instruments)
-            return 200, copy.deepcopy(st.apply_filter(docs, flt if isinstance(flt, dict) else {}))
+            return 200, copy.deepcopy(st.apply_filter(list(collection), flt if isinstance(flt, dict) else {}))
 
 
 _V3_NAMES = {

@@ -39,7 +39,7 @@ class Fault:
     times: int | None = 1  # None = forever
     delay_s: float = 0.0
     reset_connection: bool = False  # close the socket with RST instead of answering
-    after_handling: bool = False  # run the real request first, then fail the reply
+    after_handling: bool = False  # run the real request first, then delay and/or fail the reply
 
 
 @dataclass
@@ -100,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._body()
         path = self.path.partition("?")[0]
         fault = self.server.faults.take(self.command, path)
-        if fault is not None and fault.delay_s:
+        if fault is not None and fault.delay_s and not fault.after_handling:
             time.sleep(fault.delay_s)
         failing = fault is not None and (fault.reset_connection or fault.status is not None)
         if fault is not None and failing and not fault.after_handling:
@@ -117,6 +117,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # the backend's AllExceptionsFilter answer; details to stderr
             traceback.print_exc(file=sys.stderr)
             status, body = 500, "Internal server error"
+        if fault is not None and fault.after_handling and fault.delay_s:
+            time.sleep(fault.delay_s)  # stored, but the answer is late (a client may die meanwhile)
         if fault is not None and failing:
             self._fail(fault, path)
             return
@@ -260,6 +262,11 @@ class ScicatStandin:
         pid = str(doc.get("proposalId") or doc.get("id"))
         with self._store.lock:
             self._store.proposals[pid] = {"_id": pid, **copy.deepcopy(doc), "proposalId": pid}
+
+    def add_sample(self, doc: JsonDict) -> None:
+        """Serve ``doc`` from ``GET /api/v3/samples?filter=`` (needs ``sampleId``)."""
+        with self._store.lock:
+            self._store.samples.append({"_id": doc["sampleId"], **copy.deepcopy(doc)})
 
     def add_instrument(self, doc: JsonDict) -> None:
         """Serve ``doc`` from ``GET /api/v3/instruments?filter=`` (gets ``pid``/``id``/``_id``)."""

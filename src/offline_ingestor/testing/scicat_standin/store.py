@@ -351,6 +351,7 @@ class Store:
     origdatablocks: list[JsonDict] = field(default_factory=list)
     proposals: dict[str, JsonDict] = field(default_factory=dict)
     instruments: list[JsonDict] = field(default_factory=list)
+    samples: list[JsonDict] = field(default_factory=list)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     _secret: bytes = field(default_factory=lambda: os.urandom(32))
     _user_ids: dict[str, str] = field(default_factory=dict)
