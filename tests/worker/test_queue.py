@@ -175,3 +175,28 @@ def test_enqueue_without_redis_fails_loudly(queue_config: Any, redis_server: Any
     result = cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
     assert result.returncode == 75
     assert "cannot reach Redis" in result.stderr
+
+
+def test_drop_in_command_enqueues_when_the_queue_is_enabled(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path, tmp_path: Path
+) -> None:
+    """The ESS command line with queue.enabled enqueues (job id from the message file), exit 0."""
+    import subprocess
+    import sys
+
+    config = queue_config()
+    path = ymir_file(data_root)
+    message = tmp_path / "run.message.json"
+    message.write_text(json.dumps({"job_id": "wrdn-1234", "file_name": str(path)}))
+    command = [str(Path(sys.executable).parent / "scicat_background_ingestor"), "-c", str(config),
+               "--nexus-file", str(path), "--done-writing-message-file", str(message)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "queued: wrdn-1234"
+    assert not standin.datasets  # nothing ingested in the caller's process
+    start_worker(config)
+    wait_for(lambda: len(standin.origdatablocks) == 1, what="the origdatablock")
+    status = json.loads(cli("status", "-c", str(config), "--json", "wrdn-1234").stdout)
+    assert status["state"] == "done" and status["job_id"] == "wrdn-1234"
+    (block,) = standin.origdatablocks
+    assert str(message) in [entry["path"] for entry in block["dataFileList"]]
