@@ -86,6 +86,6 @@ def start_metrics_server(port: int, broker_url: str, queue_name: str) -> None:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    registry.register(_QueueCollector(broker_url, queue_name))  # type: ignore[arg-type]
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_QueueCollector(broker_url, queue_name))
     start_http_server(port, addr="0.0.0.0", registry=registry)
