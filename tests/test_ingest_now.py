@@ -412,3 +412,42 @@ class TestOptionalFeatures:
         job = run(config, ymir_file(data_root))
         assert job["pid"] in standin.datasets
         assert not any("login" in path for _, path, _ in standin.requests)
+
+
+class TestDryRunWritesNothing:
+    def test_no_hash_file_is_written_but_it_is_listed(
+        self, standin: Any, make_config: Any, data_root: Path
+    ) -> None:
+        """A dry run lists the hash file it would write, with its size, and writes none."""
+        config = make_config(standin)
+        job = run(config, ymir_file(data_root), dry_run=True)
+        hash_entry = job["origdatablock"]["dataFileList"][-1]
+        assert hash_entry["path"].endswith("run-0001.b2b") and hash_entry["size"] == 128
+        assert not (data_root / "ingestor").exists()
+        # And a real run writes it, listed the same way.
+        real = run(config, ymir_file(data_root))
+        written = real["origdatablock"]["dataFileList"][-1]
+        assert (written["path"], written["size"], written["perm"]) == (
+            hash_entry["path"], hash_entry["size"], hash_entry["perm"])  # fmt: skip
+
+    def test_schema_v4_names_are_not_overwritten_by_defaults(
+        self, standin: Any, make_config: Any, data_root: Path, tmp_path: Path
+    ) -> None:
+        """A schema's proposalIds wins over dataset.default_proposal_id."""
+        from helpers import ROOT
+
+        text = (
+            (ROOT / "schemas/ess-ymir.imsc.yml")
+            .read_text()
+            .replace(
+                "machine_name: proposalId, value: <proposal_id>, type: string",
+                'machine_name: proposalIds, value: [<proposal_id>], type: "string[]"',
+            )
+        )
+        schemas = tmp_path / "schemas"
+        schemas.mkdir()
+        (schemas / "ymir.imsc.yml").write_text(text)
+        config = make_config(standin, ingestion={"schemas_directory": str(schemas)},
+                             dataset={"default_proposal_id": "DEFAULT"})  # fmt: skip
+        job = run(config, ymir_file(data_root), dry_run=True)
+        assert job["dataset"]["proposalId"] == "876380"

@@ -32,6 +32,7 @@ def background_ingestor(
     from .cli.common import load
 
     config = load(config_path)
+    dry_run = dry_run or config.ingestion.dry_run
     if config.queue.enabled and not dry_run:
         from .enqueue import enqueue
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +24,13 @@ def _entry(
     path: Path, options: FileHandling, *, with_hash: bool, progress: Progress | None
 ) -> dict[str, Any]:
     try:
-        stat = path.stat()
+        info = path.stat()
     except OSError as exc:
         raise InputFileError(f"cannot stat {path}: {exc.strerror}") from None
-    entry: dict[str, Any] = {"path": path.as_posix(), "size": stat.st_size, "time": _iso(stat.st_mtime)}
+    entry: dict[str, Any] = {"path": path.as_posix(), "size": info.st_size, "time": _iso(info.st_mtime)}
     if options.compute_file_stats:
         # SciCat's DataFile DTO wants these as strings (an int uid is a 400).
-        entry.update(uid=str(stat.st_uid), gid=str(stat.st_gid), perm=oct(stat.st_mode))
+        entry.update(uid=str(info.st_uid), gid=str(info.st_gid), perm=oct(info.st_mode))
     if with_hash and options.compute_file_hash:
         try:
             entry["chk"] = file_checksum(path, options.file_hash_algorithm, progress)
@@ -57,6 +59,35 @@ def _relative(entry: dict[str, Any], source_folder: str) -> dict[str, Any]:
         return entry  # outside the source folder: keep it absolute rather than lie
 
 
+def _write_hash_file(target: Path, checksum: str) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(checksum)
+    except OSError as exc:
+        raise InputFileError(f"cannot write hash file {target}: {exc.strerror}") from None
+
+
+def _umask() -> int:
+    """This process's umask without changing it (os.umask can only read by setting)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def _planned_entry(target: Path, checksum: str, options: FileHandling) -> dict[str, Any]:
+    """The entry a hash file would get if it were written now by this process."""
+    entry: dict[str, Any] = {"path": target.as_posix(), "size": len(checksum), "time": _iso(time.time())}
+    if options.compute_file_stats:
+        umask = _umask()
+        entry.update(uid=str(os.getuid()), gid=str(os.getgid()), perm=oct(stat.S_IFREG | (0o666 & ~umask)))
+    return entry
+
+
 def build_file_list(
     data_file: Path,
     options: FileHandling,
@@ -64,20 +95,24 @@ def build_file_list(
     source_folder: str,
     extra_files: list[Path] | None = None,
     progress: Progress | None = None,
+    write_hash_files: bool = True,
 ) -> list[dict[str, Any]]:
-    """Entries for the data file, extra files and, if configured, the saved hash file."""
+    """Entries for the data file, extra files and, if configured, the saved hash file.
+
+    With ``write_hash_files`` off (dry runs) hash files are listed as they would be written
+    but not written.
+    """
     entries: list[dict[str, Any]] = []
     for path in [data_file, *(extra_files or [])]:
         entry = _entry(path, options, with_hash=True, progress=progress if path == data_file else None)
         entries.append(entry)
         if options.save_file_hash and "chk" in entry:
             target = hash_file_path(path, options)
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(entry["chk"])
-            except OSError as exc:
-                raise InputFileError(f"cannot write hash file {target}: {exc.strerror}") from None
-            entries.append(_entry(target, options, with_hash=False, progress=None))
+            if write_hash_files:
+                _write_hash_file(target, entry["chk"])
+                entries.append(_entry(target, options, with_hash=False, progress=None))
+            else:
+                entries.append(_planned_entry(target, entry["chk"], options))
     if options.file_path_type == "relative" and source_folder:
         entries = [_relative(entry, source_folder) for entry in entries]
     return entries

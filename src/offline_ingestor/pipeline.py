@@ -6,6 +6,7 @@ same retry policy, no broker.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -86,6 +87,8 @@ def ingest(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Job:
     """Run every step (all but the writes when ``dry_run``) and return the final job."""
+    if dry_run and not rt.dry_run:
+        rt = dataclasses.replace(rt, dry_run=True)
     settings = rt.config.scicat
     policy = policy or RetryPolicy(settings.max_retries, settings.backoff_s, settings.backoff_max_s)
     for step in STEPS:

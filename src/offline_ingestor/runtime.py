@@ -22,6 +22,8 @@ class Runtime:
     scicat: ScicatClient
     #: Called with byte counts while the data file is hashed (progress bars).
     progress: Progress | None = None
+    #: Build everything but write nothing: no SciCat POST, no hash file on disk.
+    dry_run: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod

@@ -86,6 +86,9 @@ def _pid(rt: Runtime, job: Job, high_level: dict[str, Any]) -> str | None:
     return f"{prefix}/{derived}" if prefix else derived
 
 
+_V4_NAMES = {"instrumentId": "instrumentIds", "proposalId": "proposalIds"}
+
+
 def _dataset(rt: Runtime, job: Job) -> dict[str, Any]:
     schema = rt.schemas.by_id(job["schema_id"])
     registry = {name: Resolved(item["value"], item["unit"]) for name, item in job["variables"].items()}
@@ -108,7 +111,8 @@ def _dataset(rt: Runtime, job: Job) -> dict[str, Any]:
         "accessGroups": options.default_access_groups,
     }
     for key, value in defaults.items():
-        if dataset.get(key) is None and value:
+        # A schema may name the field the v4 way (proposalIds); that counts as set too.
+        if dataset.get(key) is None and dataset.get(_V4_NAMES.get(key, key)) is None and value:
             dataset[key] = value
     if job.get("sample_ids"):
         existing = dataset.get("sampleId")
@@ -139,6 +143,7 @@ def build_dataset(rt: Runtime, job: Job, progress: Callable[[int], None] | None 
         source_folder=str(source_folder or ""),
         extra_files=[Path(job["message_file"])] if job.get("message_file") else [],
         progress=progress or rt.progress,
+        write_hash_files=not rt.dry_run,
     )
     origdatablock: dict[str, Any] = {
         "size": sum(int(entry["size"]) for entry in datafiles),

@@ -213,3 +213,45 @@ def test_delay_has_jitter_within_half_to_full_ceiling(monkeypatch: pytest.Monkey
     monkeypatch.setattr(random, "uniform", uniform)
     assert RetryPolicy(backoff_s=2.0, backoff_max_s=100.0).delay(2) == 4.0
     assert calls == [(4.0, 8.0)]
+
+
+class TestScicatLookupUrls:
+    """Where ``SC`` variable URLs are sent."""
+
+    def _client(self, **scicat: object) -> object:
+        from offline_ingestor.config import Scicat
+        from offline_ingestor.scicat import ScicatClient
+
+        return ScicatClient(Scicat.model_validate({"host": "https://sc.example/api/v3", **scicat}))
+
+    def _sent(self, client: object, path: str, monkeypatch: object) -> str:
+        seen: list[str] = []
+
+        def fake(method: str, url: str, **_: object) -> tuple[int, object]:
+            seen.append(url)
+            return 200, {}
+
+        monkeypatch.setattr(
+            client, "request", lambda method, p, base=None, **kw: fake(method, client.url(p, base=base))
+        )  # type: ignore[attr-defined]
+        client.get_json(path)  # type: ignore[attr-defined]
+        return seen[0]
+
+    def test_relative_path_goes_under_the_v3_root(self, monkeypatch: object) -> None:
+        """``proposals/1`` is fetched from ``<host>/api/v3/proposals/1``."""
+        assert (
+            self._sent(self._client(), "proposals/1", monkeypatch) == "https://sc.example/api/v3/proposals/1"
+        )
+
+    def test_full_url_is_used_as_is(self, monkeypatch: object) -> None:
+        """An absolute URL in a schema is not glued onto the API root."""
+        url = "https://other.example/api/v3/instruments?filter=x"
+        assert self._sent(self._client(), url, monkeypatch) == url
+
+    def test_configured_endpoint_name_is_used(self, monkeypatch: object) -> None:
+        """``api_endpoints.proposals`` renames the first path component, as upstream does."""
+        client = self._client(api_endpoints={"proposals": "Proposals"}, api_version="v4")
+        assert (
+            self._sent(client, "proposals?filter=1", monkeypatch)
+            == "https://sc.example/api/v3/Proposals?filter=1"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def explain(file: str, config_path: str | None, as_json: bool) -> None:
     from ..steps import build_dataset, extract, select_schema
 
     config = load(config_path)
-    rt = Runtime.from_config(config)
+    rt = dataclasses.replace(Runtime.from_config(config), dry_run=True)
     job = select_schema(rt, new_job(file, config))
     schema = rt.schemas.by_id(job["schema_id"])
     job = build_dataset(rt, extract(rt, job))

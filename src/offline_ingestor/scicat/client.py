@@ -7,6 +7,7 @@ which is what keeps them exactly-once (see ``steps.post_dataset``).
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -61,6 +62,7 @@ class ScicatClient:
         self.session = session or requests.Session()
         self.session.headers.update(settings.additional_headers)
         self.session.verify = settings.verify
+        _freeze_environment(self.session, settings)
         self._sleep = sleep
         self._limiter = _RateLimiter(settings.rate_limit_per_s, sleep)
         self._token = settings.token.get_secret_value()
@@ -69,6 +71,9 @@ class ScicatClient:
     # -- plumbing -------------------------------------------------------------------------
 
     def url(self, path: str, *, base: str | None = None) -> str:
+        """``path`` under ``base`` (the API root by default); ``base=""`` takes ``path`` whole."""
+        if base == "":
+            return path
         return f"{(base or self.settings.api_base).rstrip('/')}/{path.lstrip('/')}"
 
     @staticmethod
@@ -173,7 +178,17 @@ class ScicatClient:
     # -- the calls an ingestor makes ------------------------------------------------------
 
     def get_json(self, path: str) -> Any:
-        """GET a path under the v3 root (``SC`` schema variables, like upstream's host)."""
+        """GET for ``SC`` schema variables: a full URL as is, else under the v3 root.
+
+        As upstream, a path starting with an ``api_endpoints`` key (``proposals/...``) uses
+        the endpoint configured for it.
+        """
+        if path.startswith(("http://", "https://")):
+            return self.request("GET", path, base="")[1]
+        head, sep, rest = path.partition("/") if "/" in path.split("?")[0] else path.partition("?")
+        endpoint = getattr(self.settings.api_endpoints, head, None)
+        if isinstance(endpoint, str) and endpoint:
+            path = f"{endpoint}{sep}{rest}"
         return self.request("GET", path, base=self.settings.v3_base)[1]
 
     def get_dataset(self, pid: str) -> dict[str, Any] | None:
@@ -218,6 +233,24 @@ class ScicatClient:
     def health(self) -> Any:
         """GET the health endpoint (no auth needed)."""
         return self.request("GET", self.settings.health_endpoint, base=self.settings.v3_base)[1]
+
+
+def _freeze_environment(session: requests.Session, settings: ScicatSettings) -> None:
+    """Read proxy and CA-bundle variables once instead of on every request.
+
+    With ``trust_env`` on, requests scans the environment for proxies, evaluates
+    ``no_proxy``, reads ``~/.netrc`` and looks up ``REQUESTS_CA_BUNDLE`` on *every* call:
+    about a quarter of a SciCat call's client CPU in a worker child (bench/RESULTS.md,
+    profile). SciCat is one host, so we resolve them here once and switch it off. This also
+    keeps a ``~/.netrc`` entry from replacing our Bearer header with basic auth.
+    """
+    if not session.trust_env:
+        return
+    session.proxies.update(requests.utils.get_environ_proxies(settings.api_base))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
+    session.trust_env = False
 
 
 def _json(response: requests.Response) -> Any:
