@@ -7,7 +7,7 @@ silent no-ops at ingestion time.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,20 +25,6 @@ __all__ = [
     "canonical_operator",
 ]
 
-VALUE_TYPES = (
-    "string",
-    "string[]",
-    "integer",
-    "integer[]",
-    "float",
-    "float[]",
-    "date",
-    "dict",
-    "list",
-    "email",
-    "link",
-    "none",
-)
 OPERATORS = (
     "join_with_space",
     "filename",
@@ -67,6 +53,7 @@ ValueType = Literal[
     "link",
     "none",
 ]
+VALUE_TYPES: tuple[str, ...] = get_args(ValueType)
 
 
 def canonical_operator(name: str) -> str:
