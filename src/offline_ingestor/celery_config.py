@@ -72,9 +72,10 @@ def celery_settings(config: Config) -> dict[str, Any]:
         # Recycle children now and then: h5py/HDF5 keep caches.
         "worker_max_tasks_per_child": 10_000,
         "worker_concurrency": queue.concurrency,
-        # Events for Flower and celery-exporter.
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Events for Flower and celery-exporter (queue.task_events, on by default):
+        # about four extra Redis publishes per task (bench/RESULTS.md).
+        "worker_send_task_events": queue.task_events,
+        "task_send_sent_event": queue.task_events,
         # We configure structlog ourselves.
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,

@@ -89,9 +89,18 @@ class FileNotReady(TransientError):
 class ScicatUnavailable(TransientError):
     """SciCat could not be reached or answered 5xx/429."""
 
-    def __init__(self, message: str, *, status: int | None = None, **where: str | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        **where: str | None,
+    ) -> None:
         super().__init__(message, **where)
         self.status = status
+        #: Seconds the server asked us to wait (``Retry-After`` of a 429/503), if any.
+        self.retry_after = retry_after
 
 
 class QueueUnavailable(TransientError):

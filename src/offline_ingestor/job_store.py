@@ -21,7 +21,7 @@ import redis
 
 from .job import Job
 
-__all__ = ["ACTIVE_STATES", "JobStore", "Record"]
+__all__ = ["ACTIVE_STATES", "JobStore", "Record", "StepStart"]
 
 ACTIVE_STATES = ("queued", "running", "done")
 PREFIX = "oi:"
@@ -40,6 +40,16 @@ class Record:
 
     def step_done(self, step: str) -> bool:
         return self.fields.get(f"step:{step}") == "done"
+
+
+@dataclass(frozen=True)
+class StepStart:
+    """What a step task learns before running its step (see :meth:`JobStore.begin_step`)."""
+
+    runs: int
+    leased: bool
+    record: Record | None
+    doc: Job | None
 
 
 class JobStore:
@@ -150,6 +160,50 @@ class JobStore:
 
     def clear_runs(self, key: str, step: str) -> None:
         self.redis.delete(f"{PREFIX}runs:{key}:{step}")
+
+    # -- one round trip per task phase (the worker's hot path) ---------------------------------
+
+    def begin_step(self, key: str, step: str, owner: str) -> StepStart:
+        """``count_run`` + ``acquire_lease`` + ``get`` + ``load_doc`` in one pipeline.
+
+        A step task used to make five or six round trips before its step ran; with ~1 ms
+        of client and server CPU each, that was a fifth of a small file's cost on a 2-core
+        host (bench/RESULTS.md). Same effects, same order; a chain that already holds the
+        lease refreshes its expiry with one more call.
+        """
+        lease = f"{PREFIX}lease:{key}"
+        runs = f"{PREFIX}runs:{key}:{step}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(runs)
+        pipe.expire(runs, self.state_ttl_s)
+        pipe.set(lease, owner, nx=True, ex=self.lease_ttl_s)
+        pipe.get(lease)
+        pipe.hgetall(f"{PREFIX}job:{key}")
+        pipe.get(f"{PREFIX}doc:{key}")
+        count, _, taken, holder, fields, raw = pipe.execute()
+        leased = bool(taken) or holder == owner
+        if leased and not taken:
+            self.redis.expire(lease, self.lease_ttl_s)
+        return StepStart(
+            runs=int(count),
+            leased=leased,
+            record=Record(key, fields) if fields else None,
+            doc=json.loads(raw) if raw else None,
+        )
+
+    def finish_step(self, job: Job, step: str, **fields: Any) -> None:
+        """``save_doc`` + ``update(step:<step>=done, **fields)`` + ``clear_runs``, one round trip."""
+        key = job["key"]
+        name = f"{PREFIX}job:{key}"
+        values: dict[Any, Any] = {field: _text(value) for field, value in fields.items()}  # redis-py stubs
+        values[f"step:{step}"] = "done"
+        values["updated_at"] = _now()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(f"{PREFIX}doc:{key}", json.dumps(job), ex=self.state_ttl_s)
+        pipe.hset(name, mapping=values)
+        pipe.expire(name, self.state_ttl_s)
+        pipe.delete(f"{PREFIX}runs:{key}:{step}")
+        pipe.execute()
 
     # -- failed registry ----------------------------------------------------------------------
 

@@ -47,7 +47,11 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: Any = None
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write() per line: PrintLogger's print() writes the message and its newline
+        # separately, and with stderr on a file or pipe (unbuffered in Python) the lines of
+        # two prefork children interleave as `{...}{...}\n\n` and stop being JSON lines
+        # (seen by bench/ under load). WriteLogger writes `message + "\n"` in one call.
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
 

@@ -61,9 +61,12 @@ def open_nexus(path: Path) -> Iterator[Any]:
 
     check_hdf5(path)
     try:
-        handle = h5py.File(path, "r", locking=False)
+        # HDF5 file locking: a writer that still has the file open holds an exclusive lock,
+        # so we get BlockingIOError (transient) instead of reading a half-written file.
+        # "best-effort" ignores filesystems without locks (some NFS mounts).
+        handle = h5py.File(path, "r", locking="best-effort")
     except BlockingIOError:
-        raise FileNotReady(f"file is locked by its writer: {path}") from None
+        raise FileNotReady(f"file is still open for writing (HDF5 lock held): {path}") from None
     except OSError as exc:
         text = str(exc)
         if "truncated" in text or ("file signature not found" not in text and "eof" in text.lower()):

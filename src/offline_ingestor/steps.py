@@ -10,6 +10,7 @@ any crash ends with one dataset and one origdatablock.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from .errors import IdempotencyConflict, PermanentError, SchemaError, ScicatRejected
 from .filelist import build_file_list
-from .job import Job
+from .job import Job, check_data_root
 from .nexus import check_hdf5, open_nexus
 from .runtime import Runtime
 from .schema import Resolved, builtin_variables, extract_variables, now_iso, render_schema
@@ -42,6 +43,9 @@ PID_NAMESPACE = uuid.UUID("6f1b1c57-2d0e-4c1f-9a52-0f6a3e4b7c10")
 def select_schema(rt: Runtime, job: Job) -> Job:
     """Check the file is a readable HDF5 file and pick the first matching schema."""
     path = Path(job["file"])
+    # Again here, not only at enqueue: a message put on the queue by other means (or for a
+    # symlink changed since) must not make the worker read files outside the data roots.
+    check_data_root(Path(os.path.realpath(path)), rt.config)
     check_hdf5(path)
     schema = rt.schemas.select(str(path))
     return {**job, "schema_id": schema.id}

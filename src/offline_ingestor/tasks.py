@@ -9,8 +9,11 @@ and records final failures in the failed registry (the chain's errback).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from celery import Task, chain
@@ -44,10 +47,33 @@ def _config() -> Config:
     return config  # type: ignore[no-any-return]
 
 
+def _schema_stamp(config: Config) -> tuple[tuple[str, int, int], ...]:
+    """Names, mtimes and sizes of the schema files: a change means "load them again"."""
+    stamps = []
+    fallback = config.ingestion.fallback_schema_file_path
+    candidates = [config.resolve(fallback)] if fallback else []
+    with contextlib.suppress(OSError):
+        candidates += [Path(entry.path) for entry in os.scandir(config.schemas_dir)]
+    for path in candidates:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(stamps))
+
+
 def _runtime() -> Runtime:
-    """One runtime per worker process (schemas parsed once, one HTTP session)."""
-    if "runtime" not in _process:
-        _process["runtime"] = Runtime.from_config(_config())
+    """One runtime per worker process (schemas parsed once, one HTTP session).
+
+    The schemas are parsed again when a schema file changes, so that an operator who fixes
+    a schema can ``requeue`` its failed files without restarting the worker.
+    """
+    config = _config()
+    stamp = _schema_stamp(config)
+    if "runtime" not in _process or _process.get("schema_stamp") != stamp:
+        _process["runtime"] = Runtime.from_config(config)
+        _process["schema_stamp"] = stamp
     return _process["runtime"]  # type: ignore[no-any-return]
 
 
@@ -84,7 +110,8 @@ def _run(task: Task, step: str, ref: dict[str, str]) -> dict[str, str] | None:
     key, file = ref["key"], ref["file"]
     store, config = _store(), _config()
     owner = task.request.root_id or task.request.id
-    runs = store.count_run(key, step)
+    start = store.begin_step(key, step, owner)  # one round trip: run count, lease, record, doc
+    runs = start.runs
     if runs - task.request.retries > config.queue.max_redeliveries + 1:
         store.record_failure(
             key,
@@ -97,14 +124,15 @@ def _run(task: Task, step: str, ref: dict[str, str]) -> dict[str, str] | None:
             },
         )
         store.release_lease(key, owner)
+        store.clear_runs(key, step)  # a requeue after the fix starts counting afresh
         _stop_chain(task)
         return None
-    if not store.acquire_lease(key, owner):
+    if not start.leased:
         log.warning("chain.duplicate", step=step, file=file, job_id=key, task_id=task.request.id)
         _stop_chain(task)
         return None
-    record = store.get(key)
-    job = store.load_doc(key) or {"file": file, "key": key}
+    record = start.record
+    job = start.doc or {"file": file, "key": key}
     if record is not None and record.step_done(step):
         log.info("step.skipped", step=step, file=file, job_id=key, reason="already done")
         return ref
@@ -114,6 +142,7 @@ def _run(task: Task, step: str, ref: dict[str, str]) -> dict[str, str] | None:
     try:
         job = STEP_FUNCTIONS[step](rt, _redo_missing_steps(rt, job, step))
     except SoftTimeLimitExceeded:
+        store.clear_runs(key, step)
         raise PermanentError(f"step {step} exceeded its time limit", step=step, file=file) from None
     except IngestError as exc:
         exc.at(step=step, file=file)
@@ -124,20 +153,27 @@ def _run(task: Task, step: str, ref: dict[str, str]) -> dict[str, str] | None:
                 "step.retry", step=step, file=file, job_id=key, attempt=task.request.retries, error=str(exc)
             )
             metrics.count_retry(step)
-            raise task.retry(
-                exc=exc, countdown=policy.delay(task.request.retries), max_retries=None
-            ) from None
+            # Honour a server's Retry-After, but never wait past the visibility timeout.
+            asked = float(getattr(exc, "retry_after", None) or 0.0)
+            countdown = max(policy.delay(task.request.retries), min(asked, policy.backoff_max_s))
+            raise task.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries) from None
         # Celery hands the errback a rebuilt exception that may lose its class; keep ours.
         store.update(key, last_failure={**exc.to_dict(), "attempts": task.request.retries + 1})
+        # Final: forget the executions, or a requeue would look like a crash loop (WorkerLost).
+        store.clear_runs(key, step)
         raise
     elapsed = time.perf_counter() - started
     duration = round(elapsed * 1000, 1)
     metrics.observe_step(step, elapsed)
-    store.save_doc(job)
-    store.update(
-        key, **{f"step:{step}": "done"}, pid=job.get("pid") or "", schema_id=job.get("schema_id", "")
+    last = step == STEPS[-1]
+    # One round trip: document, "step done" (and "done" after the last step), run count reset.
+    store.finish_step(
+        job,
+        step,
+        pid=job.get("pid") or "",
+        schema_id=job.get("schema_id", ""),
+        **({"state": "done"} if last else {}),
     )
-    store.clear_runs(key, step)
     log.info(
         "step.done",
         step=step,
@@ -148,8 +184,7 @@ def _run(task: Task, step: str, ref: dict[str, str]) -> dict[str, str] | None:
         duration_ms=duration,
         task_id=task.request.id,
     )
-    if step == STEPS[-1]:
-        store.update(key, state="done")
+    if last:
         store.release_lease(key, owner)
         metrics.count_file("created" if job.get("dataset_created") else "duplicate", job.get("schema_id", ""))
         log.info(

@@ -414,3 +414,31 @@ def test_bad_message_file_is_an_input_error(tmp_path: Path, content: str) -> Non
     message.write_text(content)
     with pytest.raises(InputFileError, match=r"m\.json"):
         read_message_file(str(message))
+
+
+# -- begin_step / finish_step (the worker's one-round-trip hot path) -------------------------
+
+
+def test_begin_step_counts_leases_and_loads_in_one_call(store: JobStore) -> None:
+    """begin_step counts the run, takes the lease and returns the record and document."""
+    store.claim_for_queue(job())
+    store.save_doc({**job(), "schema_id": "s"})
+    start = store.begin_step("k1", "extract", "chain-a")
+    assert (start.runs, start.leased) == (1, True)
+    assert start.record is not None and start.record.state == "queued"
+    assert start.doc is not None and start.doc["schema_id"] == "s"
+    assert store.begin_step("k1", "extract", "chain-a").runs == 2  # same chain: lease confirmed
+    other = store.begin_step("k1", "extract", "chain-b")
+    assert other.leased is False
+
+
+def test_finish_step_saves_marks_done_and_resets_runs(store: JobStore) -> None:
+    """finish_step stores the document, marks the step done and clears its run count."""
+    store.claim_for_queue(job())
+    store.begin_step("k1", "extract", "chain-a")
+    store.finish_step({**job(), "variables": {}}, "extract", pid="p1", state="done")
+    record = store.get("k1")
+    assert record is not None and record.step_done("extract") and record.state == "done"
+    assert record.fields["pid"] == "p1"
+    assert store.load_doc("k1") == {**job(), "variables": {}}
+    assert store.count_run("k1", "extract") == 1

@@ -85,7 +85,7 @@ def worker(
         str(concurrency or config.queue.concurrency),
         "--loglevel",
         loglevel,
-        "-E",
+        *(["-E"] if config.queue.task_events else []),  # see queue.task_events
         "--pool",
         "prefork",
         *celery_args,

@@ -173,7 +173,10 @@ class ScicatClient:
                     or backoff_delay(attempt, self.settings.backoff_s, self.settings.backoff_max_s)
                 )
                 continue
-            raise error_for_response(method, _path(url), status, body)
+            error = error_for_response(method, _path(url), status, body)
+            if isinstance(error, ScicatUnavailable):
+                error.retry_after = _retry_after(response)
+            raise error
 
     # -- the calls an ingestor makes ------------------------------------------------------
 

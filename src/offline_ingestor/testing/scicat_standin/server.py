@@ -40,6 +40,7 @@ class Fault:
     delay_s: float = 0.0
     reset_connection: bool = False  # close the socket with RST instead of answering
     after_handling: bool = False  # run the real request first, then delay and/or fail the reply
+    headers: dict[str, str] = field(default_factory=dict)  # extra reply headers, e.g. Retry-After
 
 
 @dataclass
@@ -137,12 +138,14 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.body is not None
             else {"message": HTTPStatus(status).phrase, "statusCode": status}
         )
-        self._send(status, body, path)
+        self._send(status, body, path, fault.headers)
 
-    def _send(self, status: int, body: Any, path: str) -> None:
+    def _send(self, status: int, body: Any, path: str, headers: dict[str, str] | None = None) -> None:
         data = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
         self.server.log(self.command, path, status)
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if data:
             self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -279,6 +282,12 @@ class ScicatStandin:
         """Queue a fault; faults are matched in the order they were injected."""
         with self._faults.lock:
             self._faults.items.append(copy.copy(fault))
+
+    @property
+    def pending_faults(self) -> int:
+        """Injected faults not used up yet (a fault is used when its request arrives)."""
+        with self._faults.lock:
+            return len(self._faults.items)
 
     def clear_faults(self) -> None:
         with self._faults.lock:

@@ -1,0 +1,249 @@
+"""The processes a worker benchmark needs: redis-server, the stand-in, Celery workers.
+
+Each is started on a free loopback port, owned by the benchmark and stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .common import BIN, PYTHON, ROOT, SCHEMAS
+
+SCICAT_PASSWORD = "ingestorpw"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> None:
+    """Poll ``condition`` until it holds; raise after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process from /proc (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (prefork pool processes)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(item) for item in out.stdout.split()]
+
+
+class RedisServer:
+    """A redis-server on a free port, AOF with fsync every second (a production setting)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._pong, 10, "redis-server")
+        return self
+
+    def _pong(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+class StandinProcess:
+    """``python -m bench.standin`` (seeded SciCat stand-in) in a process of its own."""
+
+    def __init__(self, stats_file: Path) -> None:
+        self.stats_file = stats_file
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self) -> StandinProcess:
+        self.stats_file.unlink(missing_ok=True)
+        self.process = subprocess.Popen(
+            [str(PYTHON), "-m", "bench.standin", "--stats-file", str(self.stats_file)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            raise RuntimeError("the SciCat stand-in did not start")
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """Stop it and return its stats (requests with answer times, documents stored)."""
+        import json
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(30)
+        return json.loads(self.stats_file.read_text()) if self.stats_file.exists() else {}
+
+
+def write_config(
+    path: Path, *, scicat_url: str, broker_url: str, data_root: Path, heartbeat: Path, **sections: Any
+) -> Path:
+    """A worker/ingest config for the stand-in and Redis; ``sections`` override keys."""
+    data: dict[str, Any] = {
+        "dataset": {"default_owner_group": "ingestor", "default_access_groups": ["ingestor"]},
+        "ingestion": {
+            "schemas_directory": str(SCHEMAS),
+            "fallback_schema_file_path": str(SCHEMAS / "fallback/ess-fallback.imsc.yml"),
+            "allowed_data_roots": [str(data_root)],
+            "check_if_dataset_exists_by_metadata": False,
+            "file_handling": {"ingestor_files_directory": str(data_root / "ingestor")},
+        },
+        "scicat": {"host": scicat_url, "username": "ingestor", "timeout": 30, "max_retries": 2},
+        "queue": {
+            "enabled": True,
+            "broker_url": broker_url,
+            "concurrency": 2,
+            "heartbeat_file": str(heartbeat),
+            "visibility_timeout_s": 600,
+            "task_time_limit_s": 300,
+            "retry_backoff_s": 0.2,
+            "retry_backoff_max_s": 2,
+        },
+        "logging": {"format": "json", "logging_level": "INFO"},
+    }
+    for name, values in sections.items():
+        merged = {**data.get(name, {}), **values}
+        data[name] = merged
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def ingest_env() -> dict[str, str]:
+    """Environment for our commands: the stand-in's ingestor password."""
+    return {**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": SCICAT_PASSWORD}
+
+
+class Worker:
+    """``offline-ingestor worker`` (optionally under ``bench.profiled_worker``) as a subprocess."""
+
+    def __init__(
+        self, config: Path, log: Path, heartbeat: Path, concurrency: int, profile_dir: Path | None = None
+    ) -> None:
+        self.config, self.log, self.heartbeat = config, log, heartbeat
+        self.concurrency = concurrency
+        self.profile_dir = profile_dir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        args = [
+            "worker",
+            "-c",
+            str(self.config),
+            "--concurrency",
+            str(self.concurrency),
+            "--without-mingle",
+            "--without-gossip",
+            "-n",
+            f"bench-{self.log.stem}@%h",
+        ]
+        if self.profile_dir is None:
+            return [str(BIN / "offline-ingestor"), *args]
+        return [str(PYTHON), "-m", "bench.profiled_worker", str(self.profile_dir), *args]
+
+    def start(self, wait: bool = True) -> Worker:
+        self.heartbeat.unlink(missing_ok=True)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=ingest_env(),
+                cwd=ROOT,
+            )
+        if wait:
+            wait_for(self.heartbeat.exists, 60, "the worker to be ready")
+        return self
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far: the main (consumer) process and its pool children."""
+        assert self.process is not None
+        return {
+            "main": cpu_seconds(self.process.pid),
+            "children": sum(cpu_seconds(pid) for pid in child_pids(self.process.pid)),
+        }
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM), SIGKILL to the group if it does not end in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
