@@ -10,6 +10,7 @@ and records final failures in the failed registry (the chain's errback).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -27,6 +28,7 @@ from .errors import IngestError, PermanentError
 from .job import Job
 from .job_store import JobStore
 from .logs import get_logger
+from .pipeline import WRITE_STEPS
 from .retry import RetryPolicy
 from .runtime import Runtime
 from .steps import STEP_FUNCTIONS, STEPS
@@ -72,7 +74,9 @@ def _runtime() -> Runtime:
     config = _config()
     stamp = _schema_stamp(config)
     if "runtime" not in _process or _process.get("schema_stamp") != stamp:
-        _process["runtime"] = Runtime.from_config(config)
+        _process["runtime"] = dataclasses.replace(
+            Runtime.from_config(config), dry_run=config.ingestion.dry_run
+        )
         _process["schema_stamp"] = stamp
     return _process["runtime"]  # type: ignore[no-any-return]
 
@@ -140,7 +144,11 @@ def _run(task: Task, step: str, ref: dict[str, str]) -> dict[str, str] | None:
     started = time.perf_counter()
     store.update(key, state="running", step=step, attempts=task.request.retries + 1)
     try:
-        job = STEP_FUNCTIONS[step](rt, _redo_missing_steps(rt, job, step))
+        if rt.dry_run and step in WRITE_STEPS:
+            # ingestion.dry_run: the chain runs, builds both payloads, and writes nothing.
+            log.info("step.dry_run", step=step, file=file, job_id=key, reason="ingestion.dry_run")
+        else:
+            job = STEP_FUNCTIONS[step](rt, _redo_missing_steps(rt, job, step))
     except SoftTimeLimitExceeded:
         store.clear_runs(key, step)
         raise PermanentError(f"step {step} exceeded its time limit", step=step, file=file) from None

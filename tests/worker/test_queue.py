@@ -200,3 +200,15 @@ def test_drop_in_command_enqueues_when_the_queue_is_enabled(
     assert status["state"] == "done" and status["job_id"] == "wrdn-1234"
     (block,) = standin.origdatablocks
     assert str(message) in [entry["path"] for entry in block["dataFileList"]]
+
+
+def test_worker_honours_ingestion_dry_run(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """With ingestion.dry_run the worker runs the chain and writes nothing to SciCat."""
+    config = queue_config(ingestion={"dry_run": True})
+    worker = start_worker(config)
+    cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
+    wait_for(lambda: worker.log.read_text().count('"step.dry_run"') == 2, what="both writes skipped")
+    assert not standin.datasets and not standin.origdatablocks
+    assert not any(method == "POST" and "login" not in path for method, path, _ in standin.requests)
