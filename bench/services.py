@@ -6,37 +6,18 @@ Each is started on a free loopback port, owned by the benchmark and stopped by i
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from offline_ingestor.testing.processes import RedisServer, wait_for
+
 from .common import BIN, PYTHON, ROOT, SCHEMAS
 
 SCICAT_PASSWORD = "ingestorpw"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> None:
-    """Poll ``condition`` until it holds; raise after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -54,66 +35,9 @@ def child_pids(pid: int) -> list[int]:
     return [int(item) for item in out.stdout.split()]
 
 
-class RedisServer:
-    """A redis-server on a free port, AOF with fsync every second (a production setting)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._pong, 10, "redis-server")
-        return self
-
-    def _pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def client(self) -> Any:
-        import redis
-
-        return redis.Redis.from_url(self.url, decode_responses=True)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+def redis_server(directory: Path) -> RedisServer:
+    """A redis-server with the production AOF setting (fsync every second)."""
+    return RedisServer(directory, appendfsync="everysec")
 
 
 class StandinProcess:

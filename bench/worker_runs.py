@@ -15,7 +15,7 @@ from typing import Any
 
 from .common import BIN, PYTHON, ROOT, median, percentile, summary_ms
 from .logparse import StepLog
-from .services import RedisServer, StandinProcess, Worker, cpu_seconds, ingest_env, wait_for, write_config
+from .services import StandinProcess, Worker, cpu_seconds, ingest_env, redis_server, wait_for, write_config
 
 
 @dataclass
@@ -99,7 +99,7 @@ def run_queue(
 ) -> QueueRun:
     """Backlog of ``files`` → ``workers`` times prefork(``concurrency``) until all are done."""
     base = workdir / name
-    redis = RedisServer(base / "redis").start()
+    redis = redis_server(base / "redis").start()
     standin = StandinProcess(base / "standin.json").start()
     pool: list[Worker] = []
     try:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,12 @@ import pytest
 import yaml
 
 from helpers import ROOT
+from offline_ingestor.testing.processes import wait_for
+
+__all__ = ["BIN", "Worker", "cli", "wait_for"]
 
 BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll until ``condition`` holds; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Worker:
@@ -41,11 +33,21 @@ class Worker:
         self.heartbeat.unlink(missing_ok=True)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(BIN / "offline-ingestor"), "worker", "-c", str(self.config),
-                 "--concurrency", str(self.concurrency), "--without-mingle", "--without-gossip"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    str(BIN / "offline-ingestor"),
+                    "worker",
+                    "-c",
+                    str(self.config),
+                    "--concurrency",
+                    str(self.concurrency),
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 env={**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"},
-            )  # fmt: skip
+            )
         wait_for(self.heartbeat.exists, 60, "the worker to be ready")
         return self
 
@@ -83,13 +85,19 @@ def queue_config(tmp_path: Path, redis_server: Any, standin: Any, data_root: Pat
             },
             "scicat": {"host": standin.url_v3, "username": "ingestor", "timeout": 10, "max_retries": 0},
             "queue": {
-                "enabled": True, "broker_url": redis_server.url, "concurrency": 2,
-                "heartbeat_file": str(tmp_path / "heartbeat"), "max_retries": 6,
-                "retry_backoff_s": 0.2, "retry_backoff_max_s": 2,
-                "visibility_timeout_s": 20, "task_time_limit_s": 15, "max_redeliveries": 2,
+                "enabled": True,
+                "broker_url": redis_server.url,
+                "concurrency": 2,
+                "heartbeat_file": str(tmp_path / "heartbeat"),
+                "max_retries": 6,
+                "retry_backoff_s": 0.2,
+                "retry_backoff_max_s": 2,
+                "visibility_timeout_s": 20,
+                "task_time_limit_s": 15,
+                "max_redeliveries": 2,
             },
             "logging": {"format": "json"},
-        }  # fmt: skip
+        }
         for name, values in sections.items():
             data[name] = {**data.get(name, {}), **values}
         path = tmp_path / "worker.yml"
@@ -119,5 +127,11 @@ def start_worker(tmp_path: Path, queue_config: Callable[..., Path]) -> Iterator[
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "offline-ingestor"), *args], capture_output=True, text=True, input=stdin,
-                          timeout=60, env={**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"})  # fmt: skip
+    return subprocess.run(
+        [str(BIN / "offline-ingestor"), *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+        env={**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"},
+    )

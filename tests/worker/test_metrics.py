@@ -34,7 +34,9 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def test_prometheus_scrape_reads_ingest_metrics(standin: Any, start_worker: Any, queue_config: Any, data_root: Path) -> None:
+def test_prometheus_scrape_reads_ingest_metrics(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
     """A scrape of the worker shows files ingested/failed per schema, retries, steps, queue depth."""
     port = free_port()
     config = queue_config(queue={"metrics_port": port})
@@ -60,7 +62,9 @@ def test_prometheus_scrape_reads_ingest_metrics(standin: Any, start_worker: Any,
     assert samples[("ingest_failed_files", ())] == 1.0
 
 
-def test_heartbeat_liveness_and_step_logs(standin: Any, start_worker: Any, queue_config: Any, data_root: Path) -> None:
+def test_heartbeat_liveness_and_step_logs(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
     """health --liveness passes while the worker runs; each step logs one JSON event."""
     config = queue_config()
     worker = start_worker(config)

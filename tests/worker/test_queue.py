@@ -64,8 +64,9 @@ def test_paths_from_stdin_and_python_api(
     piped = [ymir_file(data_root, name=f"p{index}.hdf") for index in range(3)]
     result = cli("enqueue", "-c", str(config), stdin="\n".join(map(str, piped)))
     assert result.stdout.count("queued") == 3, result.stderr
-    outcome = offline_ingestor.enqueue(ymir_file(data_root, name="api.hdf"), job_id="fw-job-1",
-                                       config=load_config(config))  # fmt: skip
+    outcome = offline_ingestor.enqueue(
+        ymir_file(data_root, name="api.hdf"), job_id="fw-job-1", config=load_config(config)
+    )
     assert outcome.queued and outcome.key == "fw-job-1"
     wait_for(lambda: blocks(standin) == 4, what="four origdatablocks")
 
@@ -125,14 +126,25 @@ def test_child_killed_mid_step_is_redelivered_once(
     )
     worker = start_worker(config, concurrency=1)
     cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
-    wait_for(lambda: any(m == "POST" and p.endswith("origdatablocks") for m, p, _ in standin.requests) or
-             (len(standin.datasets) == 1 and _odb_started(standin)), what="the origdatablock POST to start")  # fmt: skip
+    wait_for(
+        lambda: (
+            any(m == "POST" and p.endswith("origdatablocks") for m, p, _ in standin.requests)
+            or (len(standin.datasets) == 1 and _odb_started(standin))
+        ),
+        what="the origdatablock POST to start",
+    )
     for child in worker.children():
         os.kill(child, signal.SIGKILL)
     wait_for(lambda: blocks(standin) >= 1, timeout=60, what="an origdatablock")
     status = json.loads(cli("status", "-c", str(config), "--json", _only_key(config)).stdout)
-    wait_for(lambda: json.loads(cli("status", "-c", str(config), "--json", _only_key(config)).stdout)["state"] == "done",
-             timeout=60, what="the job to be done")  # fmt: skip
+    wait_for(
+        lambda: (
+            json.loads(cli("status", "-c", str(config), "--json", _only_key(config)).stdout)["state"]
+            == "done"
+        ),
+        timeout=60,
+        what="the job to be done",
+    )
     assert status["pid"] in standin.datasets
     assert len(standin.datasets) == 1 and blocks(standin) == 1
 
@@ -188,8 +200,15 @@ def test_drop_in_command_enqueues_when_the_queue_is_enabled(
     path = ymir_file(data_root)
     message = tmp_path / "run.message.json"
     message.write_text(json.dumps({"job_id": "wrdn-1234", "file_name": str(path)}))
-    command = [str(Path(sys.executable).parent / "scicat_background_ingestor"), "-c", str(config),
-               "--nexus-file", str(path), "--done-writing-message-file", str(message)]  # fmt: skip
+    command = [
+        str(Path(sys.executable).parent / "scicat_background_ingestor"),
+        "-c",
+        str(config),
+        "--nexus-file",
+        str(path),
+        "--done-writing-message-file",
+        str(message),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "queued: wrdn-1234"
