@@ -428,7 +428,10 @@ class TestDryRunWritesNothing:
         real = run(config, ymir_file(data_root))
         written = real["origdatablock"]["dataFileList"][-1]
         assert (written["path"], written["size"], written["perm"]) == (
-            hash_entry["path"], hash_entry["size"], hash_entry["perm"])  # fmt: skip
+            hash_entry["path"],
+            hash_entry["size"],
+            hash_entry["perm"],
+        )
 
     def test_schema_v4_names_are_not_overwritten_by_defaults(
         self, standin: Any, make_config: Any, data_root: Path, tmp_path: Path
@@ -447,7 +450,8 @@ class TestDryRunWritesNothing:
         schemas = tmp_path / "schemas"
         schemas.mkdir()
         (schemas / "ymir.imsc.yml").write_text(text)
-        config = make_config(standin, ingestion={"schemas_directory": str(schemas)},
-                             dataset={"default_proposal_id": "DEFAULT"})  # fmt: skip
+        config = make_config(
+            standin, ingestion={"schemas_directory": str(schemas)}, dataset={"default_proposal_id": "DEFAULT"}
+        )
         job = run(config, ymir_file(data_root), dry_run=True)
         assert job["dataset"]["proposalId"] == "876380"

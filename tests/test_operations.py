@@ -19,7 +19,11 @@ class TestSchemasCheck:
     def test_errors_name_file_line_and_key(self, tmp_path: Path) -> None:
         """A broken schema is reported with its file, line and key; exit code 1."""
         broken = tmp_path / "broken.imsc.yml"
-        text = (ROOT / "schemas/ess-coda.imsc.yml").read_text().replace("value_type: integer}", "value_type: int}")
+        text = (
+            (ROOT / "schemas/ess-coda.imsc.yml")
+            .read_text()
+            .replace("value_type: integer}", "value_type: int}")
+        )
         broken.write_text(text)
         line = next(no for no, row in enumerate(text.splitlines(), 1) if "value_type: int}" in row)
         result = cli("offline-ingestor", "schemas", "check", str(tmp_path))
@@ -28,10 +32,19 @@ class TestSchemasCheck:
 
 
 class TestSchemasExplain:
-    def test_explain_shows_schema_variables_sources_and_dataset(self, standin: Any, data_root: Path, tmp_path: Path) -> None:
+    def test_explain_shows_schema_variables_sources_and_dataset(
+        self, standin: Any, data_root: Path, tmp_path: Path
+    ) -> None:
         """explain names the schema, each variable with value and source, and the dataset; writes nothing."""
         config = write_config(tmp_path / "c.yml", standin, data_root)
-        result = cli("offline-ingestor", "schemas", "explain", str(ymir_file(data_root, run_number=7)), "-c", str(config))
+        result = cli(
+            "offline-ingestor",
+            "schemas",
+            "explain",
+            str(ymir_file(data_root, run_number=7)),
+            "-c",
+            str(config),
+        )
         assert result.returncode == 0, result.stderr
         out = result.stdout
         assert "schema:   3d0c1f5e-ymir-offline-ingestor (ESS YMIR raw data)" in out
@@ -47,8 +60,18 @@ class TestSchemasExplain:
         schemas = tmp_path / "schemas"
         schemas.mkdir()
         (schemas / "coverage.imsc.yml").write_text((TEST_SCHEMAS / "coverage.imsc.yml").read_text())
-        config = write_config(tmp_path / "c.yml", standin, data_root, ingestion={"schemas_directory": str(schemas)})
-        result = cli("offline-ingestor", "schemas", "explain", "--json", str(coverage_file(data_root)), "-c", str(config))
+        config = write_config(
+            tmp_path / "c.yml", standin, data_root, ingestion={"schemas_directory": str(schemas)}
+        )
+        result = cli(
+            "offline-ingestor",
+            "schemas",
+            "explain",
+            "--json",
+            str(coverage_file(data_root)),
+            "-c",
+            str(config),
+        )
         data = json.loads(result.stdout)
         variables = {item["name"]: item for item in data["variables"]}
         assert variables["temperature"]["unit"] == "K"
@@ -58,7 +81,9 @@ class TestSchemasExplain:
 
 
 class TestHealth:
-    def test_ready_when_everything_answers(self, standin: Any, data_root: Path, tmp_path: Path, redis_server: Any) -> None:
+    def test_ready_when_everything_answers(
+        self, standin: Any, data_root: Path, tmp_path: Path, redis_server: Any
+    ) -> None:
         """health passes every check against a live Redis and SciCat."""
         config = write_config(tmp_path / "c.yml", standin, data_root, queue={"broker_url": redis_server.url})
         result = cli("offline-ingestor", "health", "--json", "-c", str(config))
@@ -70,10 +95,12 @@ class TestHealth:
     def test_not_ready_names_what_failed(self, standin: Any, data_root: Path, tmp_path: Path) -> None:
         """With SciCat and Redis unreachable, health exits 1 and says which checks failed."""
         config = write_config(
-            tmp_path / "c.yml", standin, data_root,
+            tmp_path / "c.yml",
+            standin,
+            data_root,
             scicat={"host": "http://127.0.0.1:9/api/v3", "max_retries": 0},
             queue={"broker_url": "redis://127.0.0.1:9/0"},
-        )  # fmt: skip
+        )
         result = cli("offline-ingestor", "health", "-c", str(config))
         assert result.returncode == 1
         failed = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("FAIL")}

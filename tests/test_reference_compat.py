@@ -16,7 +16,9 @@ from offline_ingestor.runtime import Runtime
 
 pytestmark = pytest.mark.reference
 
-CODA_TEAM = "Anders Pettersson, Fredrik Bolmsten, George ONeill, Jonas Petersson, Massimiliano Novelli, Matt Clarke"
+CODA_TEAM = (
+    "Anders Pettersson, Fredrik Bolmsten, George ONeill, Jonas Petersson, Massimiliano Novelli, Matt Clarke"
+)
 YMIR_TEAM = (
     "Anders Pettersson, Fredrik Bolmsten, George ONeill, Janos Babik, Jekabs Karklins, Jonas Petersson, "
     "Junjie Quan, Massimiliano Novelli, Matt Clarke, Søren Schmidt, Tibor Bukovics, Yoganandan Pandiyan"
@@ -34,7 +36,9 @@ def upstream(reference: Path, tmp_path: Path, data_root: Path, standin: Any, mak
     schemas = tmp_path / "upstream-schemas"
     schemas.mkdir()
     for name in ("small-coda", "small-ymir"):
-        shutil.copy(reference / f"scicat-ingestor/resources/{name}.imsc.yml.example", schemas / f"{name}.imsc.yml")
+        shutil.copy(
+            reference / f"scicat-ingestor/resources/{name}.imsc.yml.example", schemas / f"{name}.imsc.yml"
+        )
     files = {}
     for name, folder in (("small-coda", "coda/2024/443503"), ("small-ymir", "ymir/2024/876380")):
         target = data_root / "ess/raw" / folder / f"{name}.hdf"
@@ -42,10 +46,14 @@ def upstream(reference: Path, tmp_path: Path, data_root: Path, standin: Any, mak
         shutil.copy(reference / f"scicat-ingestor/test-data/{name}.hdf", target)
         files[name] = target
     # The file handling of upstream's integration config, the mode that works upstream.
-    config = make_config(standin, ingestion={
-        "schemas_directory": str(schemas), "fallback_schema_file_path": "",
-        "file_handling": {"file_path_type": "absolute", "save_file_hash": False},
-    })  # fmt: skip
+    config = make_config(
+        standin,
+        ingestion={
+            "schemas_directory": str(schemas),
+            "fallback_schema_file_path": "",
+            "file_handling": {"file_path_type": "absolute", "save_file_hash": False},
+        },
+    )
     return config, files
 
 

@@ -51,8 +51,10 @@ def test_prometheus_scrape_reads_ingest_metrics(
 
     def counted() -> bool:
         samples = scrape(port)
-        return samples.get(("ingest_files_total", (("outcome", "failed"), ("schema", "unknown")))) == 1.0 and \
-            samples.get(("ingest_files_total", (("outcome", "created"), ("schema", ymir)))) == 1.0  # fmt: skip
+        return (
+            samples.get(("ingest_files_total", (("outcome", "failed"), ("schema", "unknown")))) == 1.0
+            and samples.get(("ingest_files_total", (("outcome", "created"), ("schema", ymir)))) == 1.0
+        )
 
     wait_for(counted, what="the file counters in a scrape")
     samples = scrape(port)
@@ -75,7 +77,12 @@ def test_heartbeat_liveness_and_step_logs(
     events = [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
     steps = [event for event in events if event["event"] == "step.done"]
     assert [event["step"] for event in steps] == [
-        "select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock"]  # fmt: skip
+        "select-schema",
+        "extract",
+        "build-dataset",
+        "post-dataset",
+        "post-origdatablock",
+    ]
     for event in steps:
         assert {"file", "job_id", "step", "pid", "attempt", "duration_ms", "process", "task_id"} <= set(event)
     (summary,) = [event for event in events if event["event"] == "ingest.finished"]
