@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -68,7 +68,7 @@ class JobStore:
     # -- records ------------------------------------------------------------------------------
 
     def get(self, key: str) -> Record | None:
-        fields = self.redis.hgetall(f"{PREFIX}job:{key}")
+        fields = cast(dict[str, str], self.redis.hgetall(f"{PREFIX}job:{key}"))
         return Record(key, fields) if fields else None
 
     def update(self, key: str, **fields: Any) -> None:
@@ -76,7 +76,7 @@ class JobStore:
         values = {field: _text(value) for field, value in fields.items()}
         values["updated_at"] = _now()
         pipe = self.redis.pipeline()
-        pipe.hset(name, mapping=values)
+        pipe.hset(name, mapping=cast(Any, values))  # redis-py types keys as a union Mapping
         pipe.expire(name, self.state_ttl_s)
         pipe.execute()
 
@@ -89,8 +89,8 @@ class JobStore:
         with self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(name)
-                    previous = pipe.hget(name, "state") or ""
+                    pipe.watch(name)  # type: ignore[no-untyped-call]
+                    previous = str(pipe.hget(name, "state") or "")
                     if previous in ACTIVE_STATES and not force:
                         pipe.unwatch()
                         return False, previous
@@ -139,7 +139,7 @@ class JobStore:
         name = f"{PREFIX}lease:{key}"
         with self.redis.pipeline() as pipe:
             try:
-                pipe.watch(name)
+                pipe.watch(name)  # type: ignore[no-untyped-call]
                 if pipe.get(name) == owner:
                     pipe.multi()
                     pipe.delete(name)
@@ -234,16 +234,16 @@ class JobStore:
         """The key of the newest record for a file path (``status FILE``)."""
         newest: tuple[str, str] | None = None
         for name in self.redis.scan_iter(f"{PREFIX}job:*", count=500):
-            fields = self.redis.hmget(name, "file", "updated_at")
-            if fields[0] == file and (newest is None or (fields[1] or "") > newest[1]):
-                newest = (name.removeprefix(f"{PREFIX}job:"), fields[1] or "")
+            path, updated = (str(value or "") for value in self.redis.hmget(name, "file", "updated_at"))
+            if path == file and (newest is None or updated > newest[1]):
+                newest = (str(name).removeprefix(f"{PREFIX}job:"), updated)
         return newest[0] if newest else None
 
     def counts(self) -> dict[str, int]:
         """How many records are in each state (a scan: for operators, not hot paths)."""
         totals: dict[str, int] = {}
         for name in self.redis.scan_iter(f"{PREFIX}job:*", count=1000):
-            state = self.redis.hget(name, "state") or "?"
+            state = str(self.redis.hget(name, "state") or "?")
             totals[state] = totals.get(state, 0) + 1
         return totals
 
