@@ -14,11 +14,13 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import redis
 from celery import Task, chain
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from . import metrics
@@ -40,6 +42,7 @@ TASK_NAMES = {step: f"offline_ingestor.{step.replace('-', '_')}" for step in STE
 log = get_logger("offline_ingestor.tasks")
 _celery_log = get_task_logger(__name__)
 _process: dict[str, Any] = {}
+T = TypeVar("T")
 
 
 def _config() -> Config:
@@ -215,7 +218,16 @@ def _policy(config: Config) -> RetryPolicy:
 def _make_task(step: str) -> Any:
     @app.task(name=TASK_NAMES[step], bind=True, acks_late=True, reject_on_worker_lost=True)
     def step_task(self: Task, ref: dict[str, str]) -> dict[str, str] | None:
-        return _run(self, step, ref)
+        try:
+            return _run(self, step, ref)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Our job store (Redis) went away mid-step. Failing would ack the message and
+            # end the chain with the file half done; putting it back (or, if the broker is
+            # down too, leaving it unacked until the visibility timeout) runs the step again
+            # later, which is safe: steps are idempotent.
+            log.warning("step.requeued", step=step, file=ref.get("file"), job_id=ref.get("key"),
+                        reason=f"Redis unavailable: {exc}")  # fmt: skip
+            raise Reject(exc, requeue=True) from None
 
     step_task.__doc__ = f"Run step {step} of the ingestion chain."
     return step_task
@@ -228,6 +240,16 @@ post_dataset_task = _make_task("post-dataset")
 post_origdatablock_task = _make_task("post-origdatablock")
 
 
+def _patiently(call: Callable[[], T], attempts: int = 30, pause_s: float = 1.0) -> T:
+    """Retry a job-store call through a short Redis outage: the errback runs once only."""
+    for _ in range(attempts - 1):
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError):
+            time.sleep(pause_s)
+    return call()
+
+
 @app.task(name="offline_ingestor.record_failure")
 def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
     """Errback of every chain: put the file in the failed registry with the reason."""
@@ -235,7 +257,7 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
     key = ref.get("key", "?")
     step = next((step for step, name in TASK_NAMES.items() if name == request.task), request.task)
     store = _store()
-    record = store.get(key)
+    record = _patiently(lambda: store.get(key))
     saved = record.fields.get("last_failure") if record else None
     detail: dict[str, Any] = (
         json.loads(saved)
@@ -246,8 +268,8 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
             "attempts": (request.retries or 0) + 1,
         }
     )
-    store.record_failure(key, {**detail, "file": ref.get("file"), "step": step})
-    store.release_lease(ref.get("key", "?"), request.root_id or request.id)
+    _patiently(lambda: store.record_failure(key, {**detail, "file": ref.get("file"), "step": step}))
+    _patiently(lambda: store.release_lease(key, request.root_id or request.id))
     metrics.count_file("failed", "")
     log.error(
         "ingest.failed",

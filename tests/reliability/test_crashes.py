@@ -1,0 +1,229 @@
+"""SIGKILL the worker (one pool process, or the whole worker) anywhere: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from helpers import ROOT
+from offline_ingestor.testing import Fault
+from reliability.conftest import Tally, enqueue_all, make_files, redis_of, tally, wait_for
+
+pytestmark = [pytest.mark.redis, pytest.mark.worker]
+
+#: Schemas that select nothing but take ~20 ms each to parse: a pool process's first task
+#: (select-schema) loads them, which gives a kill a window inside select-schema.
+PADDING_SCHEMAS = 150
+
+
+def settled(config: Path, files: int) -> bool:
+    """Every job done or failed, nothing waiting in the queue and nothing unacked."""
+    client = redis_of(config)
+    states = [client.hget(name, "state") for name in client.scan_iter("oi:job:*", count=1000)]
+    if len(states) < files or any(state not in ("done", "failed") for state in states):
+        return False
+    queued = sum(client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list")
+    return queued == 0 and client.hlen("unacked") == 0
+
+
+def job_state(config: Path) -> dict[str, str]:
+    client = redis_of(config)
+    (name,) = list(client.scan_iter("oi:job:*"))
+    return client.hgetall(name)
+
+
+def padded_schemas(tmp_path: Path) -> Path:
+    directory = tmp_path / "padded-schemas"
+    directory.mkdir()
+    ymir = (ROOT / "schemas/ess-ymir.imsc.yml").read_text()
+    shutil.copy(ROOT / "schemas/ess-ymir.imsc.yml", directory)
+    selector = "    - filename:contains:/ymir/\n    - filename:contains:ymir"
+    for index in range(PADDING_SCHEMAS):
+        text = ymir.replace("id: 3d0c1f5e-ymir-offline-ingestor", f"id: padding-{index}")
+        text = text.replace("order: 100", f"order: {1000 + index}")
+        (directory / f"padding-{index:04d}.imsc.yml").write_text(
+            text.replace(selector, f"    - filename:contains:/never-{index}/")
+        )
+    return directory
+
+
+def at_step(step: str) -> Callable[[Path, Any], bool]:
+    def check(config: Path, standin: Any) -> bool:
+        fields = job_state(config)
+        return fields.get("step") == step and fields.get("state") == "running"
+
+    return check
+
+
+def in_select_schema(config: Path, standin: Any) -> bool:
+    # The run counter is the first thing a step task writes; the slow schema load follows.
+    client = redis_of(config)
+    return any(client.scan_iter("oi:runs:*:select-schema")) and not job_state(config).get(
+        "step:select-schema"
+    )
+
+
+#: point -> (how to open a window there, how to see the worker is in it)
+POINTS: dict[str, tuple[str, Callable[[Path, Any], bool]]] = {
+    "select-schema": ("padding schemas (slow first schema load)", in_select_schema),
+    "extract": ("GET /proposals delayed 6 s", lambda config, standin: standin.pending_faults == 0),
+    "build-dataset": ("1 GiB sparse file to hash", at_step("build-dataset")),
+    "post-dataset": (
+        "POST /datasets stored, answer delayed 6 s",
+        lambda config, standin: len(standin.datasets) == 1,
+    ),
+    "between-posts": (
+        "dataset stored; GET …/origdatablocks delayed 6 s",
+        lambda config, standin: standin.pending_faults == 0 and len(standin.datasets) == 1,
+    ),
+    "post-origdatablock": (
+        "POST /origdatablocks stored, answer delayed 6 s",
+        lambda config, standin: len(standin.origdatablocks) == 1,
+    ),
+}
+
+
+def prepare(point: str, standin: Any, fast_config: Any, tmp_path: Path, data_root: Path) -> tuple[Path, dict]:
+    files = make_files(data_root, 1)
+    ingestion: dict[str, Any] = {}
+    if point == "select-schema":
+        ingestion["schemas_directory"] = str(padded_schemas(tmp_path))
+    elif point == "extract":
+        standin.inject(Fault(method="GET", path_regex=r"/proposals/", status=None, delay_s=6))
+    elif point == "build-dataset":
+        os.truncate(next(iter(files)), 2**30)  # HDF5 ignores bytes past its end; hashing does not
+    elif point == "post-dataset":
+        standin.inject(
+            Fault(method="POST", path_regex=r"/datasets$", status=None, delay_s=6, after_handling=True)
+        )
+    elif point == "between-posts":
+        standin.inject(
+            Fault(method="GET", path_regex=r"/datasets/.+/origdatablocks$", status=None, delay_s=6)
+        )
+    elif point == "post-origdatablock":
+        standin.inject(
+            Fault(method="POST", path_regex=r"/origdatablocks$", status=None, delay_s=6, after_handling=True)
+        )
+    config = (
+        fast_config(ingestion=ingestion, queue={"concurrency": 1})
+        if ingestion
+        else fast_config(queue={"concurrency": 1})
+    )
+    return config, files
+
+
+def kill_children(worker: Any) -> None:
+    for child in worker.children():
+        os.kill(child, signal.SIGKILL)
+
+
+def run_kill_case(
+    point: str, how: str, standin: Any, fast_config: Any, start_worker: Any, tmp_path: Path, data_root: Path
+) -> Tally:
+    # Given a worker busy with one file at `point`
+    config, files = prepare(point, standin, fast_config, tmp_path, data_root)
+    worker = start_worker(config, concurrency=1)
+    enqueue_all(config, files)
+    _, inside = POINTS[point]
+    wait_for(lambda: inside(config, standin), timeout=60, what=f"the worker to be inside {point}")
+    # When it is SIGKILLed there (one pool process, or the whole worker and then restarted)
+    if how == "child":
+        kill_children(worker)
+    else:
+        worker.kill()
+        start_worker(config, concurrency=1)
+    # Then the file ends with exactly one dataset and one origdatablock
+    try:
+        wait_for(lambda: settled(config, 1) and tally(standin, files).lost == 0, timeout=90, what="the file")
+    finally:
+        print("stand-in requests:", *standin.requests, sep="\n  ")
+    result = tally(standin, files)
+    assert (result.lost, result.duplicated, result.datasets, result.blocks) == (0, 0, 1, 1)
+    assert job_state(config)["state"] == "done"
+    return result
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+def test_child_killed_at_each_step(
+    point: str,
+    standin: Any,
+    fast_config: Any,
+    start_worker: Any,
+    tmp_path: Path,
+    data_root: Path,
+    figures: Any,
+) -> None:
+    """A pool process SIGKILLed inside each step (and between the POSTs) is redone: one dataset, one block."""
+    figures(
+        run_kill_case(point, "child", standin, fast_config, start_worker, tmp_path, data_root),
+        window=POINTS[point][0],
+    )
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        pytest.param(p, marks=[] if p in ("between-posts", "post-origdatablock") else pytest.mark.slow)
+        for p in POINTS
+    ],
+)
+def test_whole_worker_killed_at_each_step(
+    point: str,
+    standin: Any,
+    fast_config: Any,
+    start_worker: Any,
+    tmp_path: Path,
+    data_root: Path,
+    figures: Any,
+) -> None:
+    """The whole worker SIGKILLed inside each step, then restarted: one dataset, one block after the VT."""
+    figures(
+        run_kill_case(point, "worker", standin, fast_config, start_worker, tmp_path, data_root),
+        window=POINTS[point][0],
+    )
+
+
+@pytest.mark.parametrize(
+    ("count", "kills"),
+    [pytest.param(20, 6, id="20-files"), pytest.param(200, 30, id="200-files", marks=pytest.mark.slow)],
+)
+def test_random_kills(
+    count: int, kills: int, standin: Any, fast_config: Any, start_worker: Any, data_root: Path, figures: Any
+) -> None:
+    """Files ingested while pool processes and whole workers are SIGKILLed at random: 0 lost, 0 doubled."""
+    # Given many files and a SciCat that answers in ~30 ms (so kills land mid-step)
+    rng = random.Random(int(os.environ.get("RELIABILITY_SEED", "4")))
+    files = make_files(data_root, count)
+    standin.inject(Fault(status=None, delay_s=0.03, times=None))
+    config = fast_config(queue={"concurrency": 2, "max_redeliveries": 20})
+    worker = start_worker(config)
+    enqueue_all(config, files)
+    # When the worker is killed `kills` times at random moments (every fifth kill is the whole worker)
+    done = 0
+    for index in range(kills):
+        time.sleep(rng.uniform(0.3, 1.5))
+        if settled(config, count):
+            break
+        if index % 5 == 4:
+            worker.kill()
+            worker = start_worker(config)
+        else:
+            kill_children(worker)
+        done += 1
+    # Then every file ends with exactly one dataset and one origdatablock
+    wait_for(lambda: settled(config, count), timeout=60 + count, what="all files to settle")
+    result = tally(standin, files)
+    figures(result, kills=done)
+    client: redis.Redis = redis_of(config)
+    assert client.hlen("oi:failed") == 0, client.hgetall("oi:failed")
+    assert (result.lost, result.duplicated) == (0, 0)
+    assert result.datasets == result.blocks == count

@@ -1,0 +1,69 @@
+"""Redis going away: a restart (AOF) mid-run loses/doubles nothing; Redis unreachable fails enqueue loudly."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from offline_ingestor.testing import Fault
+from reliability.conftest import cli, enqueue_all, failures, make_files, tally, wait_for
+from reliability.test_crashes import settled
+
+pytestmark = [pytest.mark.redis, pytest.mark.worker]
+
+
+@pytest.mark.parametrize(
+    "count", [pytest.param(50, id="50-files"), pytest.param(500, id="500-files", marks=pytest.mark.slow)]
+)
+def test_redis_restart_during_a_run(
+    count: int,
+    redis_server: Any,
+    standin: Any,
+    fast_config: Any,
+    start_worker: Any,
+    data_root: Path,
+    figures: Any,
+) -> None:
+    """Redis stopped for 2 s and restarted from its AOF mid-run: every file ingested once after reconnect."""
+    # Given a run under way (SciCat answering in ~20 ms so that the run lasts a while)
+    files = make_files(data_root, count)
+    standin.inject(Fault(status=None, delay_s=0.02, times=None))
+    config = fast_config()
+    worker = start_worker(config)
+    enqueue_all(config, files)
+    wait_for(lambda: len(standin.origdatablocks) >= count // 5, timeout=60 + count, what="a fifth of the run")
+    # When Redis goes away for a while and comes back with its append-only file
+    redis_server.stop()
+    time.sleep(2)  # the outage
+    redis_server.start()
+
+    # Then the worker reconnects and every file ends with one dataset and one origdatablock
+    def settled_while_alive() -> bool:
+        code = worker.process.poll()
+        assert code is None, f"the worker exited (status {code}) after the Redis restart; see its log"
+        return settled(config, count)
+
+    wait_for(settled_while_alive, timeout=120 + count, what="the run to settle after the restart")
+    result = tally(standin, files)
+    figures(result, restarts=1)
+    assert worker.process.poll() is None
+    assert not failures(config)
+    assert (result.lost, result.duplicated) == (0, 0)
+
+
+def test_enqueue_with_redis_unreachable_fails_loudly(
+    redis_server: Any, fast_config: Any, data_root: Path, figures: Any
+) -> None:
+    """With Redis down, enqueue of one file or a batch on stdin exits 75 and says why, on stderr."""
+    config = fast_config()
+    files = make_files(data_root, 3)
+    redis_server.stop()
+    one = cli("enqueue", "-c", str(config), str(next(iter(files))))
+    batch = cli("enqueue", "-c", str(config), stdin="\n".join(map(str, files)))
+    for result in (one, batch):
+        assert result.returncode == 75, result
+        assert "cannot reach Redis" in result.stderr and result.stdout == ""
+    figures(files=len(files), lost=0, duplicated=0)
