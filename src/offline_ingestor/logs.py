@@ -54,6 +54,37 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: Any = None
         logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    _route_stdlib(renderer, stream, level, console)
+
+
+def _route_stdlib(renderer: Any, stream: Any, level: str, console: bool = False) -> None:
+    """Send warnings of stdlib loggers (Celery, kombu: "broker connection lost", "unrecoverable
+    error") to the same stream and format; without a handler they were silently dropped."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_offline_ingestor", False)]:
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    handler._offline_ingestor = True  # type: ignore[attr-defined]
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _add_process,
+                redact_secrets,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # The record's traceback, rendered like our own events' (JSON: a list of frames;
+                # without this the JSON renderer printed "<traceback object at 0x...>").
+                structlog.dev.set_exc_info if console else structlog.processors.dict_tracebacks,
+                renderer,
+            ],
+        )
+    )
+    handler.setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    root.addHandler(handler)
 
 
 def get_logger(name: str = "offline_ingestor") -> Any:
