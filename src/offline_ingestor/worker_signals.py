@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from celery import signals
 
+from . import kombu_patches  # noqa: F401  (applied on import: the worker needs it)
 from .logs import configure_logging
 
 __all__ = ["touch_heartbeat"]

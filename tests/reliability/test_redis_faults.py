@@ -67,3 +67,28 @@ def test_enqueue_with_redis_unreachable_fails_loudly(
         assert result.returncode == 75, result
         assert "cannot reach Redis" in result.stderr and result.stdout == ""
     figures(files=len(files), lost=0, duplicated=0)
+
+
+def test_closing_a_collected_connection_with_unacked_messages(redis_server: Any) -> None:
+    """The close after a connection loss must not raise AttributeError (it stopped the worker).
+
+    Celery's consumer runs ``connection.collect()`` (which detaches the transport) and then
+    ``connection.close()``; when the first close of the channel was cut short (it was in
+    BRPOP), the second one restored the unacked messages through the detached transport:
+    AttributeError "'NoneType' object has no attribute 'hostname'", "Unrecoverable error",
+    worker gone. kombu_patches fixes kombu; the messages stay in Redis's unacked hash for
+    restore_visible.
+    """
+    import redis
+    from kombu import Connection
+
+    import offline_ingestor.kombu_patches  # noqa: F401  (the patch)
+
+    with Connection(redis_server.url) as connection:
+        queue = connection.SimpleQueue("collect-test")
+        queue.put({"n": 1})
+        queue.get(timeout=5)  # late-acked: held in the channel's QoS, not acked
+        assert queue.consumer.channel.qos._delivered
+        connection._do_close_transport()  # the state Connection.collect() leaves behind
+        connection.close()
+    assert redis.Redis.from_url(redis_server.url).hlen("unacked") == 1

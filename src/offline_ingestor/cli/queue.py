@@ -90,7 +90,10 @@ def worker(
         "prefork",
         *celery_args,
     ]
-    app.worker_main(argv)
+    # app.start, not app.worker_main: worker_main drops the worker's exit status, so a worker
+    # that stopped on "Unrecoverable error" exited 0 and looked like a clean shutdown.
+    code = app.start(argv=argv)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _age(record: dict[str, str]) -> str:
