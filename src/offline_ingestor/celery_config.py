@@ -61,7 +61,8 @@ def celery_settings(config: Config) -> dict[str, Any]:
         # run twice concurrently; long enough to hash a 100 GB file at 100 MB/s (~17 min)
         # with a wide margin for slow storage.
         "task_time_limit": queue.task_time_limit_s,
-        "task_soft_time_limit": max(queue.task_time_limit_s - 60, queue.task_time_limit_s // 2),
+        # The soft limit gives the step a moment to clean up before the hard kill.
+        "task_soft_time_limit": queue.task_time_limit_s - max(1, min(60, queue.task_time_limit_s // 10)),
         # One message per free process: long tasks are not hoarded by a busy child.
         "worker_prefetch_multiplier": 1,
         # After a broker connection loss late-acked tasks are redelivered; stop running ones

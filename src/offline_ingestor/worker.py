@@ -19,7 +19,16 @@ app = Celery("offline_ingestor", include=["offline_ingestor.tasks"])
 
 
 def configure(target: Celery, config: Config) -> Celery:
-    target.conf.update(celery_settings(config))
+    """Apply our settings; a producer switching brokers drops its pooled connections."""
+    settings = celery_settings(config)
+    pool = target._pool
+    if pool is not None and target.conf.broker_url != settings["broker_url"]:
+        # Celery keeps the connection pool of the first broker URL it used; without this a
+        # process that enqueues with a second config would still publish to the first Redis.
+        pool.force_close_all()
+        target._pool = None
+        target.amqp._producer_pool = None
+    target.conf.update(settings)
     target.conf["offline_ingestor_config"] = config
     return target
 
