@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from helpers import ROOT, ymir_file
-from worker.conftest import BIN, Worker, cli, wait_for
+from worker.conftest import BIN, Worker, cli, running_workers, wait_for
 from worker.conftest import queue_config as queue_config
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -168,17 +168,5 @@ def fast_config(queue_config: Any) -> Any:
 @pytest.fixture
 def start_worker(tmp_path: Path, queue_config: Any) -> Iterator[Callable[..., Worker]]:
     """Like tests/worker's fixture, but workers are SIGKILLed at teardown (saves ~3 s a test)."""
-    started: list[Worker] = []
-
-    def start(config: Path | None = None, concurrency: int = 2) -> Worker:
-        path = config or (tmp_path / "worker.yml" if (tmp_path / "worker.yml").exists() else queue_config())
-        worker = Worker(path, tmp_path / f"worker-{len(started)}.log", tmp_path / "heartbeat", concurrency)
-        started.append(worker)
-        return worker.start()
-
-    yield start
-    for worker in started:
-        worker.kill()
-    for worker in started:
-        print(f"--- {worker.log.name} (last 40 lines)")
-        print("\n".join(worker.log.read_text(errors="replace").splitlines()[-40:]))
+    with running_workers(tmp_path, queue_config, kill_at_end=True) as start:
+        yield start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import yaml
 from helpers import ROOT
 from offline_ingestor.testing.processes import wait_for
 
-__all__ = ["BIN", "Worker", "cli", "wait_for"]
+__all__ = ["BIN", "Worker", "cli", "running_workers", "wait_for"]
 
 BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -107,9 +108,11 @@ def queue_config(tmp_path: Path, redis_server: Any, standin: Any, data_root: Pat
     return write
 
 
-@pytest.fixture
-def start_worker(tmp_path: Path, queue_config: Callable[..., Path]) -> Iterator[Callable[..., Worker]]:
-    """Start workers for the test; all are stopped (and their logs shown on failure) after."""
+@contextlib.contextmanager
+def running_workers(
+    tmp_path: Path, queue_config: Callable[..., Path], *, kill_at_end: bool = False
+) -> Iterator[Callable[..., Worker]]:
+    """Start workers on demand; at the end stop (or SIGKILL) them all and print their logs."""
     started: list[Worker] = []
 
     def start(config: Path | None = None, concurrency: int = 2) -> Worker:
@@ -118,12 +121,21 @@ def start_worker(tmp_path: Path, queue_config: Callable[..., Path]) -> Iterator[
         started.append(worker)
         return worker.start()
 
-    yield start
-    for worker in started:
-        worker.stop()
-    for worker in started:
-        print(f"--- {worker.log.name} (last 40 lines)")
-        print("\n".join(worker.log.read_text(errors="replace").splitlines()[-40:]))
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.kill() if kill_at_end else worker.stop()
+        for worker in started:
+            print(f"--- {worker.log.name} (last 40 lines)")
+            print("\n".join(worker.log.read_text(errors="replace").splitlines()[-40:]))
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, queue_config: Callable[..., Path]) -> Iterator[Callable[..., Worker]]:
+    """Start workers for the test; all are stopped (and their logs shown on failure) after."""
+    with running_workers(tmp_path, queue_config) as start:
+        yield start
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
