@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from offline_ingestor.config import load_config
-from offline_ingestor.enqueue import store_for, submit_job
 from offline_ingestor.job import new_job
+from offline_ingestor.producer import store_for, submit_job
 
 
 def main() -> None:

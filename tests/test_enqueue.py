@@ -10,7 +10,7 @@ import redis
 
 from helpers import ymir_file
 from offline_ingestor.demo import demo_config
-from offline_ingestor.enqueue import enqueue
+from offline_ingestor.producer import enqueue
 from offline_ingestor.testing.processes import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -37,3 +37,17 @@ def test_one_process_can_enqueue_to_two_brokers(redis_server: Any, tmp_path: Pat
         assert (queued_messages(redis_server.url), queued_messages(second.url)) == (1, 1)
     finally:
         second.stop(kill=True)
+
+
+def test_package_level_enqueue_is_the_function() -> None:
+    """offline_ingestor.enqueue stays callable after every module of the package is imported."""
+    import importlib
+    import pkgutil
+
+    import offline_ingestor
+
+    for module in pkgutil.walk_packages(offline_ingestor.__path__, "offline_ingestor."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    assert callable(offline_ingestor.enqueue)
+    assert offline_ingestor.enqueue is enqueue

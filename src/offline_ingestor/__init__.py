@@ -13,12 +13,12 @@ __all__ = ["__version__", "enqueue"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .enqueue import enqueue
+    from .producer import enqueue
 
 
 def __getattr__(name: str) -> Any:
     if name == "enqueue":
-        from .enqueue import enqueue
+        from .producer import enqueue
 
         return enqueue
     raise AttributeError(name)

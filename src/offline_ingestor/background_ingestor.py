@@ -34,7 +34,7 @@ def background_ingestor(
     config = load(config_path)
     dry_run = dry_run or config.ingestion.dry_run
     if config.queue.enabled and not dry_run:
-        from .enqueue import enqueue
+        from .producer import enqueue
 
         result = enqueue(nexus_file, config=config, message_file=done_writing_message_file)
         click.echo(f"{result.status}: {result.key}")

@@ -86,7 +86,7 @@ def _runtime() -> Runtime:
 
 def _store() -> JobStore:
     if "store" not in _process:
-        from .enqueue import store_for
+        from .producer import store_for
 
         _process["store"] = store_for(_config())
     return _process["store"]  # type: ignore[no-any-return]
@@ -284,8 +284,8 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
 @app.task(name="offline_ingestor.submit")
 def submit(path: str, job_id: str | None = None, force: bool = False) -> str:
     """Entry point for non-Python producers: enqueue ``path`` as ``enqueue()`` would."""
-    from .enqueue import submit_job
     from .job import new_job
+    from .producer import submit_job
 
     config = _config()
     result = submit_job(new_job(path, config, job_id=job_id), config, force=force, store=_store())

@@ -14,7 +14,7 @@ __all__ = ["enqueue", "failed", "requeue", "status", "worker"]
 
 
 def _store(config: Any) -> Any:
-    from ..enqueue import store_for
+    from ..producer import store_for
 
     return store_for(config)
 
@@ -41,8 +41,8 @@ def enqueue(
     files: tuple[str, ...], config_path: str | None, job_id: str | None, force: bool, as_json: bool
 ) -> None:
     """Queue FILE... for ingestion (paths are also read from stdin, one per line)."""
-    from ..enqueue import submit_job
     from ..job import new_job
+    from ..producer import submit_job
 
     config = load(config_path)
     paths = list(files) or [line.strip() for line in sys.stdin if line.strip()]
@@ -160,8 +160,8 @@ def failed(config_path: str | None, as_json: bool) -> None:
 @click.option("--all", "requeue_all", is_flag=True, help="Requeue every file in the failed registry.")
 def requeue(keys: tuple[str, ...], config_path: str | None, requeue_all: bool) -> None:
     """Queue failed files again (after fixing the cause); reports what it did."""
-    from ..enqueue import submit_job
     from ..errors import IngestError
+    from ..producer import submit_job
 
     config = load(config_path)
     store = _store(config)
