@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from offline_ingestor.testing.processes import RedisServer, wait_for
+from offline_ingestor.testing.processes import RedisServer, WorkerProcess
 
-from .common import BIN, PYTHON, ROOT, SCHEMAS
+from .common import PYTHON, ROOT, SCHEMAS
 
 SCICAT_PASSWORD = "ingestorpw"
 
@@ -111,47 +111,22 @@ def ingest_env() -> dict[str, str]:
     return {**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": SCICAT_PASSWORD}
 
 
-class Worker:
+class Worker(WorkerProcess):
     """``offline-ingestor worker`` (optionally under ``bench.profiled_worker``) as a subprocess."""
 
     def __init__(
         self, config: Path, log: Path, heartbeat: Path, concurrency: int, profile_dir: Path | None = None
     ) -> None:
-        self.config, self.log, self.heartbeat = config, log, heartbeat
-        self.concurrency = concurrency
+        super().__init__(config, log, heartbeat, concurrency, env=ingest_env(), cwd=ROOT)
         self.profile_dir = profile_dir
-        self.process: subprocess.Popen[bytes] | None = None
+
+    def worker_args(self) -> list[str]:
+        return [*super().worker_args(), "-n", f"bench-{self.log.stem}@%h"]
 
     def command(self) -> list[str]:
-        args = [
-            "worker",
-            "-c",
-            str(self.config),
-            "--concurrency",
-            str(self.concurrency),
-            "--without-mingle",
-            "--without-gossip",
-            "-n",
-            f"bench-{self.log.stem}@%h",
-        ]
         if self.profile_dir is None:
-            return [str(BIN / "offline-ingestor"), *args]
-        return [str(PYTHON), "-m", "bench.profiled_worker", str(self.profile_dir), *args]
-
-    def start(self, wait: bool = True) -> Worker:
-        self.heartbeat.unlink(missing_ok=True)
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=ingest_env(),
-                cwd=ROOT,
-            )
-        if wait:
-            wait_for(self.heartbeat.exists, 60, "the worker to be ready")
-        return self
+            return super().command()
+        return [str(PYTHON), "-m", "bench.profiled_worker", str(self.profile_dir), *self.worker_args()]
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far: the main (consumer) process and its pool children."""
@@ -161,13 +136,6 @@ class Worker:
             "children": sum(cpu_seconds(pid) for pid in child_pids(self.process.pid)),
         }
 
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM), SIGKILL to the group if it does not end in time."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+    def stop(self, timeout: float = 60.0) -> None:
+        """Warm shutdown with a longer grace period than the tests' (long benchmark queues)."""
+        super().stop(timeout)

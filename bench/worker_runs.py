@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from offline_ingestor.testing.processes import wait_for
+
 from .common import BIN, PYTHON, ROOT, median, percentile, summary_ms
 from .logparse import StepLog
-from .services import StandinProcess, Worker, cpu_seconds, ingest_env, redis_server, wait_for, write_config
+from .services import StandinProcess, Worker, cpu_seconds, ingest_env, redis_server, write_config
 
 
 @dataclass

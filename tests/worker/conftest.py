@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from helpers import ROOT
-from offline_ingestor.testing.processes import wait_for
+from offline_ingestor.testing.processes import WorkerProcess, wait_for
 
 __all__ = ["BIN", "Worker", "cli", "running_workers", "wait_for"]
 
@@ -23,53 +22,17 @@ BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
 
-class Worker:
-    """``offline-ingestor worker`` as a subprocess; its log is kept for the test report."""
+class Worker(WorkerProcess):
+    """The worker as the tests run it: the stand-in's ingestor password in its environment."""
 
     def __init__(self, config: Path, log: Path, heartbeat: Path, concurrency: int = 2) -> None:
-        self.config, self.log, self.heartbeat, self.concurrency = config, log, heartbeat, concurrency
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Worker:
-        self.heartbeat.unlink(missing_ok=True)
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(BIN / "offline-ingestor"),
-                    "worker",
-                    "-c",
-                    str(self.config),
-                    "--concurrency",
-                    str(self.concurrency),
-                    "--without-mingle",
-                    "--without-gossip",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"},
-            )
-        wait_for(self.heartbeat.exists, 60, "the worker to be ready")
-        return self
-
-    def children(self) -> list[int]:
-        assert self.process is not None
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
-        return [int(pid) for pid in out.stdout.split()]
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker (main process and children), like a lost node."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        super().__init__(
+            config,
+            log,
+            heartbeat,
+            concurrency,
+            env={**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"},
+        )
 
 
 @pytest.fixture

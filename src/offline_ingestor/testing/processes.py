@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["RedisServer", "free_port", "wait_for"]
+__all__ = ["RedisServer", "WorkerProcess", "free_port", "wait_for"]
 
 
 def free_port() -> int:
@@ -97,3 +100,76 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class WorkerProcess:
+    """``offline-ingestor worker`` as a subprocess in its own session, ready when its
+    heartbeat file appears; tests and benchmarks start, SIGKILL and stop it."""
+
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        heartbeat: Path,
+        concurrency: int = 2,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.config, self.log, self.heartbeat, self.concurrency = config, log, heartbeat, concurrency
+        self.env, self.cwd = env, cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        """The command line (subclasses may wrap it, e.g. in a profiler)."""
+        return [str(Path(sys.executable).parent / "offline-ingestor"), *self.worker_args()]
+
+    def worker_args(self) -> list[str]:
+        return [
+            "worker",
+            "-c",
+            str(self.config),
+            "--concurrency",
+            str(self.concurrency),
+            "--without-mingle",
+            "--without-gossip",
+        ]
+
+    def start(self, wait: bool = True) -> WorkerProcess:
+        """Start; with ``wait``, return once the worker is ready (heartbeat file written)."""
+        self.heartbeat.unlink(missing_ok=True)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self.env,
+                cwd=self.cwd,
+            )
+        if wait:
+            wait_for(self.heartbeat.exists, 60, "the worker to be ready")
+        return self
+
+    def children(self) -> list[int]:
+        """The pool processes (direct children of the main process)."""
+        assert self.process is not None
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
+        )
+        return [int(pid) for pid in out.stdout.split()]
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and children), like a lost node."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 40.0) -> None:
+        """Warm shutdown (SIGTERM); SIGKILL the group if it does not end in ``timeout`` s."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
