@@ -31,9 +31,8 @@ def background_ingestor(
     """Ingest one NeXus file (or enqueue it when the config enables the queue)."""
     from .cli.common import load
 
-    config = load(config_path)
-    dry_run = dry_run or config.ingestion.dry_run
-    if config.queue.enabled and not dry_run:
+    config = load(config_path, dry_run=dry_run)
+    if config.queue.enabled and not config.ingestion.dry_run:
         from .producer import enqueue
 
         result = enqueue(nexus_file, config=config, message_file=done_writing_message_file)
@@ -41,7 +40,7 @@ def background_ingestor(
         return
     from .cli.ingest import run_ingest_now
 
-    job = run_ingest_now(config, nexus_file, dry_run=dry_run, message_file=done_writing_message_file)
+    job = run_ingest_now(config, nexus_file, message_file=done_writing_message_file)
     click.echo(job.get("pid") or "dry run: nothing written")
 
 

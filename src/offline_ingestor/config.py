@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .checksums import Algorithm
 from .errors import ConfigError
 
 __all__ = ["BROKER_URL_ENV", "CONFIG_ENV", "Config", "load_config"]
@@ -46,7 +47,7 @@ class DatasetOptions(_Section):
 class FileHandling(_Section):
     compute_file_stats: bool = True
     compute_file_hash: bool = True
-    file_hash_algorithm: Literal["blake2b", "sha256", "md5"] = "blake2b"
+    file_hash_algorithm: Algorithm = "blake2b"
     save_file_hash: bool = True
     hash_file_extension: str = "b2b"
     ingestor_files_directory: str = "../ingestor"
@@ -211,6 +212,10 @@ class Config(_Section):
     @property
     def schemas_dir(self) -> Path:
         return self.resolve(self.ingestion.schemas_directory)
+
+    def as_dry_run(self) -> Config:
+        """This config with ``ingestion.dry_run`` on (a command's ``--dry-run``)."""
+        return self.model_copy(update={"ingestion": self.ingestion.model_copy(update={"dry_run": True})})
 
 
 def _format_validation_error(path: str, error: ValidationError) -> str:

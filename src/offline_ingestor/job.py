@@ -10,14 +10,42 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from .config import Config
 from .errors import InputFileError
 
 __all__ = ["Job", "check_data_root", "ingest_key", "new_job", "read_message_file"]
 
-Job = dict[str, Any]
+
+class Job(TypedDict, total=False):
+    """The job document: what the producer knows, then what each step adds.
+
+    Kept in memory by ``ingest-now`` and in Redis (``JobStore``) by the worker, so every
+    value is JSON-able. ``steps.STEP_OUTPUT`` names the key each step adds.
+    """
+
+    # From the producer (``new_job``).
+    file: str
+    key: str
+    job_id: str | None  # the file writer's job id, when known
+    message_file: str | None
+    # select-schema
+    schema_id: str
+    # extract: stable per file, so retries and reruns render the same values
+    run_id: str
+    now: str
+    variables: dict[str, dict[str, Any]]
+    sample_ids: list[str]
+    # build-dataset
+    dataset: dict[str, Any]
+    origdatablock: dict[str, Any]
+    # post-dataset
+    pid: str
+    dataset_created: bool
+    # post-origdatablock
+    origdatablock_id: str | None
+    origdatablock_created: bool
 
 
 def ingest_key(path: Path, job_id: str | None = None) -> str:

@@ -19,7 +19,7 @@ from .errors import QueueUnavailable
 from .job import Job, new_job
 from .job_store import JobStore
 
-__all__ = ["EnqueueResult", "enqueue", "store_for", "submit_job"]
+__all__ = ["EnqueueResult", "enqueue", "start_chain", "store_for", "submit_job"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,6 @@ def submit_job(
     job: Job, config: Config, *, force: bool = False, store: JobStore | None = None
 ) -> EnqueueResult:
     """Claim ``job['key']`` and publish its chain; roll the claim back if publishing fails."""
-    from .tasks import start_chain
-
     store = store or store_for(config)
     try:
         claimed, previous = store.claim_for_queue(job, force=force)
@@ -55,13 +53,23 @@ def submit_job(
         try:
             start_chain(job, config)
         except Exception:
-            store.redis.delete(f"oi:job:{job['key']}")
+            store.unclaim(job["key"])
             raise
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise QueueUnavailable(
             f"cannot reach Redis at {_redact(config.queue.broker_url)}: {exc}", file=job["file"]
         ) from None
     return EnqueueResult(job["key"], job["file"], "queued")
+
+
+def start_chain(job: Job, config: Config) -> None:
+    """Publish the chain for ``job`` (the caller must have claimed its key)."""
+    # Celery is imported when publishing, not when this module is: the spawned drop-in
+    # pays for it only when it enqueues.
+    from .chain import build_chain
+    from .worker import app_for
+
+    build_chain(app_for(config), job, config).apply_async()
 
 
 def enqueue(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,19 @@ from .nexus import check_hdf5, open_nexus
 from .runtime import Runtime
 from .schema import Resolved, builtin_variables, extract_variables, now_iso, render_schema
 from .schema.samples import sample_ids
-from .scicat.payloads import for_api, missing_required
+from .scicat.payloads import V4_NAMES, for_api, missing_required
 
 __all__ = [
     "STEPS",
     "STEP_FUNCTIONS",
+    "STEP_OUTPUT",
+    "WRITE_STEPS",
     "build_dataset",
     "extract",
     "post_dataset",
     "post_origdatablock",
     "select_schema",
+    "with_inputs",
 ]
 
 STEPS = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock")
@@ -90,9 +93,6 @@ def _pid(rt: Runtime, job: Job, high_level: dict[str, Any]) -> str | None:
     return f"{prefix}/{derived}" if prefix else derived
 
 
-_V4_NAMES = {"instrumentId": "instrumentIds", "proposalId": "proposalIds"}
-
-
 def _dataset(rt: Runtime, job: Job) -> dict[str, Any]:
     schema = rt.schemas.by_id(job["schema_id"])
     registry = {name: Resolved(item["value"], item["unit"]) for name, item in job["variables"].items()}
@@ -116,7 +116,7 @@ def _dataset(rt: Runtime, job: Job) -> dict[str, Any]:
     }
     for key, value in defaults.items():
         # A schema may name the field the v4 way (proposalIds); that counts as set too.
-        if dataset.get(key) is None and dataset.get(_V4_NAMES.get(key, key)) is None and value:
+        if dataset.get(key) is None and dataset.get(V4_NAMES.get(key, key)) is None and value:
             dataset[key] = value
     if job.get("sample_ids"):
         existing = dataset.get("sampleId")
@@ -145,7 +145,7 @@ def build_dataset(rt: Runtime, job: Job, progress: Callable[[int], None] | None 
         Path(job["file"]),
         rt.config.ingestion.file_handling,
         source_folder=str(source_folder or ""),
-        extra_files=[Path(job["message_file"])] if job.get("message_file") else [],
+        extra_files=[Path(message)] if (message := job.get("message_file")) else [],
         progress=progress or rt.progress,
         write_hash_files=not rt.dry_run,
     )
@@ -220,7 +220,7 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
                 f"SciCat already has dataset {existing.get('pid')} from another source "
                 f"(sourceFolder {existing.get('sourceFolder')!r}); refusing to attach files to it"
             )
-        return {**job, "pid": existing.get("pid", pid), "dataset_created": False}
+        return {**job, "pid": str(existing.get("pid", pid)), "dataset_created": False}
     if rt.config.scicat.validate_before_write:
         _validate_first(rt, job)
     status, body = rt.scicat.create_dataset(dataset)
@@ -228,7 +228,7 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
         existing = _readable(rt, str(pid))
         if existing is not None and not _is_ours(existing, dataset):
             raise IdempotencyConflict(f"pid {pid} exists in SciCat with other content")
-        return {**job, "pid": pid, "dataset_created": False}
+        return {**job, "pid": str(pid), "dataset_created": False}
     created_pid = body.get("pid") if isinstance(body, dict) else None
     if not created_pid:
         raise PermanentError(f"SciCat created the dataset but returned no pid: {body!r:.200}")
@@ -277,3 +277,32 @@ STEP_FUNCTIONS: dict[str, Callable[[Runtime, Job], Job]] = {
     "post-dataset": post_dataset,
     "post-origdatablock": post_origdatablock,
 }
+#: The steps that write to SciCat: a dry run builds everything and skips these.
+WRITE_STEPS = ("post-dataset", "post-origdatablock")
+#: The job key each step adds; the next step needs it.
+STEP_OUTPUT = {
+    "select-schema": "schema_id",
+    "extract": "variables",
+    "build-dataset": "dataset",
+    "post-dataset": "pid",
+    "post-origdatablock": "origdatablock_id",
+}
+
+
+StepFunction = Callable[[Runtime, Job], Job]
+
+
+def with_inputs(
+    rt: Runtime, job: Job, step: str, functions: Mapping[str, StepFunction] = STEP_FUNCTIONS
+) -> Job:
+    """``job`` with the results of every step before ``step``, recomputed if missing.
+
+    A worker normally finds them in the job document; after the document was lost (Redis
+    restart without persistence, TTL) the earlier steps run again here. They are safe to
+    repeat, and a lost ``pid`` is found again in SciCat by ``post-dataset``.
+    """
+    earlier = STEPS[: STEPS.index(step)]
+    missing = next((index for index, name in enumerate(earlier) if STEP_OUTPUT[name] not in job), None)
+    for name in earlier[missing:] if missing is not None else ():
+        job = functions[name](rt, job)
+    return job

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from helpers import wait_for
 from offline_ingestor.testing import Fault
-from reliability.conftest import enqueue_all, failures, make_files, tally, wait_for
+from reliability.runs import enqueue_all, failures, make_files, tally
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 

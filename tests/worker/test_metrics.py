@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import ymir_file
+from helpers import ingestor_cli, wait_for, ymir_file
 from offline_ingestor.testing import Fault
-from worker.conftest import cli, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -42,10 +41,10 @@ def test_prometheus_scrape_reads_ingest_metrics(
     config = queue_config(queue={"metrics_port": port})
     standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=503, times=1))
     start_worker(config)
-    cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
+    ingestor_cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
     bad = data_root / "bad.hdf"
     bad.write_text("not hdf5")
-    cli("enqueue", "-c", str(config), str(bad))
+    ingestor_cli("enqueue", "-c", str(config), str(bad))
     wait_for(lambda: len(standin.origdatablocks) == 1, what="the good file")
     ymir = "3d0c1f5e-ymir-offline-ingestor"
 
@@ -70,8 +69,8 @@ def test_heartbeat_liveness_and_step_logs(
     """health --liveness passes while the worker runs; each step logs one JSON event."""
     config = queue_config()
     worker = start_worker(config)
-    assert cli("health", "-c", str(config), "--liveness").returncode == 0
-    cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
+    assert ingestor_cli("health", "-c", str(config), "--liveness").returncode == 0
+    ingestor_cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
     wait_for(lambda: len(standin.origdatablocks) == 1, what="the origdatablock")
     wait_for(lambda: "ingest.finished" in worker.log.read_text(), what="the summary line")
     events = [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
@@ -84,9 +83,11 @@ def test_heartbeat_liveness_and_step_logs(
         "post-origdatablock",
     ]
     for event in steps:
-        assert {"file", "job_id", "step", "pid", "attempt", "duration_ms", "process", "task_id"} <= set(event)
+        assert {"file", "key", "step", "dataset_pid", "attempt", "duration_ms", "process", "task_id"} <= set(
+            event
+        )
     (summary,) = [event for event in events if event["event"] == "ingest.finished"]
-    assert summary["pid"] in standin.datasets
+    assert summary["dataset_pid"] in standin.datasets
     worker.kill()
-    result = cli("health", "-c", str(config), "--liveness", "--max-age", "0")
+    result = ingestor_cli("health", "-c", str(config), "--liveness", "--max-age", "0")
     assert result.returncode == 1 and "DEAD" in result.stdout

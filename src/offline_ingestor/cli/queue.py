@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .common import config_option, echo_json, load
+
+if TYPE_CHECKING:
+    from ..job import Job
 
 __all__ = ["enqueue", "failed", "requeue", "status", "worker"]
 
@@ -96,10 +99,6 @@ def worker(
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _age(record: dict[str, str]) -> str:
-    return record.get("updated_at", "")
-
-
 @click.command("status")
 @click.argument("target", required=False)
 @config_option
@@ -177,7 +176,7 @@ def requeue(keys: tuple[str, ...], config_path: str | None, requeue_all: bool) -
             problems += 1
             continue
         record = store.get(key)
-        job = {
+        job: Job = {
             "file": entry["file"],
             "key": key,
             "job_id": (record.fields.get("job_id") if record else None) or None,

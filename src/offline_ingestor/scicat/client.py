@@ -1,14 +1,16 @@
-"""One HTTP session to SciCat: login, timeouts, retries of idempotent calls, rate limit.
+"""One HTTP session to SciCat: login, timeouts, rate limit, errors sorted by kind.
 
-Only GETs and the validation calls are retried here. POSTs that create something are not
-repeated blindly: the step that makes them checks SciCat first and is itself retried,
-which is what keeps them exactly-once (see ``steps.post_dataset``).
+One request per call: the client does not retry. A transient failure (connection, timeout,
+5xx, 429 with its ``Retry-After``) is raised as ``ScicatUnavailable`` and the step executor
+retries the whole step with the one retry policy (``retry.py``). Steps are idempotent and
+the POST steps check SciCat before writing, so a retried step is safe, and retries never
+nest (a client loop inside a step loop multiplied the requests). The one repeat made here
+is a new login when the session expired (401).
 """
 
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -19,14 +21,9 @@ import requests
 
 from ..config import Scicat as ScicatSettings
 from ..errors import ScicatRejected, ScicatUnavailable
-from .errors import TRANSIENT_STATUSES, error_for_response, server_message
+from .errors import error_for_response, server_message
 
-__all__ = ["ScicatClient", "backoff_delay"]
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2**attempt)))
+__all__ = ["ScicatClient"]
 
 
 class _RateLimiter:
@@ -63,7 +60,6 @@ class ScicatClient:
         self.session.headers.update(settings.additional_headers)
         self.session.verify = settings.verify
         _freeze_environment(self.session, settings)
-        self._sleep = sleep
         self._limiter = _RateLimiter(settings.rate_limit_per_s, sleep)
         self._token = settings.token.get_secret_value()
         self._login_lock = threading.Lock()
@@ -133,50 +129,29 @@ class ScicatClient:
         *,
         json: Any = None,
         params: Any = None,
-        retry: bool | None = None,
         ok_statuses: tuple[int, ...] = (),
         base: str | None = None,
     ) -> tuple[int, Any]:
         """Send one call; return (status, body) for 2xx or ``ok_statuses``, else raise.
 
-        ``retry`` defaults to True for GET: transient failures are retried with backoff up
-        to ``max_retries``. An expired session is renewed once when we can log in.
+        Transient failures raise ``ScicatUnavailable`` (with the server's ``Retry-After``),
+        others ``ScicatRejected``. An expired session is renewed once when we can log in.
         """
-        retry = method == "GET" if retry is None else retry
         if self.settings.username and not self._token:
             self.login()
         url = self.url(path, base=base)
-        attempts = self.settings.max_retries + 1 if retry else 1
-        relogged = False
-        attempt = 0
-        while True:
-            try:
-                response = self._send(method, url, json=json, params=params)
-            except ScicatUnavailable:
-                attempt += 1
-                if attempt >= attempts:
-                    raise
-                self._sleep(backoff_delay(attempt, self.settings.backoff_s, self.settings.backoff_max_s))
-                continue
-            status = response.status_code
-            body = _json(response)
-            if status < 300 or status in ok_statuses:
-                return status, body
-            if status == 401 and self.settings.username and not relogged:
-                relogged = True
-                self.login()
-                continue
-            if status in TRANSIENT_STATUSES and attempt + 1 < attempts:
-                attempt += 1
-                self._sleep(
-                    _retry_after(response)
-                    or backoff_delay(attempt, self.settings.backoff_s, self.settings.backoff_max_s)
-                )
-                continue
-            error = error_for_response(method, _path(url), status, body)
-            if isinstance(error, ScicatUnavailable):
-                error.retry_after = _retry_after(response)
-            raise error
+        response = self._send(method, url, json=json, params=params)
+        if response.status_code == 401 and self.settings.username:
+            self.login()
+            response = self._send(method, url, json=json, params=params)
+        status = response.status_code
+        body = _json(response)
+        if status < 300 or status in ok_statuses:
+            return status, body
+        error = error_for_response(method, _path(url), status, body)
+        if isinstance(error, ScicatUnavailable):
+            error.retry_after = _retry_after(response)
+        raise error
 
     # -- the calls an ingestor makes ------------------------------------------------------
 
@@ -228,7 +203,7 @@ class ScicatClient:
 
     def is_valid(self, endpoint: str, payload: dict[str, Any]) -> tuple[bool, str]:
         """Ask SciCat's ``isValid`` route; (valid, reason)."""
-        _, body = self.request("POST", f"{endpoint}/isValid", json=payload, retry=True)
+        _, body = self.request("POST", f"{endpoint}/isValid", json=payload)
         body = body if isinstance(body, dict) else {}
         reason = body.get("error") or body.get("reason") or body.get("errors") or ""
         return bool(body.get("valid")), reason if isinstance(reason, str) else _short(reason)
