@@ -7,7 +7,9 @@ Celery; ``pipeline.py`` loops in-process)::
       ├─ executions past the redelivery cap ─→ Failed   (WorkerLost: the step keeps killing
       │                                                  its process; recorded, lease freed)
       ├─ lease held by another chain ────────→ Stopped  (a duplicate chain ends quietly)
-      └─ step already done ──────────────────→ Done     (skipped: a redelivered message)
+      ├─ step already done ──────────────────→ Done     (skipped: a redelivered message)
+      └─ a lost process's write may still be
+         on its way to SciCat ───────────────→ Retry    (after it can no longer land)
     run        the step function (a dry run skips the SciCat writes)
       ├─ ok ─────────────────────────────────→ Done     (document saved, step marked done;
       │                                                  the last step frees the lease)
@@ -17,12 +19,19 @@ Celery; ``pipeline.py`` loops in-process)::
 
 Every outcome is logged as one event (``step.*``/``ingest.*``) with ``file``, ``key``,
 ``step`` and ``duration_ms``, and counted in the metrics.
+
+Orphaned writes: a process killed while its POST waits at SciCat leaves that request to
+finish without it. The redelivered step must not check SciCat before the orphan is stored,
+or it sees nothing and posts again (an origdatablock has no server-side uniqueness). So every
+write records when it was sent, and a redelivered write step starts only once that write can
+no longer be in flight: sent + the request timeout + :data:`ORPHAN_MARGIN_S`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +48,9 @@ __all__ = ["Done", "Failed", "Outcome", "Retry", "StepExecutor", "Stopped"]
 
 log = get_logger("offline_ingestor.executor")
 
+#: Beyond the request timeout, for clocks of two worker hosts that differ a little.
+ORPHAN_MARGIN_S = 2.0
+
 
 @dataclass(frozen=True)
 class Done:
@@ -50,10 +62,10 @@ class Done:
 
 @dataclass(frozen=True)
 class Retry:
-    """A transient failure: run the step again after ``delay_s``."""
+    """Run the step again after ``delay_s`` (a transient failure, or a wait; see above)."""
 
     delay_s: float
-    error: IngestError
+    error: IngestError | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,13 @@ class StepExecutor:
         if start.record is not None and start.record.step_done(step):
             log.info("step.skipped", step=step, file=file, key=key, reason="already done")
             return Done(job, skipped=True)
+        redelivered = start.runs - attempt > 1
+        if redelivered and step in WRITE_STEPS and start.record is not None:
+            wait = self._orphan_wait(start.record.write_started(step))
+            if wait > 0:
+                log.info("step.waiting", step=step, file=file, key=key, wait_s=round(wait, 2),
+                         reason="the lost process's write may still reach SciCat")  # fmt: skip
+                return Retry(wait)
         log.info("step.started", step=step, file=file, key=key, attempt=attempt)
         self.ledger.mark_running(key, step, attempt + 1)
         started = time.perf_counter()
@@ -158,13 +177,29 @@ class StepExecutor:
         log.error("step.unexpected_error", step=step, error_class=type(exc).__name__, exc_info=exc)
         return PermanentError(f"{type(exc).__name__}: {exc}")
 
+    def _orphan_wait(self, sent_at: float | None) -> float:
+        if sent_at is None:
+            return 0.0
+        return sent_at + self.rt.config.scicat.timeout + ORPHAN_MARGIN_S - time.time()
+
     def _call(self, step: str, job: Job) -> Job:
         if self.rt.dry_run and step in WRITE_STEPS:
             log.info(
                 "step.dry_run", step=step, file=job["file"], key=job["key"], reason="dry run: nothing written"
             )
             return job
-        return self.functions[step](self.rt, with_inputs(self.rt, job, step, self.functions))
+        with self._writes_noted(job["key"], step):
+            return self.functions[step](self.rt, with_inputs(self.rt, job, step, self.functions))
+
+    @contextlib.contextmanager
+    def _writes_noted(self, key: str, step: str) -> Iterator[None]:
+        """Record in the ledger when the step sends each write (before it is sent)."""
+        client = self.rt.scicat
+        client.before_write = lambda: self.ledger.note_write(key, step, time.time())
+        try:
+            yield
+        finally:
+            client.before_write = None
 
     def _finish(self, job: Job, step: str, owner: str, attempt: int, seconds: float) -> Done:
         last = step == STEPS[-1]

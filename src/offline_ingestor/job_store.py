@@ -168,6 +168,9 @@ class JobStore:
     def note_retry(self, key: str, error: str) -> None:
         self.update(key, last_error=error)
 
+    def note_write(self, key: str, step: str, at: float) -> None:
+        self.redis.hset(f"{PREFIX}job:{key}", f"write:{step}", repr(at))
+
     def fail_step(self, key: str, step: str, owner: str, failure: dict[str, Any]) -> None:
         """Failed registry + release the lease + reset the count (a requeue counts afresh)."""
         self.record_failure(key, failure)

@@ -30,6 +30,11 @@ class Record:
     def step_done(self, step: str) -> bool:
         return self.fields.get(f"step:{step}") == "done"
 
+    def write_started(self, step: str) -> float | None:
+        """When ``step`` last sent a write to SciCat (epoch seconds), if it did."""
+        value = self.fields.get(f"write:{step}")
+        return float(value) if value else None
+
 
 @dataclass(frozen=True)
 class StepStart:
@@ -55,6 +60,9 @@ class StepLedger(Protocol):
 
     def note_retry(self, key: str, error: str) -> None:
         """Record the error of a failed attempt that will be retried."""
+
+    def note_write(self, key: str, step: str, at: float) -> None:
+        """Record that ``step`` sent a write to SciCat at ``at`` (epoch seconds)."""
 
     def finish_step(self, job: Job, step: str, **fields: Any) -> None:
         """Save the document, mark the step done, reset its execution count."""
@@ -92,6 +100,9 @@ class MemoryLedger:
 
     def note_retry(self, key: str, error: str) -> None:
         self.records.setdefault(key, {})["last_error"] = error
+
+    def note_write(self, key: str, step: str, at: float) -> None:
+        self.records.setdefault(key, {})[f"write:{step}"] = repr(at)
 
     def finish_step(self, job: Job, step: str, **fields: Any) -> None:
         key = job["key"]

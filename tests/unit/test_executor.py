@@ -6,6 +6,7 @@ Redis restarts. Here each rule is pinned on its own, with step functions that re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,12 +16,13 @@ from structlog.testing import capture_logs
 
 from offline_ingestor.config import parse_config
 from offline_ingestor.errors import PermanentError, ScicatUnavailable, TransientError
-from offline_ingestor.executor import Done, Failed, Retry, StepExecutor, Stopped
+from offline_ingestor.executor import ORPHAN_MARGIN_S, Done, Failed, Retry, StepExecutor, Stopped
 from offline_ingestor.job import Job
 from offline_ingestor.job_store import JobStore
 from offline_ingestor.ledger import MemoryLedger, StepLedger
 from offline_ingestor.retry import RetryPolicy
 from offline_ingestor.runtime import Runtime
+from offline_ingestor.scicat import ScicatClient
 from offline_ingestor.steps import STEP_OUTPUT, STEPS
 
 REF: Job = {"key": "k1", "file": "/data/run1.hdf"}
@@ -65,7 +67,7 @@ def steps() -> Steps:
 
 def executor(ledger: StepLedger, steps: Steps, *, dry_run: bool = False, **kwargs: Any) -> StepExecutor:
     config = parse_config({"ingestion": {"dry_run": dry_run}})
-    rt = Runtime(config=config, schemas=None, scicat=None)  # type: ignore[arg-type]
+    rt = Runtime(config=config, schemas=None, scicat=ScicatClient(config.scicat))  # type: ignore[arg-type]
     return StepExecutor(rt, ledger, POLICY, max_redeliveries=2, functions=steps.mapping(), **kwargs)
 
 
@@ -257,3 +259,61 @@ def test_every_attempt_logs_started_then_one_outcome(ledger: StepLedger, steps: 
     events = [(entry["event"], entry["key"], entry["file"], entry["step"]) for entry in logs]
     assert [event for event, *_ in events] == ["step.started", "step.retry", "step.started", "step.done"]
     assert {tuple(rest) for _, *rest in events} == {("k1", "/data/run1.hdf", "select-schema")}
+
+
+def lose_the_process_after_its_write(run: StepExecutor, ledger: StepLedger, sent_ago_s: float) -> None:
+    """post-dataset sent its POST ``sent_ago_s`` ago, then its process died (no finish)."""
+    for step in STEPS[:3]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    ledger.begin_step("k1", "post-dataset", "chain-a")
+    ledger.note_write("k1", "post-dataset", time.time() - sent_ago_s)
+
+
+def test_redelivered_write_waits_until_an_orphaned_write_has_landed(ledger: StepLedger, steps: Steps) -> None:
+    """A write step redelivered after a kill mid-POST waits out the request timeout first."""
+    # Given post-dataset's process died one second after sending its POST
+    run = executor(ledger, steps)
+    lose_the_process_after_its_write(run, ledger, sent_ago_s=1.0)
+    # When the step is redelivered
+    with capture_logs() as logs:
+        outcome = run.run("post-dataset", REF, attempt=0, owner="chain-a")
+    # Then it does not look at SciCat yet: it retries once the POST can no longer be in flight
+    timeout = run.rt.config.scicat.timeout
+    assert isinstance(outcome, Retry) and outcome.error is None
+    assert timeout - 1.0 < outcome.delay_s <= timeout - 1.0 + ORPHAN_MARGIN_S
+    assert "post-dataset" not in steps.calls
+    assert [entry["event"] for entry in logs] == ["step.waiting"]
+    # And once that time has passed (the retry), it runs
+    again = run.run("post-dataset", REF, attempt=1, owner="chain-a")
+    assert isinstance(again, Retry)  # still within the window in this test's clock
+    ledger.note_write("k1", "post-dataset", time.time() - 3600)
+    assert isinstance(run.run("post-dataset", REF, attempt=1, owner="chain-a"), Done)
+
+
+def test_write_step_that_never_lost_a_process_does_not_wait(ledger: StepLedger, steps: Steps) -> None:
+    """A first delivery, or a retry after an answered error, checks SciCat at once."""
+    run = executor(ledger, steps)
+    for step in STEPS[:3]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    ledger.note_write("k1", "post-dataset", time.time())
+    assert isinstance(run.run("post-dataset", REF, attempt=0, owner="chain-a"), Done)
+
+
+def test_writes_are_recorded_before_they_are_sent(ledger: StepLedger, steps: Steps) -> None:
+    """The step's SciCat client notes each write in the ledger before sending it."""
+    run = executor(ledger, steps)
+    for step in STEPS[:3]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    seen: list[float | None] = []
+
+    def post(rt: Runtime, job: Job) -> Job:
+        rt.scicat._announce_write()  # what create_dataset does first
+        record = ledger.begin_step("k1", "probe", "chain-a").record
+        seen.append(record.write_started("post-dataset") if record else None)
+        return {**job, "pid": "p"}
+
+    run.functions = {**run.functions, "post-dataset": post}
+    before = time.time()
+    run.run("post-dataset", REF, attempt=0, owner="chain-a")
+    assert seen and seen[0] is not None and seen[0] >= before
+    assert run.rt.scicat.before_write is None  # not left behind for the next step

@@ -63,6 +63,8 @@ class ScicatClient:
         self._limiter = _RateLimiter(settings.rate_limit_per_s, sleep)
         self._token = settings.token.get_secret_value()
         self._login_lock = threading.Lock()
+        #: Called just before a request that creates something is sent (see executor.py).
+        self.before_write: Callable[[], None] | None = None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -187,8 +189,13 @@ class ScicatClient:
         )
         return list(body or [])
 
+    def _announce_write(self) -> None:
+        if self.before_write is not None:
+            self.before_write()
+
     def create_dataset(self, payload: dict[str, Any]) -> tuple[int, Any]:
         """POST a dataset; 409 (pid exists) is returned, not raised."""
+        self._announce_write()
         return self.request("POST", self.settings.api_endpoints.datasets, json=payload, ok_statuses=(409,))
 
     def origdatablocks_of(self, pid: str) -> list[dict[str, Any]]:
@@ -199,6 +206,7 @@ class ScicatClient:
 
     def create_origdatablock(self, payload: dict[str, Any]) -> Any:
         """POST an origdatablock (``datasetId`` inside the payload)."""
+        self._announce_write()
         return self.request("POST", self.settings.api_endpoints.origdatablocks, json=payload)[1]
 
     def is_valid(self, endpoint: str, payload: dict[str, Any]) -> tuple[bool, str]:
