@@ -123,6 +123,9 @@ class Scicat(_Section):
     validate_before_write: bool = False
     #: Requests per second to SciCat from one process; 0 = unlimited.
     rate_limit_per_s: float = Field(0.0, ge=0)
+    #: Seconds a process reuses a schema variable's SciCat GET (proposal, instruments,
+    #: samples); 0 = ask SciCat for every file (scicat/lookups.py).
+    lookup_cache_ttl_s: float = Field(60.0, ge=0)
 
     @field_validator("timeout")
     @classmethod

@@ -25,6 +25,12 @@ finish without it. The redelivered step must not check SciCat before the orphan 
 or it sees nothing and posts again (an origdatablock has no server-side uniqueness). So every
 write records when it was sent, and a redelivered write step starts only once that write can
 no longer be in flight: sent + the request timeout + :data:`ORPHAN_MARGIN_S`.
+
+First writes: a write step's first execution (not a redelivery, no write of an earlier
+attempt noted in the record) gets a flag in its input (``first_write``). ``post-origdatablock``
+then skips listing the dataset's blocks when this chain created the dataset: no block of
+ours can be there, and that GET was one of a new file's six requests. Every other case
+(redelivery, a retry after a write was sent, a record lost with Redis) lists them.
 """
 
 from __future__ import annotations
@@ -140,11 +146,14 @@ class StepExecutor:
                 log.info("step.waiting", step=step, file=file, key=key, wait_s=round(wait, 2),
                          reason="the lost process's write may still reach SciCat")  # fmt: skip
                 return Retry(wait)
+        # Only a first execution with no write noted may skip checks for its own writes.
+        record = start.record
+        first_write = not redelivered and record is not None and record.write_started(step) is None
         log.info("step.started", step=step, file=file, key=key, attempt=attempt)
         self.ledger.mark_running(key, step, attempt + 1)
         started = time.perf_counter()
         try:
-            job = self._call(step, job)
+            job = self._call(step, job, first_write=first_write)
         except Exception as exc:  # everything unexpected is final, never silently retried
             error = self._as_ingest_error(exc, step)
             error.at(step=step, file=file)
@@ -182,14 +191,21 @@ class StepExecutor:
             return 0.0
         return sent_at + self.rt.config.scicat.timeout + ORPHAN_MARGIN_S - time.time()
 
-    def _call(self, step: str, job: Job) -> Job:
+    def _call(self, step: str, job: Job, *, first_write: bool = False) -> Job:
         if self.rt.dry_run and step in WRITE_STEPS:
             log.info(
                 "step.dry_run", step=step, file=job["file"], key=job["key"], reason="dry run: nothing written"
             )
             return job
         with self._writes_noted(job["key"], step):
-            return self.functions[step](self.rt, with_inputs(self.rt, job, step, self.functions))
+            inputs = with_inputs(self.rt, job, step, self.functions)
+            if first_write and step in WRITE_STEPS:
+                inputs = {**inputs, "first_write": True}
+            result = self.functions[step](self.rt, inputs)
+        # A fact about this execution only: never saved in the document.
+        result = {**result}
+        result.pop("first_write", None)
+        return result
 
     @contextlib.contextmanager
     def _writes_noted(self, key: str, step: str) -> Iterator[None]:

@@ -46,6 +46,8 @@ class Job(TypedDict, total=False):
     # post-origdatablock
     origdatablock_id: str | None
     origdatablock_created: bool
+    # Set by the step executor for one write-step execution, never saved (steps.py).
+    first_write: bool
 
 
 def ingest_key(path: Path, job_id: str | None = None) -> str:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .checksums import Progress
 from .config import Config
 from .schema import SchemaSet, load_schemas
 from .scicat import ScicatClient
+from .scicat.lookups import LookupCache
 
 __all__ = ["Runtime", "RuntimeCache"]
 
@@ -25,6 +28,13 @@ class Runtime:
     scicat: ScicatClient
     #: Called with byte counts while the data file is hashed (progress bars).
     progress: Progress | None = None
+    #: GETs of schema variables (proposals, instruments, samples), cached per process
+    #: (``scicat/lookups.py``); built from ``scicat`` when not given.
+    lookup: Callable[[str], Any] = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.lookup is None:
+            self.lookup = LookupCache(self.scicat.get_json, self.config.scicat.lookup_cache_ttl_s)
 
     @classmethod
     def from_config(cls, config: Config) -> Runtime:

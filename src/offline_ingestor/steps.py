@@ -39,6 +39,11 @@ __all__ = [
 ]
 
 STEPS = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock")
+# ``job["first_write"]`` is set (True) in a write step's input by the step executor, never
+# saved: this execution is the first that may write for this step of this chain (not a
+# redelivery after a lost process, no earlier attempt sent a write). A step may then skip
+# checks for its own earlier writes; any doubt leaves the flag out and the step checks SciCat.
+
 #: Namespace of the pids we derive when a schema gives none (stable across reruns).
 PID_NAMESPACE = uuid.UUID("6f1b1c57-2d0e-4c1f-9a52-0f6a3e4b7c10")
 
@@ -69,11 +74,9 @@ def extract(rt: Runtime, job: Job) -> Job:
         ingestor_files_directory=rt.config.ingestion.file_handling.ingestor_files_directory,
     )
     with open_nexus(path) as handle:
-        registry = extract_variables(schema, handle, builtins, rt.scicat.get_json)
+        registry = extract_variables(schema, handle, builtins, rt.lookup)
         samples = (
-            sample_ids(
-                schema.sample_attachment, handle, rt.scicat.get_json, rt.config.scicat.api_endpoints.samples
-            )
+            sample_ids(schema.sample_attachment, handle, rt.lookup, rt.config.scicat.api_endpoints.samples)
             if schema.sample_attachment
             else []
         )
@@ -239,6 +242,15 @@ def _has_our_files(block: dict[str, Any], paths: set[str]) -> bool:
     return any(entry.get("path") in paths for entry in block.get("dataFileList") or [])
 
 
+def _blocks_unseen(job: Job) -> bool:
+    """No block of ours can exist yet, so listing the dataset's blocks would be a wasted GET.
+
+    True when this chain created the dataset (``dataset_created``) and the executor says no
+    earlier execution of this step may have sent a block (``first_write``, see ``STEPS``).
+    """
+    return bool(job.get("first_write")) and job.get("dataset_created") is True
+
+
 def post_origdatablock(rt: Runtime, job: Job) -> Job:
     """Attach the file list unless the dataset already holds a block with our file."""
     if job.get("origdatablock_id"):
@@ -246,12 +258,15 @@ def post_origdatablock(rt: Runtime, job: Job) -> Job:
     pid = job["pid"]
     payload = {"datasetId": pid, **job["origdatablock"]}
     ours = {entry["path"] for entry in payload["dataFileList"][:1]}
-    try:
-        blocks = rt.scicat.origdatablocks_of(pid)
-    except ScicatRejected as exc:
-        if exc.status != 403:
-            raise
-        blocks = []  # a privileged-only account cannot read; the job record guards instead
+    if _blocks_unseen(job):
+        blocks: list[dict[str, Any]] = []
+    else:
+        try:
+            blocks = rt.scicat.origdatablocks_of(pid)
+        except ScicatRejected as exc:
+            if exc.status != 403:
+                raise
+            blocks = []  # a privileged-only account cannot read; the job record guards instead
     for block in blocks:
         if _has_our_files(block, ours):
             return {

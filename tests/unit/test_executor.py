@@ -317,3 +317,65 @@ def test_writes_are_recorded_before_they_are_sent(ledger: StepLedger, steps: Ste
     run.run("post-dataset", REF, attempt=0, owner="chain-a")
     assert seen and seen[0] is not None and seen[0] >= before
     assert run.rt.scicat.before_write is None  # not left behind for the next step
+
+
+def flags_seen(run: StepExecutor, step: str) -> list[bool | None]:
+    """Replace ``step`` by a function that records the ``first_write`` flag it is given."""
+    seen: list[bool | None] = []
+    inner = run.functions[step]
+
+    def probe(rt: Runtime, job: Job) -> Job:
+        seen.append(job.get("first_write"))
+        return inner(rt, job)
+
+    run.functions = {**run.functions, step: probe}
+    return seen
+
+
+def test_a_first_write_is_flagged_and_the_flag_is_not_saved(ledger: StepLedger, steps: Steps) -> None:
+    """The first execution of a write step gets ``first_write``; the document never keeps it."""
+    run = executor(ledger, steps)
+    seen = flags_seen(run, "post-origdatablock")
+    for step in STEPS[:4]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    outcome = run.run("post-origdatablock", REF, attempt=0, owner="chain-a")
+    assert seen == [True]
+    assert isinstance(outcome, Done) and "first_write" not in outcome.job
+    assert "first_write" not in (ledger.begin_step("k1", "probe", "chain-a").doc or {})
+
+
+def test_a_redelivered_write_is_not_a_first_write(ledger: StepLedger, steps: Steps) -> None:
+    """After a lost process (an execution that never finished), the step must look at SciCat."""
+    run = executor(ledger, steps)
+    seen = flags_seen(run, "post-origdatablock")
+    for step in STEPS[:4]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    ledger.begin_step("k1", "post-origdatablock", "chain-a")  # the lost execution
+    run.run("post-origdatablock", REF, attempt=0, owner="chain-a")
+    assert seen == [None]
+
+
+def test_a_retry_after_a_sent_write_is_not_a_first_write(ledger: StepLedger, steps: Steps) -> None:
+    """A retry after an attempt whose POST went out (e.g. it timed out) may find that block."""
+    run = executor(ledger, steps)
+    seen = flags_seen(run, "post-origdatablock")
+    for step in STEPS[:4]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    steps.errors["post-origdatablock"] = [ScicatUnavailable("timed out")]
+    first = run.run("post-origdatablock", REF, attempt=0, owner="chain-a")
+    assert isinstance(first, Retry)
+    ledger.note_write("k1", "post-origdatablock", time.time())  # what the failed POST noted
+    run.run("post-origdatablock", REF, attempt=1, owner="chain-a")
+    assert seen == [True, None]
+
+
+def test_a_retry_without_a_sent_write_is_still_a_first_write(ledger: StepLedger, steps: Steps) -> None:
+    """An attempt that failed before writing (a GET timed out) leaves the next one first."""
+    run = executor(ledger, steps)
+    seen = flags_seen(run, "post-origdatablock")
+    for step in STEPS[:4]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    steps.errors["post-origdatablock"] = [ScicatUnavailable("timed out")]
+    run.run("post-origdatablock", REF, attempt=0, owner="chain-a")
+    run.run("post-origdatablock", REF, attempt=1, owner="chain-a")
+    assert seen == [True, True]
