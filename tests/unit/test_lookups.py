@@ -32,9 +32,7 @@ def client(standin: ScicatStandin, make_config: Callable[..., Config]) -> Scicat
     return ScicatClient(make_config(standin).scicat)
 
 
-def test_repeats_within_the_ttl_are_answered_from_memory(
-    standin: ScicatStandin, client: ScicatClient
-) -> None:
+def test_repeats_within_ttl_come_from_memory(standin: ScicatStandin, client: ScicatClient) -> None:
     """Every file of a proposal asks for it: one GET per TTL, and each caller gets its own copy."""
     clock = Clock()
     lookup = LookupCache(client.get_json, ttl_s=60, clock=clock)
@@ -49,9 +47,7 @@ def test_repeats_within_the_ttl_are_answered_from_memory(
     assert gets(standin, "/proposals/443503") == 2
 
 
-def test_a_404_is_not_cached_and_drops_the_cached_answer(
-    standin: ScicatStandin, client: ScicatClient
-) -> None:
+def test_a_404_is_never_cached(standin: ScicatStandin, client: ScicatClient) -> None:
     """A proposal created after a 404 is found by the next file; a deleted one is not served."""
     clock = Clock()
     lookup = LookupCache(client.get_json, ttl_s=60, clock=clock)
