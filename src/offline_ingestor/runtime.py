@@ -15,6 +15,7 @@ from .config import Config
 from .schema import SchemaSet, load_schemas
 from .scicat import ScicatClient
 from .scicat.lookups import LookupCache
+from .scicat.write_order import DatasetOrder
 
 __all__ = ["Runtime", "RuntimeCache"]
 
@@ -31,6 +32,8 @@ class Runtime:
     #: GETs of schema variables (proposals, instruments, samples), cached per process
     #: (``scicat/lookups.py``); built from ``scicat`` when not given.
     lookup: Callable[[str], Any] = field(default=None)  # type: ignore[assignment]
+    #: POST-first or GET-first in post-dataset, from this process's recent files.
+    dataset_order: DatasetOrder = field(default_factory=DatasetOrder)
 
     def __post_init__(self) -> None:
         if self.lookup is None:

@@ -213,7 +213,9 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
     dataset = job["dataset"]
     pid = dataset.get("pid")
     existing = None
-    if pid and rt.config.ingestion.check_if_dataset_exists_by_pid:
+    # POST-first skips this GET: the POST's 409 tells us the pid exists (scicat/write_order.py).
+    post_first = rt.dataset_order.post_first()
+    if pid and rt.config.ingestion.check_if_dataset_exists_by_pid and not post_first:
         existing = _readable(rt, pid)
     elif not pid:
         existing = _find_by_metadata(rt, job)
@@ -223,18 +225,32 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
                 f"SciCat already has dataset {existing.get('pid')} from another source "
                 f"(sourceFolder {existing.get('sourceFolder')!r}); refusing to attach files to it"
             )
+        rt.dataset_order.note(created=False)
         return {**job, "pid": str(existing.get("pid", pid)), "dataset_created": False}
     if rt.config.scicat.validate_before_write:
         _validate_first(rt, job)
-    status, body = rt.scicat.create_dataset(dataset)
+    try:
+        status, body = rt.scicat.create_dataset(dataset)
+    except ScicatRejected as exc:
+        # An account that may not create with a pid is refused before the duplicate check;
+        # GET-first would have found our dataset, so look before failing.
+        if not (pid and post_first and exc.status == 403):
+            raise
+        existing = _readable(rt, str(pid))
+        if existing is None or not _is_ours(existing, dataset):
+            raise
+        rt.dataset_order.note(created=False)
+        return {**job, "pid": str(pid), "dataset_created": False}
     if status == 409:
         existing = _readable(rt, str(pid))
         if existing is not None and not _is_ours(existing, dataset):
             raise IdempotencyConflict(f"pid {pid} exists in SciCat with other content")
+        rt.dataset_order.note(created=False)
         return {**job, "pid": str(pid), "dataset_created": False}
     created_pid = body.get("pid") if isinstance(body, dict) else None
     if not created_pid:
         raise PermanentError(f"SciCat created the dataset but returned no pid: {body!r:.200}")
+    rt.dataset_order.note(created=True)
     return {**job, "pid": created_pid, "dataset_created": True}
 
 
