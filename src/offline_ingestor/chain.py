@@ -1,25 +1,42 @@
-"""The five-task chain of one file, built from task names (no import of ``tasks.py``).
+"""The messages of one file's five steps, built from task names (no import of ``tasks.py``).
 
-Producers (``producer.py``, the CLI, the drop-in) publish chains without importing the task
-module, which would pull in the step code; the worker registers the tasks under these names.
+Producers (``producer.py``, the CLI, the drop-in) publish the first step without importing
+the task module, which would pull in the step code; the worker registers the tasks under
+these names.
+
+Each message carries only the file's reference and the errback. A Celery chain would carry
+every remaining signature in every message (3.7 KB of the 5.6 KB Redis held per queued
+file, bench/RESULTS.md); instead each step task publishes the next step when it is done
+(``tasks.py``), exactly where Celery would have published the chain's next message: after
+the step, before the ack. ``root_id`` passes from task to task as in a chain, so the lease
+owner is the same. Messages of an older version that still carry a chain are continued by
+Celery as before.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, chain
+from celery import Celery
 
 from .celery_config import FIRST_STEP_PRIORITY, STEP_PRIORITY
 from .config import Config
 from .job import Job
 from .steps import STEPS
 
-__all__ = ["FAILURE_TASK", "SUBMIT_TASK", "TASK_NAMES", "build_chain", "step_of_task"]
+__all__ = [
+    "FAILURE_TASK",
+    "SUBMIT_TASK",
+    "TASK_NAMES",
+    "build_chain",
+    "next_step",
+    "step_of_task",
+    "step_signature",
+]
 
 #: Step name -> Celery task name.
 TASK_NAMES = {step: f"offline_ingestor.{step.replace('-', '_')}" for step in STEPS}
-#: The chain's errback: records failures that happened outside the step executor.
+#: The errback of every step: records failures that happened outside the step executor.
 FAILURE_TASK = "offline_ingestor.record_failure"
 #: The entry point for non-Python producers (see ``producer.py``).
 SUBMIT_TASK = "offline_ingestor.submit"
@@ -30,19 +47,43 @@ def step_of_task(task_name: str) -> str:
     return next((step for step, name in TASK_NAMES.items() if name == task_name), task_name)
 
 
-def build_chain(app: Celery, job: Job, config: Config) -> Any:
-    """The chain for ``job``: the first step gets ``{key, file}``, each next one its result.
+def next_step(step: str) -> str | None:
+    """The step after ``step``; None after the last."""
+    index = STEPS.index(step) + 1
+    return STEPS[index] if index < len(STEPS) else None
 
-    Started chains go before new ones (Redis priorities, ``celery_config.py``), so a long
+
+def step_signature(app: Celery, step: str, ref: Job, config: Config) -> Any:
+    """The message of ``step`` for the file in ``ref`` (``{key, file}``), with the errback.
+
+    Started files go before new ones (Redis priorities, ``celery_config.py``), so a long
     backlog does not hold back files that are half done.
     """
-    ref = {"key": job["key"], "file": job["file"]}
-    queue = config.queue.queue_name
-    first, *rest = STEPS
-    signatures = [
-        app.signature(
-            TASK_NAMES[first], args=(ref,), immutable=True, queue=queue, priority=FIRST_STEP_PRIORITY
-        ),
-        *(app.signature(TASK_NAMES[step], queue=queue, priority=STEP_PRIORITY) for step in rest),
-    ]
-    return chain(*signatures).on_error(app.signature(FAILURE_TASK, queue=queue))
+    priority = FIRST_STEP_PRIORITY if step == STEPS[0] else STEP_PRIORITY
+    signature = app.signature(
+        TASK_NAMES[step],
+        args=(ref,),
+        immutable=True,
+        queue=config.queue.queue_name,
+        priority=priority,
+        # Flower shows the file; Celery's default repeats the whole reference.
+        argsrepr=repr(ref["file"]),
+        kwargsrepr="",
+    )
+    # The errback goes to the default queue, which is ``queue.queue_name``.
+    signature.link_error(app.signature(FAILURE_TASK))
+    return signature
+
+
+def build_chain(app: Celery, job: Job, config: Config) -> Any:
+    """What a producer publishes for ``job``: its first step (each step sends the next).
+
+    The first message carries what the producer knows besides the path (the writer's job
+    id, the message file): no document is saved at enqueue (``executor.py``).
+    """
+    ref: Job = {"key": job["key"], "file": job["file"]}
+    if job.get("job_id"):
+        ref["job_id"] = job["job_id"]
+    if job.get("message_file"):
+        ref["message_file"] = job["message_file"]
+    return step_signature(app, STEPS[0], ref, config)

@@ -135,7 +135,9 @@ class StepExecutor:
                 "chain.duplicate", step=step, file=file, key=key, reason="another chain holds the file"
             )
             return Stopped("another chain holds the file")
-        job: Job = start.doc or ref
+        # The first step starts from its message: a document there is from an earlier run
+        # of the file (a forced re-ingest); producers save none (chain.build_chain).
+        job: Job = ref if step == STEPS[0] else start.doc or ref
         if start.record is not None and start.record.step_done(step):
             log.info("step.skipped", step=step, file=file, key=key, reason="already done")
             return Done(job, skipped=True)

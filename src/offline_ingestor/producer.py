@@ -49,7 +49,7 @@ def submit_job(
         claimed, previous = store.claim_for_queue(job, force=force)
         if not claimed:
             return EnqueueResult(job["key"], job["file"], f"already {previous}")
-        store.save_doc(job)
+        # No document yet: the first message carries the job (chain.build_chain).
         try:
             start_chain(job, config)
         except Exception:

@@ -17,7 +17,7 @@ from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from . import metrics
-from .chain import FAILURE_TASK, SUBMIT_TASK, TASK_NAMES, step_of_task
+from .chain import FAILURE_TASK, SUBMIT_TASK, TASK_NAMES, next_step, step_of_task, step_signature
 from .config import Config
 from .errors import PermanentError
 from .executor import Done, Failed, Retry, StepExecutor, Stopped
@@ -83,7 +83,9 @@ def _run(task: Task, step: str, ref: Job) -> Job | None:
         raise Reject(exc, requeue=True) from None
     match outcome:
         case Done():
-            return {"key": ref["key"], "file": ref["file"]}
+            done: Job = {"key": ref["key"], "file": ref["file"]}
+            _send_next(task, step, done)
+            return done
         case Retry(delay_s=delay, error=error):
             raise task.retry(exc=error, countdown=delay, max_retries=task.max_retries)
         case Stopped():
@@ -94,6 +96,18 @@ def _run(task: Task, step: str, ref: Job) -> Job | None:
             # and events, and the errback sees the record and does nothing more.
             _stop_chain(task)
             raise error
+
+
+def _send_next(task: Task, step: str, ref: Job) -> None:
+    """Publish the file's next step (``chain.py``): after the step, before this ack.
+
+    A message of an older version still carries a Celery chain, which Celery continues.
+    Celery gives the new message this task's ``root_id``: the same lease owner.
+    """
+    following = next_step(step)
+    if following is None or task.request.chain:
+        return
+    step_signature(app, following, ref, _config()).apply_async()
 
 
 def _make_task(step: str) -> Any:

@@ -67,7 +67,7 @@ POINTS: dict[str, tuple[str, Callable[[Path, Any], bool]]] = {
         lambda config, standin: len(standin.datasets) == 1,
     ),
     "between-posts": (
-        "dataset stored; GET …/origdatablocks delayed 6 s",
+        "dataset stored; POST /origdatablocks held 6 s, then refused unstored",
         lambda config, standin: standin.pending_faults == 0 and len(standin.datasets) == 1,
     ),
     "post-origdatablock": (
@@ -91,9 +91,9 @@ def prepare(point: str, standin: Any, fast_config: Any, tmp_path: Path, data_roo
             Fault(method="POST", path_regex=r"/datasets$", status=None, delay_s=6, after_handling=True)
         )
     elif point == "between-posts":
-        standin.inject(
-            Fault(method="GET", path_regex=r"/datasets/.+/origdatablocks$", status=None, delay_s=6)
-        )
+        # A first block write lists nothing (the chain created the dataset), so the window is
+        # the block POST itself, which never stores: SciCat has the dataset and no block.
+        standin.inject(Fault(method="POST", path_regex=r"/origdatablocks$", status=503, delay_s=6))
     elif point == "post-origdatablock":
         standin.inject(
             Fault(method="POST", path_regex=r"/origdatablocks$", status=None, delay_s=6, after_handling=True)
