@@ -379,3 +379,22 @@ def test_a_retry_without_a_sent_write_is_still_a_first_write(ledger: StepLedger,
     run.run("post-origdatablock", REF, attempt=0, owner="chain-a")
     run.run("post-origdatablock", REF, attempt=1, owner="chain-a")
     assert seen == [True, True]
+
+
+def test_the_first_step_starts_from_its_message_not_an_old_document(ledger: StepLedger, steps: Steps) -> None:
+    """A forced re-ingest finds the last run's document; the first step must not resume it."""
+    # Given a file ingested before (its document holds a pid), then queued again
+    run = executor(ledger, steps)
+    for step in STEPS:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    ledger.release_lease("k1", "chain-a")
+    if isinstance(ledger, MemoryLedger):
+        ledger.records.clear()
+    else:
+        assert isinstance(ledger, JobStore)
+        ledger.redis.delete("oi:job:k1")  # what a forced claim does to the record
+    # When the new chain's first step runs with the message's reference and job id
+    outcome = run.run("select-schema", {**REF, "job_id": "writer-7"}, attempt=0, owner="chain-b")
+    # Then its result is built from the message alone: no pid of the last run is carried on
+    assert isinstance(outcome, Done)
+    assert outcome.job.get("job_id") == "writer-7" and "pid" not in outcome.job
