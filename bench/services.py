@@ -40,15 +40,16 @@ def redis_server(directory: Path) -> RedisServer:
 class StandinProcess:
     """``python -m bench.standin`` (seeded SciCat stand-in) in a process of its own."""
 
-    def __init__(self, stats_file: Path) -> None:
+    def __init__(self, stats_file: Path, latency_ms: float = 0.0, jitter_ms: float = 0.0) -> None:
         self.stats_file = stats_file
+        self.latency = ["--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms)]
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
     def start(self) -> StandinProcess:
         self.stats_file.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            [str(PYTHON), "-m", "bench.standin", "--stats-file", str(self.stats_file)],
+            [str(PYTHON), "-m", "bench.standin", "--stats-file", str(self.stats_file), *self.latency],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -100,13 +101,27 @@ class Worker(WorkerProcess):
     """``offline-ingestor worker`` (optionally under ``bench.profiled_worker``) as a subprocess."""
 
     def __init__(
-        self, config: Path, log: Path, heartbeat: Path, concurrency: int, profile_dir: Path | None = None
+        self,
+        config: Path,
+        log: Path,
+        heartbeat: Path,
+        concurrency: int,
+        profile_dir: Path | None = None,
+        io: bool = False,
     ) -> None:
         super().__init__(config, log, heartbeat, concurrency, env=ingest_env(), cwd=ROOT)
         self.profile_dir = profile_dir
+        self.io = io
 
     def worker_args(self) -> list[str]:
-        return [*super().worker_args(), "-n", f"bench-{self.log.stem}@%h"]
+        io = ["--io"] if self.io else []
+        return [
+            *super().worker_args()[:1],
+            *io,
+            *super().worker_args()[1:],
+            "-n",
+            f"bench-{self.log.stem}@%h",
+        ]
 
     def command(self) -> list[str]:
         if self.profile_dir is None:

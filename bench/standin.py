@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import signal
 import threading
 import time
@@ -18,6 +19,21 @@ from types import FrameType
 
 from offline_ingestor.testing import ScicatStandin
 from offline_ingestor.testing.scenario import seed
+from offline_ingestor.testing.scicat_standin.server import _Handler
+
+
+def add_latency(mean_s: float, jitter_s: float) -> None:
+    """Every answer waits ``mean_s`` ± ``jitter_s`` (uniform), as a real backend's 19-61 ms.
+
+    Each request runs in its own server thread, so waits overlap as at a real server.
+    """
+    serve = _Handler._serve
+
+    def slow(handler: _Handler) -> None:
+        time.sleep(max(0.0, random.uniform(mean_s - jitter_s, mean_s + jitter_s)))
+        serve(handler)
+
+    _Handler._serve = slow  # type: ignore[method-assign]
 
 
 class TimedStandin(ScicatStandin):
@@ -36,7 +52,11 @@ class TimedStandin(ScicatStandin):
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.standin")
     parser.add_argument("--stats-file", required=True, type=Path)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--jitter-ms", type=float, default=0.0)
     args = parser.parse_args()
+    if args.latency_ms:
+        add_latency(args.latency_ms / 1000, args.jitter_ms / 1000)
     done = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:

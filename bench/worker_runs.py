@@ -98,12 +98,20 @@ def run_queue(
     profile_dir: Path | None = None,
     scicat: dict[str, Any] | None = None,
     queue: dict[str, Any] | None = None,
+    latency_ms: float = 0.0,
+    jitter_ms: float = 0.0,
+    io_concurrency: int = 0,
 ) -> QueueRun:
-    """Backlog of ``files`` → ``workers`` times prefork(``concurrency``) until all are done."""
+    """Backlog of ``files`` → ``workers`` times prefork(``concurrency``) until all are done.
+
+    ``io_concurrency`` > 0 adds, per worker, ``worker --io`` (threads) for the write steps.
+    """
     base = workdir / name
     redis = redis_server(base / "redis").start()
-    standin = StandinProcess(base / "standin.json").start()
+    standin = StandinProcess(base / "standin.json", latency_ms, jitter_ms).start()
     pool: list[Worker] = []
+    if io_concurrency:
+        queue = {"io_queue_name": "ingest-io", "io_concurrency": io_concurrency, **(queue or {})}
     try:
         for index in range(workers):
             config = write_config(
@@ -124,6 +132,18 @@ def run_queue(
                     profile_dir / f"w{index}" if profile_dir else None,
                 )
             )
+            if io_concurrency:
+                io_config = write_config(
+                    base / f"worker-{index}-io.yml",
+                    scicat_url=standin.url,
+                    broker_url=redis.url,
+                    data_root=data_root,
+                    heartbeat=base / f"heartbeat-{index}-io",
+                    queue={"concurrency": concurrency, **(queue or {})},
+                    scicat=scicat or {},
+                )
+                io_log, io_beat = base / f"worker-{index}-io.log", base / f"heartbeat-{index}-io"
+                pool.append(Worker(io_config, io_log, io_beat, io_concurrency, io=True))
         enqueue_rate = _enqueue_all(pool[0].config, files)
         for worker in pool:
             worker.start(wait=False)

@@ -22,7 +22,7 @@ from celery import Celery
 from .celery_config import FIRST_STEP_PRIORITY, STEP_PRIORITY
 from .config import Config
 from .job import Job
-from .steps import STEPS
+from .steps import STEPS, WRITE_STEPS
 
 __all__ = [
     "FAILURE_TASK",
@@ -30,6 +30,7 @@ __all__ = [
     "TASK_NAMES",
     "build_chain",
     "next_step",
+    "queue_of",
     "step_of_task",
     "step_signature",
 ]
@@ -53,6 +54,12 @@ def next_step(step: str) -> str | None:
     return STEPS[index] if index < len(STEPS) else None
 
 
+def queue_of(step: str, config: Config) -> str:
+    """The queue of ``step``: the write steps go to ``queue.io_queue_name`` when set."""
+    io_queue = config.queue.io_queue_name
+    return io_queue if io_queue and step in WRITE_STEPS else config.queue.queue_name
+
+
 def step_signature(app: Celery, step: str, ref: Job, config: Config) -> Any:
     """The message of ``step`` for the file in ``ref`` (``{key, file}``), with the errback.
 
@@ -64,7 +71,7 @@ def step_signature(app: Celery, step: str, ref: Job, config: Config) -> Any:
         TASK_NAMES[step],
         args=(ref,),
         immutable=True,
-        queue=config.queue.queue_name,
+        queue=queue_of(step, config),
         priority=priority,
         # Flower shows the file; Celery's default repeats the whole reference.
         argsrepr=repr(ref["file"]),

@@ -8,6 +8,7 @@ back when Redis (our ledger) is gone.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ __all__ = ["record_failure", "submit"]
 
 log = get_logger("offline_ingestor.tasks")
 _process: dict[str, Any] = {}
+_thread = threading.local()
 T = TypeVar("T")
 
 
@@ -50,12 +52,16 @@ def _store() -> JobStore:
 
 
 def _executor() -> StepExecutor:
-    """One per call (cheap), over this process's runtime and job store."""
+    """One per call (cheap), over this thread's runtime and this process's job store.
+
+    A runtime per thread: in a thread pool (``worker --io``) each step must have its own
+    SciCat client, whose ``before_write`` hook notes that step's writes (``executor.py``).
+    """
     config = _config()
-    if "runtime" not in _process:
-        _process["runtime"] = RuntimeCache(config)
+    if not hasattr(_thread, "runtime"):
+        _thread.runtime = RuntimeCache(config)
     return StepExecutor(
-        _process["runtime"].get(),
+        _thread.runtime.get(),
         _store(),
         RetryPolicy.for_worker(config),
         max_redeliveries=config.queue.max_redeliveries,

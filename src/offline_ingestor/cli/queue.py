@@ -66,9 +66,10 @@ def enqueue(
 @config_option
 @click.option("--concurrency", type=int, default=None, help="Processes (default: queue.concurrency).")
 @click.option("--loglevel", default="INFO")
+@click.option("--io", "io", is_flag=True, help="Serve queue.io_queue_name with a thread pool.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(
-    config_path: str | None, concurrency: int | None, loglevel: str, celery_args: tuple[str, ...]
+    config_path: str | None, concurrency: int | None, loglevel: str, io: bool, celery_args: tuple[str, ...]
 ) -> None:
     """Run the Celery worker with our settings (extra arguments go to Celery)."""
     config = load(config_path)
@@ -80,17 +81,21 @@ def worker(
     from ..worker import app_for
 
     app = app_for(config)
+    if io and not config.queue.io_queue_name:
+        raise click.UsageError("--io needs queue.io_queue_name in the config")
+    queue = config.queue.io_queue_name if io else config.queue.queue_name
+    processes = concurrency or (config.queue.io_concurrency if io else config.queue.concurrency)
     argv = [
         "worker",
         "-Q",
-        config.queue.queue_name,
+        queue,
         "-c",
-        str(concurrency or config.queue.concurrency),
+        str(processes),
         "--loglevel",
         loglevel,
         *(["-E"] if config.queue.task_events else []),  # see queue.task_events
         "--pool",
-        "prefork",
+        "threads" if io else "prefork",
         *celery_args,
     ]
     # app.start, not app.worker_main: worker_main drops the worker's exit status, so a worker

@@ -1,0 +1,69 @@
+"""Throughput against a slow SciCat (issue 14): ``python -m bench.slow_scicat [--files N]``.
+
+The stand-in answers every request after ``latency`` ± half of it (40 ms ± 20 ms is a real
+backend's range), one worker host: prefork c=2 on one queue (the default deployment)
+against the same plus ``worker --io`` (a thread pool) serving the two SciCat write steps.
+Also requests per file per kind, counted at the stand-in. Prints JSON; the table is in
+bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .corpus import small_files
+from .worker_runs import run_queue
+
+
+def kinds(requests: list[list[Any]]) -> dict[str, int]:
+    counted: Counter[str] = Counter()
+    for _, method, path, _status in requests:
+        route = path.removeprefix("/api/v3/").split("/")
+        counted[f"{method} {route[0]}{'/../' + route[-1] if len(route) > 2 else ''}"] += 1
+    return dict(counted)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.slow_scicat")
+    parser.add_argument("--files", type=int, default=300)
+    parser.add_argument("--latency-ms", type=float, nargs="+", default=[40.0])
+    parser.add_argument("--io-concurrency", type=int, nargs="+", default=[16])
+    args = parser.parse_args()
+    work = Path(tempfile.gettempdir()) / "offline-ingestor-bench"
+    data_root = work / "data"
+    files = small_files(data_root, args.files, "slow")
+    rows = []
+    for latency in args.latency_ms:
+        for io in [0, *args.io_concurrency]:
+            name = f"slow-{latency:g}ms-io{io}"
+            run = run_queue(
+                work, data_root, files, name=name, concurrency=2, latency_ms=latency,
+                jitter_ms=latency / 2, io_concurrency=io,
+            )  # fmt: skip
+            stats = json.loads((work / name / "standin.json").read_text())
+            per_kind = {
+                kind: round(count / len(files), 2) for kind, count in kinds(stats["requests"]).items()
+            }
+            row = {
+                "latency_ms": latency,
+                "io_threads": io,
+                "files_per_s": run.files_per_s,
+                "finished": run.finished,
+                "failed": run.failed,
+                "requests_per_file": round(run.scicat_requests / len(files), 2),
+                "per_kind": per_kind,
+                "cpu_ms_per_file": run.cpu_ms_per_file,
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    (work / "slow_scicat.json").write_text(json.dumps({"rows": rows, "runs": dataclasses.asdict(run)}))
+
+
+if __name__ == "__main__":
+    main()
