@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checksums import Progress
 from .config import Config
@@ -16,6 +16,9 @@ from .schema import SchemaSet, load_schemas
 from .scicat import ScicatClient
 from .scicat.lookups import LookupCache
 from .scicat.write_order import DatasetOrder
+
+if TYPE_CHECKING:  # ingest-now and the drop-in never import the Redis client
+    import redis
 
 __all__ = ["Runtime", "RuntimeCache"]
 
@@ -40,11 +43,22 @@ class Runtime:
             self.lookup = LookupCache(self.scicat.get_json, self.config.scicat.lookup_cache_ttl_s)
 
     @classmethod
-    def from_config(cls, config: Config) -> Runtime:
-        """Load the schemas and open the SciCat session the config names."""
+    def from_config(cls, config: Config, shared_limit: redis.Redis | None = None) -> Runtime:
+        """Load the schemas and open the SciCat session the config names.
+
+        With ``shared_limit`` (the worker's Redis), ``scicat.rate_limit_per_s`` is one
+        budget for every process of the deployment (``scicat/shared_limit.py``).
+        """
         fallback = config.ingestion.fallback_schema_file_path
         schemas = load_schemas(config.schemas_dir, config.resolve(fallback) if fallback else None)
-        return cls(config=config, schemas=schemas, scicat=ScicatClient(config.scicat))
+        client = ScicatClient(config.scicat)
+        rate = config.scicat.rate_limit_per_s
+        if shared_limit is not None and rate > 0:
+            from .scicat.shared_limit import SharedRateLimiter
+
+            # The client's own limiter stays as the fallback when Redis is away.
+            client._limiter = SharedRateLimiter(shared_limit, rate, client._limiter)  # type: ignore[assignment]
+        return cls(config=config, schemas=schemas, scicat=client)
 
     @property
     def dry_run(self) -> bool:
@@ -66,8 +80,11 @@ class RuntimeCache:
     the worker. The schema folder is looked at no more than once a second.
     """
 
-    def __init__(self, config: Config, check_every_s: float = 1.0) -> None:
+    def __init__(
+        self, config: Config, check_every_s: float = 1.0, shared_limit: redis.Redis | None = None
+    ) -> None:
         self.config = config
+        self.shared_limit = shared_limit
         self.check_every_s = check_every_s
         self._runtime: Runtime | None = None
         self._stamp: tuple[tuple[str, int, int], ...] = ()
@@ -80,7 +97,7 @@ class RuntimeCache:
             self._checked_at = now
             stamp = _schema_stamp(self.config)
             if self._runtime is None or stamp != self._stamp:
-                self._runtime = Runtime.from_config(self.config)
+                self._runtime = Runtime.from_config(self.config, self.shared_limit)
                 self._stamp = stamp
         return self._runtime
 

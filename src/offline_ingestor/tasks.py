@@ -59,7 +59,7 @@ def _executor() -> StepExecutor:
     """
     config = _config()
     if not hasattr(_thread, "runtime"):
-        _thread.runtime = RuntimeCache(config)
+        _thread.runtime = RuntimeCache(config, shared_limit=_store().redis)
     return StepExecutor(
         _thread.runtime.get(),
         _store(),
