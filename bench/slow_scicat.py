@@ -32,6 +32,7 @@ def kinds(requests: list[list[Any]]) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.slow_scicat")
     parser.add_argument("--files", type=int, default=300)
+    parser.add_argument("--tag", default="", help="name prefix of this run (e.g. the code version)")
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[40.0])
     parser.add_argument("--io-concurrency", type=int, nargs="+", default=[16])
     args = parser.parse_args()
@@ -40,8 +41,8 @@ def main() -> None:
     files = small_files(data_root, args.files, "slow")
     rows = []
     for latency in args.latency_ms:
-        for io in [0, *args.io_concurrency]:
-            name = f"slow-{latency:g}ms-io{io}"
+        for io in sorted({0, *args.io_concurrency}):
+            name = f"{args.tag}slow-{latency:g}ms-io{io}"
             run = run_queue(
                 work, data_root, files, name=name, concurrency=2, latency_ms=latency,
                 jitter_ms=latency / 2, io_concurrency=io,
