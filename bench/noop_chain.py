@@ -26,7 +26,6 @@ from offline_ingestor.config import parse_config
 BROKER = os.environ.get("NOOP_BROKER", "redis://127.0.0.1:6379/0")
 app = Celery("noop")
 app.conf.update(celery_settings(parse_config({"queue": {"enabled": True, "broker_url": BROKER}})))
-app.conf.task_events = False
 
 
 @app.task(name="noop.step", acks_late=True)
