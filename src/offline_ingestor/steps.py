@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import IdempotencyConflict, PermanentError, SchemaError, ScicatRejected
+from .errors import IdempotencyConflict, PermanentError, SchemaError, ScicatRejected, ScicatUnavailable
 from .filelist import build_file_list
 from .job import Job, check_data_root
 from .nexus import check_hdf5, open_nexus
@@ -214,7 +214,8 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
     pid = dataset.get("pid")
     existing = None
     # POST-first skips this GET: the POST's 409 tells us the pid exists (scicat/write_order.py).
-    post_first = rt.dataset_order.post_first()
+    # Only on a first write: a retry after a sent POST is likely to find its dataset.
+    post_first = bool(job.get("first_write")) and rt.dataset_order.post_first()
     if pid and rt.config.ingestion.check_if_dataset_exists_by_pid and not post_first:
         existing = _readable(rt, pid)
     elif not pid:
@@ -242,7 +243,17 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
         rt.dataset_order.note(created=False)
         return {**job, "pid": str(pid), "dataset_created": False}
     if status == 409:
-        existing = _readable(rt, str(pid))
+        try:
+            existing = rt.scicat.get_dataset(str(pid))
+        except ScicatRejected as exc:
+            if exc.status != 403:
+                raise
+            existing = None  # a privileged-only account cannot read: taken as ours, as before
+        else:
+            if existing is None:
+                # 409 says the pid exists, the GET finds none (a stale read): look again
+                # later rather than attach files to a dataset we could not check.
+                raise ScicatUnavailable(f"SciCat answered 409 for pid {pid} but GET finds no such dataset")
         if existing is not None and not _is_ours(existing, dataset):
             raise IdempotencyConflict(f"pid {pid} exists in SciCat with other content")
         rt.dataset_order.note(created=False)
