@@ -46,7 +46,9 @@ def test_secrets_never_leave_the_process(
     """Password, configured and issued tokens are absent from logs, registry, messages and oi: keys."""
     # Given a config with a token (and a password in the environment), and a SciCat that rejects one file
     static_token = standin.login_token("ingestor")
-    config = fast_config(scicat={"token": static_token}, logging={"logging_level": "DEBUG", "format": "json"})
+    # No look-up cache: the rejected file's look-ups must meet the expired session (relogin)
+    scicat = {"token": static_token, "lookup_cache_ttl_s": 0}
+    config = fast_config(scicat=scicat, logging={"logging_level": "DEBUG", "format": "json"})
     files = make_files(data_root, 3)
     rejected = make_files(data_root, 1, prefix="rejected")
     # When files sit on the queue before any worker runs, the messages hold no secret
