@@ -408,12 +408,12 @@ def test_new_job_explicit_job_id_beats_message_file(roots: tuple[Path, Path], tm
 
 
 @pytest.mark.parametrize("content", ["not json", "[1, 2]"])
-def test_bad_message_file_is_an_input_error(tmp_path: Path, content: str) -> None:
-    """A message file that is not a JSON object is an InputFileError naming it."""
+def test_bad_message_file_falls_back_to_the_path_key(tmp_path: Path, content: str) -> None:
+    """A message file we cannot use gives no job id (the path key) but is still listed."""
     message = tmp_path / "m.json"
     message.write_text(content)
-    with pytest.raises(InputFileError, match=r"m\.json"):
-        read_message_file(str(message))
+    found = read_message_file(str(message), tmp_path / "run.hdf", parse_config({}))
+    assert found.job_id is None and found.listed_file == str(message.resolve())
 
 
 # -- begin_step / finish_step (the worker's one-round-trip hot path) -------------------------
