@@ -69,8 +69,10 @@ def celery_settings(config: Config) -> dict[str, Any]:
         # After a broker connection loss late-acked tasks are redelivered; stop running ones
         # instead of letting them run in parallel with their redelivered copies.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        # Give running steps 30 s to finish on SIGTERM before their messages are requeued.
-        "worker_soft_shutdown_timeout": 30.0,
+        # No soft shutdown: it applies only to a cold shutdown and then sleeps its whole
+        # timeout even when the steps are done. SIGTERM is bounded by queue.shutdown_grace_s
+        # instead (worker_stop.py), after which the cold shutdown requeues at once.
+        "worker_soft_shutdown_timeout": 0.0,
         # Recycle children now and then: h5py/HDF5 keep caches.
         "worker_max_tasks_per_child": 10_000,
         "worker_concurrency": queue.concurrency,
