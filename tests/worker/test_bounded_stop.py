@@ -70,6 +70,7 @@ def test_sigterm_during_a_long_hash_requeues_at_once(
         first.process.wait(CONTAINER_GRACE_S)
     except subprocess.TimeoutExpired:
         first.kill()  # as the runtime would: the message then waits for the visibility timeout
+    assert first.process.returncode == 0  # it exited by itself, not SIGKILLed by the "runtime"
     events = log_events(first.log)
     assert "worker.stop_grace_exceeded" in [event.get("event") for event in events]
     assert not [e for e in events if e.get("event") == "step.done" and e.get("step") == "build-dataset"]
