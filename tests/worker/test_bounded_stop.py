@@ -96,3 +96,36 @@ def test_sigterm_lets_a_short_step_finish(
     worker.process.send_signal(signal.SIGTERM)
     assert worker.process.wait(60) == 0
     assert "worker.stop_grace_exceeded" not in worker.log.read_text()
+
+
+def test_step_ending_within_the_grace_is_acked_not_redelivered(
+    standin: Any, redis_server: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """SIGTERM during a hash that ends within the grace: it finishes, and an idle second
+    worker never runs the step again (the message is acked, not put back at shutdown)."""
+    config = queue_config(
+        queue={
+            "concurrency": 1,
+            "visibility_timeout_s": 3600,
+            "task_time_limit_s": 3000,
+            "lease_ttl_s": 3300,
+            "shutdown_grace_s": 300,
+        }
+    )
+    path = ymir_file(data_root, name="mid.hdf")
+    with path.open("r+b") as handle:
+        handle.truncate(1 << 30)
+    first = start_worker(config, concurrency=1)
+    (result,) = json.loads(cli("enqueue", "-c", str(config), "--json", str(path)).stdout)
+    client = redis.Redis.from_url(redis_server.url)
+    wait_for(lambda: step_of(client, result["key"]) == ("running", "build-dataset"), 60, "the hash to start")
+    second = start_worker(config, concurrency=1)  # idle, consuming the same queue
+    assert first.process is not None
+    os.kill(first.process.pid, signal.SIGTERM)
+    assert first.process.wait(300) == 0
+    wait_for(lambda: len(standin.origdatablocks) == 1, 120, "the second worker to finish the chain")
+    events = log_events(first.log) + log_events(second.log)
+    hashed = [e for e in events if e.get("event") == "step.done" and e.get("step") == "build-dataset"]
+    assert len(hashed) == 1 and hashed[0] in log_events(first.log)
+    assert "worker.stop_grace_exceeded" not in [e.get("event") for e in events]
+    assert len(standin.datasets) == 1
