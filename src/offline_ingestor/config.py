@@ -167,6 +167,9 @@ class Queue(_Section):
     lease_ttl_s: int = Field(3 * 3600 + 600, ge=10)
     heartbeat_file: str = ""
     metrics_port: int = Field(0, ge=0)
+    #: On SIGTERM running steps get this long to finish; then they are abandoned and their
+    #: messages requeued at once (worker_stop.py). Keep it below the container's stop grace.
+    shutdown_grace_s: float = Field(25.0, ge=0)
     #: Celery task events (task-sent/received/started/succeeded) for Flower and
     #: celery-exporter. On by default so those tools work; they cost about 4 % of small-file
     #: throughput (more consumer CPU, bench/RESULTS.md), so a site without them may turn

@@ -7,12 +7,12 @@ The job is a plain JSON-able dict so that the Celery tasks can keep it in Redis 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, TypedDict
 
 from .config import Config
+from .done_writing import DoneWriting, read_done_writing
 from .errors import InputFileError
 
 __all__ = ["Job", "check_data_root", "ingest_key", "new_job", "read_message_file"]
@@ -60,15 +60,9 @@ def ingest_key(path: Path, job_id: str | None = None) -> str:
     return "f-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
-def read_message_file(path: str) -> dict[str, Any]:
-    """The file writer's "done writing" message (JSON); ``job_id`` is what we use."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read done-writing message file {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputFileError(f"done-writing message file {path} is not a JSON object")
-    return data
+def read_message_file(path: str, nexus_file: Path, config: Config) -> DoneWriting:
+    """The file writer's "done writing" message: job id and file to list (done_writing.py)."""
+    return read_done_writing(path, nexus_file, config)
 
 
 def check_data_root(path: Path, config: Config) -> None:
@@ -90,8 +84,10 @@ def new_job(
     """Start a job for ``path``: resolve it (symlinks too), check roots, derive its key."""
     resolved = Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
     check_data_root(resolved, config)
-    if message_file and not job_id:
-        job_id = str(read_message_file(message_file).get("job_id") or "") or None
+    if message_file:
+        message = read_message_file(message_file, resolved, config)
+        job_id = job_id or message.job_id
+        message_file = message.listed_file
     return {
         "file": str(resolved),
         "job_id": job_id,

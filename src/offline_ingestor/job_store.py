@@ -115,6 +115,12 @@ class JobStore:
 
     # -- redelivery cap -----------------------------------------------------------------------
 
+    def forgive_run(self, key: str, step: str) -> None:
+        """Uncount one execution of ``step``: it was stopped on purpose, not lost (a bounded stop)."""
+        name = f"{PREFIX}runs:{key}:{step}"
+        if int(self.redis.decr(name)) <= 0:
+            self.redis.delete(name)
+
     def clear_runs(self, key: str, step: str) -> None:
         self.redis.delete(f"{PREFIX}runs:{key}:{step}")
 

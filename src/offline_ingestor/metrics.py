@@ -67,13 +67,14 @@ class _QueueCollector:
         import redis
         from prometheus_client.core import GaugeMetricFamily
 
+        from .broker_layout import queue_keys
         from .job_store import FAILED_KEY
 
         depth = GaugeMetricFamily("ingest_queue_depth", "Messages waiting in the queue", labels=["queue"])
         failed = GaugeMetricFamily("ingest_failed_files", "Files in the failed registry")
         try:
             client = redis.Redis.from_url(self.broker_url, socket_timeout=2)
-            names = [self.queue_name] + [f"{self.queue_name}:{level}" for level in range(1, 10)]
+            names = queue_keys(self.queue_name)
             depth.add_metric([self.queue_name], sum(int(client.llen(name)) for name in names))
             failed.add_metric([], int(client.hlen(FAILED_KEY)))
         except redis.RedisError:

@@ -1,4 +1,4 @@
-"""Worker process hooks: logging, per-task log context, liveness file, metrics server."""
+"""Worker process hooks: logging, per-task log context, liveness file, metrics server, bounded stop."""
 
 from __future__ import annotations
 
@@ -40,6 +40,18 @@ def _bind_task_context(task_id: str | None = None, task: Any = None, args: Any =
 @signals.task_postrun.connect
 def _clear_task_context(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
+
+
+@signals.worker_shutting_down.connect
+def _bound_warm_shutdown(how: str | None = None, **_: Any) -> None:
+    # Sent from Celery's SIGTERM handler in the main process (worker_stop.py says why).
+    from .worker import app
+
+    config = app.conf.get("offline_ingestor_config")
+    if how == "Warm" and config is not None:
+        from .worker_stop import start_stop_timer
+
+        start_stop_timer(config.queue.shutdown_grace_s)
 
 
 def touch_heartbeat(path: Path) -> None:

@@ -141,7 +141,8 @@ def test_drop_in_command_enqueues_when_the_queue_is_enabled(
 
     config = queue_config()
     path = ymir_file(data_root)
-    message = tmp_path / "run.message.json"
+    message = data_root / "ingestor" / "run.message.json"  # inside the data roots, as upstream writes it
+    message.parent.mkdir()
     message.write_text(json.dumps({"job_id": "wrdn-1234", "file_name": str(path)}))
     command = [
         str(Path(sys.executable).parent / "scicat_background_ingestor"),

@@ -73,9 +73,11 @@ def worker(
     """Run the Celery worker with our settings (extra arguments go to Celery)."""
     config = load(config_path)
     os.environ["OFFLINE_INGESTOR_CONFIG"] = config.source_path
+    from ..broker_layout import migrate_broker
     from ..metrics import prepare_multiprocess_dir
 
     prepare_multiprocess_dir()
+    migrate_broker(config.queue.broker_url, config.queue.queue_name)  # once, before consuming
     from .. import worker_signals  # noqa: F401  (liveness, metrics, log context)
     from ..worker import app_for
 
