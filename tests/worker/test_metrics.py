@@ -52,16 +52,16 @@ def test_prometheus_scrape_reads_ingest_metrics(
     def counted() -> bool:
         samples = scrape(port)
         return (
-            samples.get(("ingest_files_total", (("outcome", "failed"), ("schema", "unknown")))) == 1.0
-            and samples.get(("ingest_files_total", (("outcome", "created"), ("schema", ymir)))) == 1.0
+            samples.get(("offline_ingestor_files_total", (("outcome", "failed"), ("schema", "unknown")))) == 1.0
+            and samples.get(("offline_ingestor_files_total", (("outcome", "created"), ("schema", ymir)))) == 1.0
         )
 
     wait_for(counted, what="the file counters in a scrape")
     samples = scrape(port)
-    assert samples[("ingest_retries_total", (("step", "post-dataset"),))] == 1.0
-    assert samples[("ingest_step_seconds_count", (("step", "extract"),))] == 1.0
-    assert samples[("ingest_queue_depth", (("queue", "ingest"),))] == 0.0
-    assert samples[("ingest_failed_files", ())] == 1.0
+    assert samples[("offline_ingestor_retries_total", (("step", "post-dataset"),))] == 1.0
+    assert samples[("offline_ingestor_step_seconds_count", (("step", "extract"),))] == 1.0
+    assert samples[("offline_ingestor_queue_depth", (("queue", "ingest"),))] == 0.0
+    assert samples[("offline_ingestor_failed_files", ())] == 1.0
 
 
 def test_heartbeat_liveness_and_step_logs(

@@ -59,25 +59,51 @@ def enqueue(
             click.echo(f"{result.status:<16} {result.key}  {result.file}")
 
 
+def _concurrency_hint(ctx: click.Context, _: click.Parameter, value: str | None) -> str | None:
+    """``-c`` is Celery's concurrency for ``worker``; a path there is a mistake worth a hint."""
+    if value is not None and not value.isdigit():
+        raise click.BadParameter(
+            f"{value!r} is not a number. For `worker`, -c is Celery's --concurrency; "
+            "give the config file with --config FILE (or $OFFLINE_INGESTOR_CONFIG)."
+        )
+    return value
+
+
 @click.command("worker", context_settings={"ignore_unknown_options": True})
-@config_option
-@click.option("--concurrency", type=int, default=None, help="Processes (default: queue.concurrency).")
-@click.option("--loglevel", default="INFO")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="OFFLINE_INGESTOR_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (ESS ingestor YAML format). Default: $OFFLINE_INGESTOR_CONFIG.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    callback=_concurrency_hint,
+    default=None,
+    help="Pool processes, as in `celery worker -c` (default: queue.concurrency).",
+)
+@click.option("--loglevel", "-l", default="INFO", help="Celery's log level.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(
-    config_path: str | None, concurrency: int | None, loglevel: str, celery_args: tuple[str, ...]
+    config_path: str | None, concurrency: str | None, loglevel: str, celery_args: tuple[str, ...]
 ) -> None:
-    """Run the Celery worker with our settings (extra arguments go to Celery)."""
-    config = load(config_path)
-    os.environ["OFFLINE_INGESTOR_CONFIG"] = config.source_path
-    from ..metrics import prepare_multiprocess_dir
+    """Run the Celery worker with our settings (extra arguments go to `celery worker`)."""
+    from ..config import load_config
 
-    prepare_multiprocess_dir()
-    from .. import worker_signals  # noqa: F401  (liveness, metrics, log context)
+    config = load_config(config_path)
+    from ..worker_signals import prepare_worker
+
+    prepare_worker(config)  # logs, redaction, metrics folder: before Celery and its pool start
     from ..worker import app_for
 
     app = app_for(config)
+    fmt = config.logging.format
+    quiet = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     argv = [
+        # JSON logs: no banner (a worker.starting event says the same in one JSON line).
+        *(["--quiet"] if quiet else []),
         "worker",
         "-Q",
         config.queue.queue_name,
