@@ -100,6 +100,25 @@ def _add_process(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMap
     return event
 
 
+class _NamedWriteLogger(structlog.WriteLogger):
+    name = "offline_ingestor"
+
+
+def _logger_factory(stream: Any) -> Any:
+    def make(*args: Any) -> _NamedWriteLogger:
+        logger = _NamedWriteLogger(stream)
+        if args:
+            logger.name = str(args[0])
+        return logger
+
+    return make
+
+
+def _add_logger(logger: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event.setdefault("logger", getattr(logger, "name", None))
+    return event
+
+
 def _add_current(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Name the file, key and step this process works on (see ``current.py``)."""
     for field, value in CURRENT.items():
@@ -171,6 +190,7 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: Any = None
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            _add_logger,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _add_process,
             _add_current,
@@ -183,7 +203,7 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: Any = None
         # separately, and with stderr on a file or pipe (unbuffered in Python) the lines of
         # two prefork children interleave as `{...}{...}\n\n` and stop being JSON lines
         # (seen by bench/ under load). WriteLogger writes `message + "\n"` in one call.
-        logger_factory=structlog.WriteLoggerFactory(out),  # type: ignore[arg-type]
+        logger_factory=_logger_factory(out),
         cache_logger_on_first_use=False,
     )
     _route_stdlib(renderer, out, level, console)
@@ -233,4 +253,5 @@ def _route_stdlib(renderer: Any, stream: Any, level: str, console: bool = False)
 
 def get_logger(name: str = "offline_ingestor") -> Any:
     """A structlog logger whose events carry ``logger=name``."""
-    return structlog.get_logger().bind(**{"logger": name})
+    # Lazy: resolved at first use, so a module-level logger follows configure_logging.
+    return structlog.get_logger(name)
