@@ -80,13 +80,14 @@ def _redis_dump(url: str) -> str:
     parts = []
     for name in client.scan_iter(count=1000):
         kind = client.type(name).decode()
-        value: Any = {
-            "string": lambda: client.get(name),
-            "hash": lambda: client.hgetall(name),
-            "list": lambda: client.lrange(name, 0, -1),
-            "set": lambda: client.smembers(name),
-            "zset": lambda: client.zrange(name, 0, -1),
-        }.get(kind, lambda: b"")()
+        readers = {
+            "string": client.get,
+            "hash": client.hgetall,
+            "list": lambda key: client.lrange(key, 0, -1),
+            "set": client.smembers,
+            "zset": lambda key: client.zrange(key, 0, -1),
+        }
+        value: Any = readers[kind](name) if kind in readers else b""
         parts.append(f"{name!r} {value!r}")
     return "\n".join(parts)
 
