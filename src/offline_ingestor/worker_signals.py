@@ -100,7 +100,7 @@ def _log_started(sender: str = "", instance: Any = None, conf: Any = None, **_: 
         queues=sorted(queues.queues) if queues is not None else None,
         concurrency=getattr(instance, "concurrency", None),
         broker=scrub_url(str(conf.broker_url)) if conf is not None else None,
-        pool=type(getattr(instance, "pool_cls", "")).__name__,
+        pool=getattr(getattr(instance, "pool_cls", None), "__name__", None),
     )
 
 
@@ -193,17 +193,9 @@ def _start_background(sender: Any = None, **_: Any) -> None:
     config = _config()
     if config is None:
         return
-    if config.queue.heartbeat_file:
-        path = Path(config.queue.heartbeat_file)
-
-        def beat() -> None:
-            while True:
-                touch_heartbeat(path)
-                time.sleep(_HEARTBEAT_EVERY_S)
-
-        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
     from . import metrics
 
+    # Metrics before the heartbeat: a worker that says "ready" (heartbeat file) is scrapable.
     metrics.init_series(_schema_ids(config))
     if config.queue.metrics_port:
         concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
@@ -214,3 +206,12 @@ def _start_background(sender: Any = None, **_: Any) -> None:
             heartbeat=config.queue.heartbeat_file,
             concurrency=int(concurrency or config.queue.concurrency),
         )
+    if config.queue.heartbeat_file:
+        path = Path(config.queue.heartbeat_file)
+
+        def beat() -> None:
+            while True:
+                touch_heartbeat(path)
+                time.sleep(_HEARTBEAT_EVERY_S)
+
+        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
