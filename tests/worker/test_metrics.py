@@ -14,12 +14,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import ymir_file
-from test_monitoring import unknown_metrics
 from offline_ingestor.testing import Fault
+from test_monitoring import unknown_metrics
 from worker.conftest import cli, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 YMIR = "3d0c1f5e-ymir-offline-ingestor"
+FILES = "offline_ingestor_files_total"
 
 
 def free_port() -> int:
@@ -69,8 +70,8 @@ def test_prometheus_scrape_reads_ingest_metrics(
     def counted() -> bool:
         samples = scrape(port)
         return (
-            samples.get(("offline_ingestor_files_total", (("outcome", "failed"), ("schema", "unknown")))) == 1.0
-            and samples.get(("offline_ingestor_files_total", (("outcome", "created"), ("schema", ymir)))) == 1.0
+            samples.get((FILES, (("outcome", "failed"), ("schema", "unknown")))) == 1.0
+            and samples.get((FILES, (("outcome", "created"), ("schema", ymir)))) == 1.0
         )
 
     wait_for(counted, what="the file counters in a scrape")
