@@ -87,3 +87,49 @@ def _redact(url: str) -> str:
         netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+def refusal_reason(path: str | os.PathLike[str], config: Config) -> str | None:
+    """Why ``path`` cannot be queued (missing, not a file, outside the data roots), or None.
+
+    Checked at enqueue so that a typo is refused on the spot rather than failing later.
+    """
+    from pathlib import Path
+
+    from .errors import InputFileError
+    from .job import check_data_root
+
+    resolved = os.path.realpath(os.path.expanduser(os.fspath(path)))
+    try:
+        check_data_root(Path(resolved), config)
+    except InputFileError as exc:
+        return str(exc).removeprefix("refused: ")
+    if not os.path.exists(resolved):
+        return f"{resolved} does not exist"
+    if not os.path.isfile(resolved):
+        return f"{resolved} is not a file"
+    return None
+
+
+def record_refusal(store: JobStore, path: str, job_id: str | None, reason: str, error_class: str) -> str:
+    """Put a file the worker refused (``offline_ingestor.submit``) in the failed registry and
+    its record, so that ``failed``, ``status`` and a producer reading ``oi:job:<key>`` see it.
+    Returns the key (the producer's job id when it gave one)."""
+    from pathlib import Path
+
+    from .job import ingest_key
+
+    resolved = Path(os.path.realpath(os.path.expanduser(path)))
+    key = ingest_key(resolved, job_id)
+    store.update(key, file=str(resolved), job_id=job_id or "", state="failed", step="submit")
+    store.record_failure(
+        key,
+        {
+            "file": str(resolved),
+            "step": "submit",
+            "error_class": error_class,
+            "message": reason,
+            "attempts": 1,
+        },
+    )
+    return key
