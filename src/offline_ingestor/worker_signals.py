@@ -165,6 +165,34 @@ def _patch_worker_lost() -> None:
     Request.on_failure = on_failure
 
 
+@signals.task_failure.connect
+def _record_refused_submit(
+    sender: Any = None, exception: BaseException | None = None, args: Any = None, kwargs: Any = None, **_: Any
+) -> None:
+    """A file ``offline_ingestor.submit`` refused (outside the data roots, missing) goes to
+    the failed registry and its record, not only to the log: ``failed``, ``status`` and a
+    producer reading ``oi:job:<job id>`` then see it."""
+    from .errors import IngestError, is_transient
+
+    if getattr(sender, "name", None) != "offline_ingestor.submit" or not isinstance(exception, IngestError):
+        return
+    if is_transient(exception) or not args:
+        return
+    from .producer import record_refusal, store_for
+
+    config = _config()
+    job_id, reason = (kwargs or {}).get("job_id"), str(exception)
+    try:
+        key = record_refusal(store_for(config), str(args[0]), job_id, reason, type(exception).__name__)
+    except Exception as exc:  # Redis gone: the log line below is all there is
+        log.error("submit.refusal_not_recorded", file=str(args[0]), error=str(exc))
+        return
+    from . import metrics
+
+    metrics.count_file("refused", None)
+    log.warning("submit.refused", key=key, file=str(args[0]), writer_job_id=job_id, reason=str(exception))
+
+
 def touch_heartbeat(path: Path) -> None:
     """Update the liveness file's mtime (a probe checks it is recent)."""
     path.parent.mkdir(parents=True, exist_ok=True)
