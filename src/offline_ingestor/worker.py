@@ -45,7 +45,7 @@ if os.environ.get(CONFIG_ENV):
 
 
 @signals.celeryd_init.connect
-def _full_setup(**_: Any) -> None:
+def _full_setup(instance: Any = None, **_: Any) -> None:
     """A worker started as ``celery -A offline_ingestor.worker worker`` gets the same set-up
     as ``offline-ingestor worker`` (logs, redaction, metrics, heartbeat, kombu fix), and one
     without a config refuses to start instead of consuming from a default Redis."""
@@ -55,6 +55,8 @@ def _full_setup(**_: Any) -> None:
             f"offline-ingestor: no config for the worker: set ${CONFIG_ENV} "
             "(or run `offline-ingestor worker --config FILE`)"
         )
-    from .worker_signals import prepare_worker
+    from .worker_signals import json_mode, prepare_worker
 
     prepare_worker(config)
+    if instance is not None and json_mode(config):
+        instance.quiet = True  # no banner: JSON lines only (worker.starting says the same)

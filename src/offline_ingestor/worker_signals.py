@@ -22,7 +22,7 @@ from celery import signals
 from . import kombu_patches  # noqa: F401  (applied on import: the worker needs it)
 from .logs import configure_logging, get_logger, register_config_secrets, scrub_url
 
-__all__ = ["json_say", "prepare_worker", "request_fields", "touch_heartbeat"]
+__all__ = ["json_mode", "json_say", "prepare_worker", "request_fields", "touch_heartbeat"]
 
 _HEARTBEAT_EVERY_S = 10.0
 log = get_logger("offline_ingestor.worker")
@@ -40,7 +40,7 @@ def prepare_worker(config: Any) -> None:
     from .metrics import prepare_multiprocess_dir
 
     prepare_multiprocess_dir()
-    if _json_mode(config):
+    if json_mode(config):
         _route_celery_prints()
 
 
@@ -50,7 +50,7 @@ def _config() -> Any:
     return app.conf.get("offline_ingestor_config")
 
 
-def _json_mode(config: Any) -> bool:
+def json_mode(config: Any) -> bool:
     fmt = config.logging.format if config else "auto"
     return bool(fmt == "json" or (fmt == "auto" and not sys.stderr.isatty()))
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +17,19 @@ import redis
 
 from helpers import ymir_file
 from offline_ingestor.testing import Fault
-from worker.conftest import cli, wait_for
+from offline_ingestor.testing.processes import WorkerProcess
+from worker.conftest import BIN, cli, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
 BROKER_PASSWORD = "Br0kerS3cret-pw"
 SCICAT_PASSWORD = "ingestorpw"  # the stand-in's password for user "ingestor"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -124,3 +134,51 @@ def test_no_secret_in_any_worker_output(
     for where, text in texts.items():
         for secret in (BROKER_PASSWORD, SCICAT_PASSWORD):
             assert secret not in text, f"{secret!r} found in {where}"
+
+
+def test_celery_cli_without_config_refuses_to_start(tmp_path: Path) -> None:
+    """`celery -A offline_ingestor.worker worker` with no config does not consume from a
+    default Redis with none of our set-up: it refuses, saying what to set."""
+    env = {key: value for key, value in os.environ.items() if key != "OFFLINE_INGESTOR_CONFIG"}
+    result = subprocess.run(
+        [str(BIN / "celery"), "-A", "offline_ingestor.worker", "worker", "--pool", "solo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "OFFLINE_INGESTOR_CONFIG" in result.stderr
+
+
+class CeleryCliWorker(WorkerProcess):
+    """The worker started with Celery's own command line and the config in the environment."""
+
+    def command(self) -> list[str]:
+        return [str(BIN / "celery"), "-A", "offline_ingestor.worker", "worker", "-c", "2"]
+
+
+def test_celery_cli_with_config_gets_the_full_set_up(
+    standin: Any, queue_config: Any, data_root: Path, tmp_path: Path
+) -> None:
+    """Started by `celery -A offline_ingestor.worker worker`: heartbeat, JSON logs from the
+    first line, metrics, our queue, and files are ingested."""
+    port = free_port()
+    config = queue_config(queue={"metrics_port": port})
+    env = {
+        **os.environ,
+        "OFFLINE_INGESTOR_CONFIG": str(config),
+        "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw",
+    }
+    worker = CeleryCliWorker(config, tmp_path / "celery.log", tmp_path / "heartbeat", env=env)
+    try:
+        worker.start()  # returns once the heartbeat file is there
+        cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
+        wait_for(lambda: len(standin.origdatablocks) == 1, what="the file")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            assert b"offline_ingestor_files_total" in answer.read()
+    finally:
+        worker.stop()
+    events = json_lines(worker.log)
+    assert any(event["event"] == "worker.starting" and event["queues"] == ["ingest"] for event in events)

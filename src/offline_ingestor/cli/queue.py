@@ -127,17 +127,15 @@ def worker(
     from ..config import load_config
 
     config = load_config(config_path)
-    from ..worker_signals import prepare_worker
+    from ..worker_signals import json_mode, prepare_worker
 
     prepare_worker(config)  # logs, redaction, metrics folder: before Celery and its pool start
     from ..worker import app_for
 
     app = app_for(config)
-    fmt = config.logging.format
-    quiet = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     argv = [
         # JSON logs: no banner (a worker.starting event says the same in one JSON line).
-        *(["--quiet"] if quiet else []),
+        *(["--quiet"] if json_mode(config) else []),
         "worker",
         "-Q",
         config.queue.queue_name,
