@@ -102,8 +102,15 @@ def _redis_dump(url: str) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.parametrize("fmt", ["json", "console"])
 def test_no_secret_in_any_worker_output(
-    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path, tmp_path: Path
+    fmt: str,
+    standin: Any,
+    start_worker: Any,
+    queue_config: Any,
+    redis_server: Any,
+    data_root: Path,
+    tmp_path: Path,
 ) -> None:
     """A broker URL with a password, the SciCat password; a file that fails with a traceback
     (bad HDF5) and one that succeeds: neither secret appears in the worker's log, the failed
@@ -111,7 +118,7 @@ def test_no_secret_in_any_worker_output(
     client = redis.Redis.from_url(redis_server.url)
     client.config_set("requirepass", BROKER_PASSWORD)
     broker = f"redis://:{BROKER_PASSWORD}@127.0.0.1:{redis_server.port}/0"
-    config = queue_config(queue={"broker_url": broker})
+    config = queue_config(queue={"broker_url": broker}, logging={"format": fmt})
     worker = start_worker(config)
     bad = data_root / "bad.hdf"
     bad.write_text("not hdf5")
