@@ -91,3 +91,23 @@ def test_enqueue_on_a_terminal_prints_a_hint(config: Path) -> None:
         os.close(slave)
     assert "reading paths from stdin" in hint
     assert process.returncode == 0
+
+
+def test_queue_gauges_read_depth_and_the_oldest_files_age(
+    config: Path, data_root: Path, redis_server: Any
+) -> None:
+    """The scrape-time gauges on a real queue: one waiting file, enqueued (as its record says)
+    at 2020-01-01, gives depth 1 and an age of years; the failed registry is 0."""
+    import redis
+
+    from offline_ingestor.metrics import _WorkerCollector
+
+    run("enqueue", "-c", str(config), "--job-id", "fw-old", str(ymir_file(data_root)))
+    redis.Redis.from_url(redis_server.url).hset("oi:job:fw-old", "enqueued_at", "2020-01-01T00:00:00.000Z")
+    families = {
+        family.name: family for family in _WorkerCollector(redis_server.url, "ingest", "", 2).collect()
+    }
+    value = {name: family.samples[0].value for name, family in families.items()}
+    assert value["offline_ingestor_queue_depth"] == 1
+    assert value["offline_ingestor_queue_oldest_age_seconds"] > 5 * 365 * 86400
+    assert value["offline_ingestor_failed_files"] == 0 and value["offline_ingestor_redis_up"] == 1

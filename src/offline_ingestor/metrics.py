@@ -12,6 +12,7 @@ Every name starts with ``offline_ingestor_``; ``docs/operations.md`` lists them.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import functools
 import json
@@ -21,6 +22,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -203,15 +205,13 @@ def _oldest_age(client: Any, names: list[str], now: float) -> float:
         if not raw:
             continue
         with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
-            import base64
-
             message = json.loads(raw)
             body = json.loads(base64.b64decode(message["body"]))
             key = body[0][0]["key"]
             stamp = client.hget(f"oi:job:{key}", "enqueued_at")
             if stamp:
                 stamp = stamp.decode() if isinstance(stamp, bytes) else stamp
-                started = time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+                started = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
                 oldest = max(oldest, now - started)
     return oldest
 
