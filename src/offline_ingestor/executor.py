@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import metrics
+from .current import clear_current, set_current
 from .errors import IngestError, PermanentError
 from .job import Job
 from .ledger import StepLedger
@@ -123,7 +124,10 @@ class StepExecutor:
                 step=step,
                 file=file,
             )
-            return self._fail(key, step, owner, lost, start.runs, error_class="WorkerLost")
+            schema_id = (start.doc or {}).get("schema_id", "")
+            return self._fail(
+                key, step, owner, lost, start.runs, error_class="WorkerLost", schema_id=schema_id
+            )
         if not start.leased:
             log.warning(
                 "chain.duplicate", step=step, file=file, key=key, reason="another chain holds the file"
@@ -141,6 +145,7 @@ class StepExecutor:
                          reason="the lost process's write may still reach SciCat")  # fmt: skip
                 return Retry(wait)
         log.info("step.started", step=step, file=file, key=key, attempt=attempt)
+        set_current(key, file, step)
         self.ledger.mark_running(key, step, attempt + 1)
         started = time.perf_counter()
         try:
@@ -165,6 +170,8 @@ class StepExecutor:
                 )
                 return Retry(delay, error)
             return self._fail(key, step, owner, error, attempt + 1, schema_id=job.get("schema_id", ""))
+        finally:
+            clear_current()
         return self._finish(job, step, owner, attempt, time.perf_counter() - started)
 
     def _as_ingest_error(self, exc: Exception, step: str) -> IngestError:
@@ -254,7 +261,7 @@ class StepExecutor:
             "attempts": attempts,
         }
         self.ledger.fail_step(key, step, owner, failure)
-        metrics.count_file("failed", schema_id)
+        metrics.count_failed(schema_id or None)
         log.error(
             "ingest.failed",
             step=step,

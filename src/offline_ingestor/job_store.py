@@ -13,21 +13,29 @@ Keys (``oi:`` prefix, all JSON-able, no secrets):
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import redis
 
-from .job import Job
+from .config import Config
+from .job import Job, ingest_key
 from .ledger import Record, StepStart
 
-__all__ = ["ACTIVE_STATES", "FAILED_KEY", "PREFIX", "JobStore", "Record", "StepStart"]
+__all__ = ["ACTIVE_STATES", "FAILED_KEY", "PREFIX", "JobStore", "Record", "StepStart", "job_key"]
 
 ACTIVE_STATES = ("queued", "running", "done")
 PREFIX = "oi:"
 #: The failed registry (a hash); the metrics scrape reads its length.
 FAILED_KEY = f"{PREFIX}failed"
+
+
+def job_key(key: str) -> str:
+    """The Redis key of a file's record (the metrics scrape reads its enqueue time)."""
+    return f"{PREFIX}job:{key}"
 
 
 class JobStore:
@@ -37,6 +45,12 @@ class JobStore:
         self.redis = client
         self.state_ttl_s = state_ttl_s
         self.lease_ttl_s = lease_ttl_s
+
+    @classmethod
+    def for_config(cls, config: Config) -> JobStore:
+        """The store of the Redis ``queue.broker_url`` names, with the queue's TTLs."""
+        queue = config.queue
+        return cls.from_url(queue.broker_url, state_ttl_s=queue.state_ttl_s, lease_ttl_s=queue.lease_ttl_s)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
@@ -182,6 +196,17 @@ class JobStore:
         self.record_failure(key, failure)
         self.release_lease(key, owner)
         self.clear_runs(key, step)
+
+    def record_refusal(self, path: str, job_id: str | None, reason: str, error_class: str) -> str:
+        """Record a file the worker refused at ``offline_ingestor.submit`` (failed registry and
+        record), so that ``failed``, ``status`` and a producer reading ``oi:job:<key>`` see it.
+        Returns the key (the producer's job id when it gave one)."""
+        resolved = Path(os.path.realpath(os.path.expanduser(path)))
+        key = ingest_key(resolved, job_id)
+        self.update(key, file=str(resolved), job_id=job_id or "", state="failed", step="submit")
+        failure = {"file": str(resolved), "step": "submit", "error_class": error_class, "message": reason}
+        self.record_failure(key, {**failure, "attempts": 1})
+        return key
 
     def unclaim(self, key: str) -> None:
         """Forget a claim whose chain could not be published (the producer rolls back)."""

@@ -36,8 +36,8 @@ class EnqueueResult:
 
 
 def store_for(config: Config) -> JobStore:
-    queue = config.queue
-    return JobStore.from_url(queue.broker_url, state_ttl_s=queue.state_ttl_s, lease_ttl_s=queue.lease_ttl_s)
+    """The job store of the Redis ``config`` names."""
+    return JobStore.for_config(config)
 
 
 def submit_job(
@@ -95,3 +95,25 @@ def _redact(url: str) -> str:
         netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+def refusal_reason(path: str | os.PathLike[str], config: Config) -> str | None:
+    """Why ``path`` cannot be queued (missing, not a file, outside the data roots), or None.
+
+    Checked at enqueue so that a typo is refused on the spot rather than failing later.
+    """
+    from pathlib import Path
+
+    from .errors import InputFileError
+    from .job import check_data_root
+
+    resolved = os.path.realpath(os.path.expanduser(os.fspath(path)))
+    try:
+        check_data_root(Path(resolved), config)
+    except InputFileError as exc:
+        return str(exc).removeprefix("refused: ")
+    if not os.path.exists(resolved):
+        return f"{resolved} does not exist"
+    if not os.path.isfile(resolved):
+        return f"{resolved} is not a file"
+    return None

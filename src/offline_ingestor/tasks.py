@@ -19,12 +19,12 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from . import metrics
 from .chain import FAILURE_TASK, SUBMIT_TASK, TASK_NAMES, step_of_task
 from .config import Config
-from .errors import PermanentError
+from .errors import InputFileError, PermanentError
 from .executor import Done, Failed, Retry, StepExecutor, Stopped
 from .job import Job, new_job
 from .job_store import JobStore
 from .logs import get_logger
-from .producer import store_for, submit_job
+from .producer import refusal_reason, store_for, submit_job
 from .retry import RetryPolicy
 from .runtime import RuntimeCache
 from .worker import app
@@ -137,7 +137,7 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
         "attempts": (request.retries or 0) + 1,
     }
     _patiently(lambda: store.fail_step(key, step, request.root_id or request.id, failure))
-    metrics.count_file("failed", "")
+    metrics.count_failed(record.fields.get("schema_id") if record else None)
     log.error("ingest.failed", file=ref.get("file"), key=key, step=step, error_class=failure["error_class"],
               error=failure["message"])  # fmt: skip
 
@@ -146,5 +146,9 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
 def submit(path: str, job_id: str | None = None, force: bool = False) -> str:
     """Entry point for non-Python producers: enqueue ``path`` as ``enqueue()`` would."""
     config = _config()
+    refused = refusal_reason(path, config)
+    if refused is not None:
+        # Recorded in the failed registry by worker_signals' task_failure hook.
+        raise InputFileError(refused, file=path)
     result = submit_job(new_job(path, config, job_id=job_id), config, force=force, store=_store())
     return result.status

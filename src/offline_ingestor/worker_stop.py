@@ -51,15 +51,16 @@ def _abandon_after(grace_s: float, pid: int) -> None:
 
 def _forgive(requests: list[Any]) -> None:
     """Abandoned steps were stopped, not lost: they must not count towards the redelivery cap."""
-    from .chain import step_of_task
-    from .producer import store_for
-    from .worker import app
+    from celery import current_app
 
-    config = app.conf.get("offline_ingestor_config")
+    from .chain import step_of_task
+    from .job_store import JobStore
+
+    config = current_app.conf.get("offline_ingestor_config")
     if config is None:
         return
     try:
-        store = store_for(config)
+        store = JobStore.for_config(config)
         for request in requests:
             ref = request.args[0] if request.args and isinstance(request.args[0], dict) else {}
             if ref.get("key"):

@@ -29,7 +29,7 @@ def test_enqueued_file_is_ingested(
     assert result.returncode == 0 and result.stdout.startswith("queued"), result.stderr
     wait_for(lambda: blocks(standin) == 1, what="the origdatablock")
     status = json.loads(ingestor_cli("status", "-c", str(config), "--json", str(path)).stdout)
-    assert status["state"] == "done" and status["pid"] in standin.datasets
+    assert status["state"] == "done" and status["dataset_pid"] in standin.datasets
 
 
 def test_duplicate_enqueue_makes_one_dataset(
@@ -160,7 +160,7 @@ def test_drop_in_command_enqueues_when_the_queue_is_enabled(
     start_worker(config)
     wait_for(lambda: len(standin.origdatablocks) == 1, what="the origdatablock")
     status = json.loads(ingestor_cli("status", "-c", str(config), "--json", "wrdn-1234").stdout)
-    assert status["state"] == "done" and status["job_id"] == "wrdn-1234"
+    assert status["state"] == "done" and status["writer_job_id"] == "wrdn-1234"
     (block,) = standin.origdatablocks
     assert str(message) in [entry["path"] for entry in block["dataFileList"]]
 
