@@ -158,12 +158,24 @@ def _check_before_writing(rt: Runtime, job: Job) -> None:
         _is_valid(rt, "origdatablocks", block, "origdatablock", base=rt.config.scicat.v3_base)
 
 
-def _read_back(rt: Runtime, pid: str) -> None:
-    """After our first create of a dataset no group of ours names: prove we can read it."""
-    try:
-        _lookup(rt, pid)
-    except CannotVerify:
-        raise _unverifiable(rt, "the read-back after creating", pid, half_written=True) from None
+def _attach_unverifiable(rt: Runtime, job: Job) -> Job:
+    """Attach the block to a dataset we created a moment ago but may not read back.
+
+    The 201 says the dataset is new, so it holds no block yet: attaching ours now is safe.
+    (The v3 route: a privileged-only account may create blocks there, not through v4.)
+    Reruns of this file are refused (403 on the look-up), as are other groups' files from
+    now on, before any write.
+    """
+    log.warning(
+        "scicat.account_cannot_read_back",
+        dataset_pid=job["pid"],
+        file=job.get("file"),
+        account=_rights(rt).describe(),
+    )
+    payload = {"datasetId": job["pid"], **job["origdatablock"]}
+    _, body = rt.scicat.request("POST", "origdatablocks", json=payload, base=rt.config.scicat.v3_base)
+    block_id = body.get("_id") or body.get("id") if isinstance(body, dict) else None
+    return {**job, "origdatablock_id": block_id, "origdatablock_created": True, "verifiable": False}
 
 
 def post_dataset(rt: Runtime, job: Job) -> Job:
@@ -190,10 +202,15 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
         raise ScicatUnavailable(f"SciCat answered {status} to the dataset POST without a pid: {body!r:.200}")
     if pid and created_pid != pid:
         log.warning("scicat.pid_rewritten", dataset_pid=created_pid, requested_pid=pid, file=job.get("file"))
+    created = {**job, "pid": created_pid, "dataset_created": True}
     rights = _rights(rt)
     if rights.reads_all is None and rights.foreign(dataset):
-        _read_back(rt, str(created_pid))
-    return {**job, "pid": created_pid, "dataset_created": True}
+        # First dataset of a group not ours: can this account read it back? (proves it or not)
+        try:
+            _lookup(rt, str(created_pid))
+        except CannotVerify:
+            return _attach_unverifiable(rt, created)
+    return created
 
 
 def _has_our_files(block: dict[str, Any], paths: set[str]) -> bool:

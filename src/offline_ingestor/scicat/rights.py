@@ -127,7 +127,7 @@ def refuse_unreadable(rights: AccountRights, dataset: dict[str, Any], pid: str |
     """Raise before any write when SciCat will not let the account read this dataset back."""
     if rights.readable(dataset) is False:
         raise CannotVerify(
-            f"not writing dataset {pid or '(pid from SciCat)'} for ownerGroup "
+            f"nothing was written: not creating dataset {pid or '(pid from SciCat)'} for ownerGroup "
             f"{dataset.get('ownerGroup')!r}: {rights.describe()}, so a rerun could not see what "
             f"was already written (no exactly-once). To ingest it, {FIX}; then requeue",
             hint=f"nothing was written; {FIX}, then requeue",

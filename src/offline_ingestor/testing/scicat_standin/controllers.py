@@ -133,6 +133,8 @@ class Api:
         self, store: st.Store, policy: st.Policy, pid_prefix: str | None, pid_regex: str | None
     ) -> None:
         self.store, self.policy = store, policy
+        #: Not the backend: a SciCat deployment or proxy that stores client pids prefixed.
+        self.rewrite_pid_prefix = ""
         #: Per request thread; ``crash_before_totals``: store the block, skip the dataset totals.
         self.request_local = threading.local()
         self.pid_prefix = (pid_prefix or "undefined").rstrip("/") or "undefined"
@@ -293,6 +295,8 @@ class Api:
 
     def _insert(self, body: JsonDict, version: str, user: str) -> Reply:
         pid = body.get("pid")
+        if pid and self.rewrite_pid_prefix:
+            pid = f"{self.rewrite_pid_prefix}{pid}"  # a deployment (or proxy) that prefixes pids
         if pid is None:
             pid = f"{self.pid_prefix}/{uuid.uuid4()}"
         required = {k: body.get(k) for k in ("owner", "datasetName")}

@@ -201,6 +201,7 @@ class ScicatStandin:
         latency_ms: float = 0.0,
         jitter_ms: float = 0.0,
         seed: int | None = None,
+        rewrite_pid_prefix: str = "",
     ) -> None:
         accs = list(accounts if accounts is not None else copy.deepcopy(DEFAULT_ACCOUNTS))
         self._store = st.Store({a.username: a for a in accs}, token_ttl_s=token_ttl_s)
@@ -213,6 +214,7 @@ class ScicatStandin:
             lifecycle_groups,
         )
         self._api = Api(self._store, st.Policy(groups), pid_prefix, pid_regex)
+        self._api.rewrite_pid_prefix = rewrite_pid_prefix  # misbehaving deployments (tests only)
         self._faults = _Faults()
         self._log: list[tuple[str, str, int]] = []
         self._kinds: Counter[str] = Counter()
