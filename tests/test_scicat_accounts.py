@@ -21,6 +21,7 @@ from offline_ingestor.errors import (
     IngestError,
     ScicatAuthError,
     ScicatRejected,
+    ScicatUnavailable,
 )
 from offline_ingestor.health import run_checks
 from offline_ingestor.job import new_job
@@ -182,6 +183,26 @@ class TestOddAnswers:
         with pytest.raises(CannotVerify):
             run(config_for(make_config, scicat), path)
         assert blocks(scicat) == []
+
+    def test_403_on_the_block_list_is_never_no_blocks(
+        self, scicat: Any, make_config: Any, data_root: Path
+    ) -> None:
+        """A rerun that may read the dataset but gets 403 listing its blocks posts nothing."""
+        path = ymir_file(data_root)
+        config = config_for(make_config, scicat)
+        run(config, path)
+        scicat.inject(Fault(method="GET", path_regex=r"/origdatablocks$", status=403, times=None))
+        with pytest.raises(CannotVerify):
+            run(config, path)
+        assert len(blocks(scicat)) == 1
+
+    def test_html_answer_is_a_transient_client_error(self, scicat: Any, make_config: Any) -> None:
+        """The client itself turns a 200 HTML page into ScicatUnavailable (retried everywhere)."""
+        scicat.inject(Fault(method="GET", path_regex=r"/datasets/[^/]+$", status=200, raw_body=HTML))
+        client = Runtime.from_config(config_for(make_config, scicat)).scicat
+        with pytest.raises(ScicatUnavailable) as caught:
+            client.get_dataset("20.500.12269/x")
+        assert "HTML" in str(caught.value)
 
     def test_201_with_another_pid_is_found_by_later_runs(self, make_config: Any, data_root: Path) -> None:
         """A SciCat that stores our pid prefixed: the rerun finds it instead of creating another."""
