@@ -275,6 +275,13 @@ class ScicatStandin:
         """A valid token for ``username`` without going through HTTP."""
         return self._store.issue_token(username)
 
+    def expired_token(self, username: str) -> str:
+        """A token for ``username`` that SciCat already answers with 401 SESSION_EXPIRED."""
+        token = self._store.issue_token(username)
+        with self._store.lock:
+            self._store._tokens[token] = (username, 0.0)
+        return token
+
     def expire_tokens(self) -> None:
         """Every token issued so far answers 401 SESSION_EXPIRED from now on."""
         self._store.expire_tokens()
