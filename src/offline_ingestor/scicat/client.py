@@ -110,8 +110,8 @@ class ScicatClient:
             if response.status_code >= 400 or not token:
                 detail = server_message(body) if response.status_code >= 400 else "no token in the answer"
                 raise ScicatAuthError(
-                    f"SciCat login as {settings.username!r} at {_path(response.url or '')} failed "
-                    f"({response.status_code}: {detail}); check scicat.username and the password "
+                    f"SciCat login as {settings.username!r} failed ({response.status_code}: {detail}) "
+                    f"at {_path(response.url or '')}; check scicat.username and the password "
                     "(OFFLINE_INGESTOR_SCICAT_PASSWORD or scicat.password_file)",
                     status=response.status_code,
                     detail=detail,
