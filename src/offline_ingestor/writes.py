@@ -24,6 +24,7 @@ from typing import Any
 from .errors import (
     CannotVerify,
     IdempotencyConflict,
+    IngestError,
     ScicatAuthError,
     ScicatRejected,
     ScicatUnavailable,
@@ -70,9 +71,13 @@ def _unverifiable(rt: Runtime, what: str, pid: str, *, half_written: bool = Fals
     rights = _rights(rt)
     rights.reads_all = False  # a 403 on a read: this account does not read every dataset
     if half_written:
-        hint = f"dataset {pid} exists without its files; {FIX}, then requeue: the rerun attaches them"
+        hint = f"dataset {pid} may lack its files; {FIX}, then requeue: the rerun attaches them"
     else:
-        hint = f"nothing was written for this file; {FIX}, then requeue"
+        hint = (
+            f"nothing was written now; dataset {pid} exists: if an earlier run of this file made it, "
+            f"it may lack its files or its size/numberOfFiles (check it as an admin); {FIX}, then "
+            "requeue: the rerun completes or finds it"
+        )
     return CannotVerify(
         f"SciCat answered 403 to {what} of dataset {pid}: {rights.describe()}. A 403 is not "
         f"'absent' and not 'ours', so this file is not written (it could duplicate). {hint}",
@@ -178,6 +183,25 @@ def _attach_unverifiable(rt: Runtime, job: Job) -> Job:
     return {**job, "origdatablock_id": block_id, "origdatablock_created": True, "verifiable": False}
 
 
+def _stored_but_unreadable(rt: Runtime, job: Job) -> bool:
+    """After a lost create answer: was it stored, for an account that cannot read it back?
+
+    A look-up answered 404 a moment ago, so a 403 now means our POST was stored (the pid is
+    this file's). The caller attaches the block while that is still known, instead of leaving
+    it to a rerun that could only refuse.
+    """
+    pid = job["dataset"].get("pid")
+    if not pid or _rights(rt).readable(job["dataset"]) is True:
+        return False
+    try:
+        _lookup(rt, pid)
+    except CannotVerify:
+        return True
+    except IngestError:  # the original transient error is the one to report
+        return False
+    return False
+
+
 def post_dataset(rt: Runtime, job: Job) -> Job:
     """Create the dataset unless SciCat already has it; record the pid."""
     if job.get("pid"):
@@ -189,7 +213,12 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
         _ours(existing, dataset)
         return {**job, "pid": existing.get("pid", pid), "dataset_created": False}
     _check_before_writing(rt, job)
-    status, body = rt.scicat.create_dataset(dataset)
+    try:
+        status, body = rt.scicat.create_dataset(dataset)
+    except ScicatUnavailable:
+        if _stored_but_unreadable(rt, job):
+            return _attach_unverifiable(rt, {**job, "pid": pid, "dataset_created": True})
+        raise  # the retry looks the dataset up first
     if status == 409:
         existing = _lookup(rt, str(pid))
         if existing is None:
