@@ -329,6 +329,18 @@ class TestMessages:
             run(config, ymir_file(data_root))
         assert "credentials" in str(caught.value) and "anonymous" in str(caught.value)
 
+    def test_token_scicat_no_longer_knows_is_renewed(
+        self, scicat: Any, make_config: Any, data_root: Path
+    ) -> None:
+        """SciCat restarted with a new JWT secret: our token is anonymous (403); log in again."""
+        config = config_for(make_config, scicat)
+        rt = Runtime.from_config(config)
+        ingest(rt, new_job(ymir_file(data_root), config), policy=NO_WAIT, sleep=lambda _: None)
+        scicat.forget_tokens()
+        second = ymir_file(data_root, "run-0002.hdf", job_id="0b1e7c4e-0000-4000-8000-000000000002")
+        job = ingest(rt, new_job(second, config), policy=NO_WAIT, sleep=lambda _: None)
+        assert job["origdatablock_created"] and len(blocks(scicat)) == 2
+
     def test_login_failure_is_not_a_schema_variable_error(
         self, scicat: Any, make_config: Any, data_root: Path
     ) -> None:

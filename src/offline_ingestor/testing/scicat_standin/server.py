@@ -282,6 +282,11 @@ class ScicatStandin:
             self._store._tokens[token] = (username, 0.0)
         return token
 
+    def forget_tokens(self) -> None:
+        """Every token issued so far becomes anonymous (a SciCat restarted with a new JWT secret)."""
+        with self._store.lock:
+            self._store._tokens.clear()
+
     def expire_tokens(self) -> None:
         """Every token issued so far answers 401 SESSION_EXPIRED from now on."""
         self._store.expire_tokens()
