@@ -7,7 +7,6 @@ what SciCat holds. ``python tests/test_scicat_account_matrix.py`` prints the tab
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,4 +182,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -71,7 +71,7 @@ def run(config: Any, path: Path) -> dict[str, Any]:
     return ingest(rt, new_job(path, config), policy=NO_WAIT, sleep=lambda _: None)
 
 
-def blocks(standin: Any) -> list[dict[str, Any]]:
+def blocks(standin: ScicatStandin) -> list[dict[str, Any]]:
     return standin.origdatablocks
 
 
