@@ -144,6 +144,16 @@ class TestAccountTypes:
         assert len(scicat.datasets) == 1 and len(blocks(scicat)) == 1
         assert_totals_match(scicat)
 
+    def test_v4_privileged_account_gets_its_block_through_v3(
+        self, scicat: Any, make_config: Any, data_root: Path
+    ) -> None:
+        """v4 refuses the block (no update right on another group's dataset): v3 takes it."""
+        config = config_for(make_config, scicat, "privymir", scicat={"api_version": "v4"})
+        path = ymir_file(data_root)
+        outcomes = [run(config, path) for _ in range(2)]
+        assert [job["origdatablock_created"] for job in outcomes] == [True, False]
+        assert len(scicat.datasets) == 1 and len(blocks(scicat)) == 1
+
     @pytest.mark.parametrize("user", ["owningest", "user1"])
     def test_account_that_may_not_create_writes_nothing(
         self, scicat: Any, make_config: Any, data_root: Path, user: str

@@ -272,6 +272,24 @@ def _settle_totals(rt: Runtime, job: Job, blocks: list[dict[str, Any]]) -> Job:
     return {**job, "totals_repaired": True}
 
 
+def _create_block(rt: Runtime, payload: dict[str, Any]) -> Any:
+    """POST the block; v4's 403 (it also wants update rights on the dataset) falls back to v3.
+
+    A privileged account may create blocks for any dataset through v3, but through v4 only for
+    datasets it may update (CONTRACT.md §2.4): without the fallback its dataset would be left
+    without files. A 403 stored nothing, so posting again through v3 cannot duplicate.
+    """
+    try:
+        return rt.scicat.create_origdatablock(payload)
+    except ScicatAuthError:
+        raise
+    except ScicatRejected as exc:
+        if exc.status != 403 or rt.config.scicat.api_version != "v4":
+            raise
+    log.warning("scicat.v4_block_refused_using_v3", dataset_pid=payload["datasetId"])
+    return rt.scicat.request("POST", "origdatablocks", json=payload, base=rt.config.scicat.v3_base)[1]
+
+
 def post_origdatablock(rt: Runtime, job: Job) -> Job:
     """Attach the file list unless the dataset already holds a block with our file."""
     if job.get("origdatablock_id"):
@@ -290,7 +308,7 @@ def post_origdatablock(rt: Runtime, job: Job) -> Job:
             return _settle_totals(rt, found, blocks)
     if rt.config.scicat.validate_before_write:
         _is_valid(rt, rt.config.scicat.api_endpoints.origdatablocks, payload, "origdatablock")
-    body = rt.scicat.create_origdatablock(payload)
+    body = _create_block(rt, payload)
     block_id = body.get("_id") or body.get("id") if isinstance(body, dict) else None
     # A 201 comes after SciCat's second write (the totals); only a block found on a retry or a
     # rerun may sit beside totals a SciCat crash left short, so only those are checked.
