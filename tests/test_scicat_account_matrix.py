@@ -32,6 +32,8 @@ ACCOUNT_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     "admin (ADMIN_GROUPS)": ("ingestor", {}),
     "privileged, reads the file's group": ("privymir", {}),
     "privileged only, other group": ("privingest", {}),
+    "privileged only, other group, API v4": ("privingest", {"scicat": {"api_version": "v4"}}),
+    "privileged, reads the file's group, API v4": ("privymir", {"scicat": {"api_version": "v4"}}),
     "with-pid group, own group": ("ownymir", {}),
     "plain create group, no pid": (
         "user1",
@@ -111,8 +113,9 @@ def measure(account: str, scenario: str, data_root: Path) -> Cell:
     faults, first = SCENARIOS[scenario]
     standin = _standin()
     try:
-        scicat = {"username": user, "password": f"{user}pw"}
-        config = demo_config(standin.url_v3, data_root, scicat=scicat, **sections)
+        rest = {key: value for key, value in sections.items() if key != "scicat"}
+        scicat = {"username": user, "password": f"{user}pw", **sections.get("scicat", {})}
+        config = demo_config(standin.url_v3, data_root, scicat=scicat, **rest)
         path = ymir_file(data_root)
         for fault in faults:
             standin.inject(fault)
