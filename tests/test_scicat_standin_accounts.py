@@ -10,6 +10,7 @@ one below as well, so they hold without the recordings too.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +19,21 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import shared_dir
 from offline_ingestor.testing import Account, Fault, ScicatStandin
 
-SHARED = shared_dir()
+
+def _shared() -> Path | None:
+    """``../shared`` beside the checkout, or ``$OFFLINE_INGESTOR_SHARED``."""
+    for candidate in (
+        Path(__file__).resolve().parents[2] / "shared",
+        Path(os.environ.get("OFFLINE_INGESTOR_SHARED", "/nonexistent")),
+    ):
+        if (candidate / "reference" / "scicat-backend").is_dir():
+            return candidate
+    return None
+
+
+SHARED = _shared()
 PROBES = SHARED / "reference/scicat-backend/observed-accounts/probe-requests.json" if SHARED else None
 ACCOUNTS = [
     Account("admin", "adminpw", roles=["admin"], global_access=True),
