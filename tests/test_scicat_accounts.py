@@ -238,6 +238,27 @@ class TestOddAnswers:
         job = run(config_for(make_config, scicat), ymir_file(data_root))
         assert job["origdatablock_created"] and len(blocks(scicat)) == 1
 
+    @pytest.mark.parametrize(
+        "route", [r"/datasets$", r"/datasets/[^/]+/origdatablocks$"], ids=["search", "blocks"]
+    )
+    def test_a_list_answered_with_an_object_is_transient(
+        self, scicat: Any, make_config: Any, data_root: Path, route: str
+    ) -> None:
+        """A JSON object where SciCat sends a list is not "none found": retried, never duplicated."""
+        path = ymir_file(data_root)
+        config = config_for(
+            make_config,
+            scicat,
+            "user1",  # no pid: the rerun finds the dataset only by searching for its job id
+            dataset={"allow_dataset_pid": False},
+            ingestion={"check_if_dataset_exists_by_metadata": True},
+        )
+        run(config, path)
+        scicat.inject(Fault(method="GET", path_regex=route, status=200, body={"status": "ok"}))
+        job = run(config, path)
+        assert job["origdatablock_created"] is False
+        assert len(scicat.datasets) == 1 and len(blocks(scicat)) == 1
+
     def test_stored_create_with_unreadable_answer_is_rechecked(
         self, scicat: Any, make_config: Any, data_root: Path
     ) -> None:

@@ -59,11 +59,6 @@ def identity_difference(existing: dict[str, Any], dataset: dict[str, Any]) -> st
     return None
 
 
-def _is_ours(existing: dict[str, Any], dataset: dict[str, Any]) -> bool:
-    """Same file's dataset: identity fields and (when present) the job id agree."""
-    return identity_difference(existing, dataset) is None
-
-
 def _rights(rt: Runtime) -> AccountRights:
     return account_rights(rt.scicat)
 

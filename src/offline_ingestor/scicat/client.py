@@ -248,6 +248,9 @@ class ScicatClient:
             self.settings.api_endpoints.datasets,
             params={"filter": _json_module.dumps({"where": where})},
         )
+        if body is not None and not isinstance(body, list):
+            # "not found" must come from SciCat saying so, not from an answer we cannot read
+            raise ScicatUnavailable(f"SciCat dataset search answered {type(body).__name__}, not a list")
         return list(body or [])
 
     def create_dataset(self, payload: dict[str, Any]) -> tuple[int, Any]:
@@ -258,6 +261,10 @@ class ScicatClient:
         """The origdatablocks attached to a dataset (read through the v3 route)."""
         path = f"datasets/{self.quote_pid(pid)}/origdatablocks"
         _, body = self.request("GET", path, base=self.settings.v3_base)
+        if body is not None and not isinstance(body, list):
+            raise ScicatUnavailable(
+                f"SciCat's origdatablock list of {pid} is {type(body).__name__}, not a list"
+            )
         return list(body or [])
 
     def create_origdatablock(self, payload: dict[str, Any]) -> Any:
