@@ -225,9 +225,18 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
     if not created_pid:
         # Stored or not, we cannot tell from this answer: the retry looks it up first.
         raise ScicatUnavailable(f"SciCat answered {status} to the dataset POST without a pid: {body!r:.200}")
-    if pid and created_pid != pid:
-        log.warning("scicat.pid_rewritten", dataset_pid=created_pid, requested_pid=pid, file=job.get("file"))
     created = {**job, "pid": created_pid, "dataset_created": True}
+    if pid and created_pid != pid:
+        # Later runs GET the pid we sent (404), then find this one by the metadata key.
+        findable = bool(rt.config.ingestion.check_if_dataset_exists_by_metadata)
+        log.warning(
+            "scicat.pid_rewritten",
+            dataset_pid=created_pid,
+            requested_pid=pid,
+            file=job.get("file"),
+            findable_by_metadata=findable,
+        )
+        created["requested_pid"] = pid
     rights = _rights(rt)
     if rights.reads_all is None and rights.foreign(dataset):
         # First dataset of a group not ours: can this account read it back? (proves it or not)
