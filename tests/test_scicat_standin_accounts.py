@@ -287,5 +287,5 @@ def test_request_counts_and_latency_option(backend: ScicatStandin, tmp_path: Pat
     counts = backend.request_counts()
     assert counts["POST /api/v3/datasets"] == 1 and counts["GET /api/v3/datasets/{}"] == 2
     slow = ScicatStandin(latency_ms=40, jitter_ms=20, seed=1)
-    delays = [slow._latency() for _ in range(200)]
+    delays = [slow.latency_s() for _ in range(200)]
     assert all(0.020 <= d <= 0.060 for d in delays) and len(set(delays)) > 1

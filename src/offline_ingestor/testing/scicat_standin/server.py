@@ -232,7 +232,7 @@ class ScicatStandin:
             return self
         server = _Server(("127.0.0.1", self._port), _Handler)
         server.api, server.faults, server.log = self._api, self._faults, self._record
-        server.latency = self._latency
+        server.latency = self.latency_s
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -342,7 +342,7 @@ class ScicatStandin:
         with self._faults.lock:
             self._faults.items.clear()
 
-    def _latency(self) -> float:
+    def latency_s(self) -> float:
         """Seconds to wait before answering: ``latency_ms`` ± uniform ``jitter_ms``, never < 0."""
         if not self.latency_ms and not self.jitter_ms:
             return 0.0
