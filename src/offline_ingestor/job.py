@@ -43,9 +43,12 @@ class Job(TypedDict, total=False):
     # post-dataset
     pid: str
     dataset_created: bool
+    requested_pid: str  # the pid we sent, when SciCat stored the dataset under another
     # post-origdatablock
     origdatablock_id: str | None
     origdatablock_created: bool
+    verifiable: bool  # False: attached by an account that cannot read the dataset back
+    totals_repaired: bool  # the dataset's size/numberOfFiles were PATCHed from its blocks
 
 
 def ingest_key(path: Path, job_id: str | None = None) -> str:

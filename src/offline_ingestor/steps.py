@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import IdempotencyConflict, PermanentError, SchemaError, ScicatRejected
+from .errors import SchemaError
 from .filelist import build_file_list
 from .job import Job, check_data_root
 from .nexus import check_hdf5, open_nexus
@@ -24,6 +24,7 @@ from .runtime import Runtime
 from .schema import Resolved, builtin_variables, extract_variables, now_iso, render_schema
 from .schema.samples import sample_ids
 from .scicat.payloads import V4_NAMES, for_api, missing_required
+from .writes import post_dataset, post_origdatablock
 
 __all__ = [
     "STEPS",
@@ -160,114 +161,6 @@ def build_dataset(rt: Runtime, job: Job, progress: Callable[[int], None] | None 
     if dataset.get("accessGroups"):
         origdatablock["accessGroups"] = dataset["accessGroups"]
     return {**job, "dataset": dataset, "origdatablock": origdatablock}
-
-
-# -- writing ---------------------------------------------------------------------------------
-
-_IDENTITY_FIELDS = ("sourceFolder", "ownerGroup", "type")
-
-
-def _is_ours(existing: dict[str, Any], dataset: dict[str, Any]) -> bool:
-    """Same file's dataset: identity fields and (when present) the job id agree."""
-    if any(existing.get(key) != dataset.get(key) for key in _IDENTITY_FIELDS if key in dataset):
-        return False
-    ours = dataset.get("scientificMetadata", {}).get("job_id", {}).get("value")
-    theirs = (existing.get("scientificMetadata") or {}).get("job_id", {})
-    theirs = theirs.get("value") if isinstance(theirs, dict) else theirs
-    return ours is None or theirs is None or ours == theirs
-
-
-def _readable(rt: Runtime, pid: str) -> dict[str, Any] | None:
-    """GET a dataset; a 403 (privileged-only account) counts as "cannot tell"."""
-    try:
-        return rt.scicat.get_dataset(pid)
-    except ScicatRejected as exc:
-        if exc.status == 403:
-            return None
-        raise
-
-
-def _validate_first(rt: Runtime, job: Job) -> None:
-    endpoints = rt.config.scicat.api_endpoints
-    valid, reason = rt.scicat.is_valid(endpoints.datasets, job["dataset"])
-    if not valid:
-        raise ScicatRejected(f"SciCat isValid rejected the dataset: {reason}", status=400, detail=reason)
-
-
-def _find_by_metadata(rt: Runtime, job: Job) -> dict[str, Any] | None:
-    key = rt.config.ingestion.check_if_dataset_exists_by_metadata_key
-    value = job["dataset"].get("scientificMetadata", {}).get(key, {}).get("value")
-    if not rt.config.ingestion.check_if_dataset_exists_by_metadata or value is None:
-        return None
-    found = rt.scicat.find_datasets({f"scientificMetadata.{key}.value": value})
-    return found[0] if found else None
-
-
-def post_dataset(rt: Runtime, job: Job) -> Job:
-    """Create the dataset unless SciCat already has it; record the pid."""
-    if job.get("pid"):
-        return job
-    dataset = job["dataset"]
-    pid = dataset.get("pid")
-    existing = None
-    if pid and rt.config.ingestion.check_if_dataset_exists_by_pid:
-        existing = _readable(rt, pid)
-    elif not pid:
-        existing = _find_by_metadata(rt, job)
-    if existing is not None:
-        if not _is_ours(existing, dataset):
-            raise IdempotencyConflict(
-                f"SciCat already has dataset {existing.get('pid')} from another source "
-                f"(sourceFolder {existing.get('sourceFolder')!r}); refusing to attach files to it"
-            )
-        return {**job, "pid": str(existing.get("pid", pid)), "dataset_created": False}
-    if rt.config.scicat.validate_before_write:
-        _validate_first(rt, job)
-    status, body = rt.scicat.create_dataset(dataset)
-    if status == 409:
-        existing = _readable(rt, str(pid))
-        if existing is not None and not _is_ours(existing, dataset):
-            raise IdempotencyConflict(f"pid {pid} exists in SciCat with other content")
-        return {**job, "pid": str(pid), "dataset_created": False}
-    created_pid = body.get("pid") if isinstance(body, dict) else None
-    if not created_pid:
-        raise PermanentError(f"SciCat created the dataset but returned no pid: {body!r:.200}")
-    return {**job, "pid": created_pid, "dataset_created": True}
-
-
-def _has_our_files(block: dict[str, Any], paths: set[str]) -> bool:
-    return any(entry.get("path") in paths for entry in block.get("dataFileList") or [])
-
-
-def post_origdatablock(rt: Runtime, job: Job) -> Job:
-    """Attach the file list unless the dataset already holds a block with our file."""
-    if job.get("origdatablock_id"):
-        return job
-    pid = job["pid"]
-    payload = {"datasetId": pid, **job["origdatablock"]}
-    ours = {entry["path"] for entry in payload["dataFileList"][:1]}
-    try:
-        blocks = rt.scicat.origdatablocks_of(pid)
-    except ScicatRejected as exc:
-        if exc.status != 403:
-            raise
-        blocks = []  # a privileged-only account cannot read; the job record guards instead
-    for block in blocks:
-        if _has_our_files(block, ours):
-            return {
-                **job,
-                "origdatablock_id": block.get("_id") or block.get("id"),
-                "origdatablock_created": False,
-            }
-    if rt.config.scicat.validate_before_write:
-        valid, reason = rt.scicat.is_valid(rt.config.scicat.api_endpoints.origdatablocks, payload)
-        if not valid:
-            raise ScicatRejected(
-                f"SciCat isValid rejected the origdatablock: {reason}", status=400, detail=reason
-            )
-    body = rt.scicat.create_origdatablock(payload)
-    block_id = body.get("_id") or body.get("id") if isinstance(body, dict) else None
-    return {**job, "origdatablock_id": block_id, "origdatablock_created": True}
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Runtime, Job], Job]] = {
