@@ -182,6 +182,8 @@ def run_audit(
     checkpoint = _Checkpoint(options.checkpoint, header)
     progress = _Progress(options.progress)
     results: list[FileResult] = list(checkpoint.done.values())
+    for result in results if emit is not None else []:
+        emit(result)  # a resumed audit still reports every file
     for root in roots:
         view.list_prefix(str(root if root.is_dir() else root.parent))
     for chunk in _chunks(
