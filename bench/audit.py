@@ -17,11 +17,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+from offline_ingestor.audit.identity import audit_runtime
 from offline_ingestor.config import load_config
 from offline_ingestor.demo import DEMO_INSTRUMENTS, DEMO_PROPOSALS
 from offline_ingestor.job import new_job
-from offline_ingestor.audit.identity import audit_runtime
 from offline_ingestor.steps import build_dataset, extract, select_schema
 from offline_ingestor.testing import ScicatStandin
 
@@ -42,7 +43,7 @@ def seed(config_path: Path, paths: list[Path], skip_every: int) -> int:
             left_out += 1
             continue
         job = build_dataset(rt, extract(rt, select_schema(rt, new_job(path, config))))
-        status, body = rt.scicat.create_dataset(job["dataset"])
+        _, body = rt.scicat.create_dataset(job["dataset"])
         rt.scicat.create_origdatablock({"datasetId": body["pid"], **job["origdatablock"]})
     return left_out
 
@@ -67,41 +68,53 @@ def main() -> None:
             broker_url="redis://127.0.0.1:1/0",
             data_root=data_root,
             heartbeat=args.workdir / "hb",
-            # the audit compares stats (and checksums only with --checksums); seeding skips hashing
-            ingestion={"file_handling": {"compute_file_hash": False, "ingestor_files_directory": "../ingestor"}},
+            # the audit compares stats (checksums only with --checksums); seeding skips hashing
+            ingestion={
+                "file_handling": {"compute_file_hash": False, "ingestor_files_directory": "../ingestor"}
+            },
         )
         started = time.monotonic()
         left_out = seed(config, paths, skip_every=100)
         print(f"seeded {len(paths) - left_out} datasets ({time.monotonic() - started:.0f} s)", flush=True)
-        before = len(standin.requests)
-        env = {**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"}
-        started = time.monotonic()
-        result = subprocess.run(
-            [str(BIN / "offline-ingestor"), "audit", "-c", str(config), "--json", "--no-redis"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        seconds = time.monotonic() - started
-        calls = standin.requests[before:]
+        first = _timed_audit(standin, config, [])
+        previous = args.workdir / "first-audit.jsonl"
+        previous.write_text(first.pop("stdout"))
+        again = _timed_audit(standin, config, ["--previous", str(previous)])
+        again.pop("stdout")
+    print(json.dumps({"files": len(paths), "full audit": first, "with --previous": again}, indent=2))
+
+
+def _timed_audit(standin: ScicatStandin, config: Path, extra: list[str]) -> dict[str, Any]:
+    """One ``audit --json --no-redis`` subprocess: time, classes, requests seen by the stand-in."""
+    before = len(standin.requests)
+    env = {**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"}
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(BIN / "offline-ingestor"), "audit", "-c", str(config), "--json", "--no-redis", *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    calls = standin.requests[before:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     classes = Counter(line["class"] for line in lines if "class" in line)
+    files = sum(count for cls, count in classes.items() if cls != "orphan")
     kinds = Counter(
         f"{method} {'origdatablocks' if path.endswith('/origdatablocks') else path.rsplit('/', 1)[-1]}"
         for method, path, _ in calls
     )
-    report = {
-        "files": len(paths),
+    return {
         "exit": result.returncode,
         "classes": dict(classes),
         "seconds": round(seconds, 1),
-        "files_per_s": round(len(paths) / seconds, 1),
+        "files_per_s": round(files / seconds, 1),
         "scicat_requests": len(calls),
-        "requests_per_file": round(len(calls) / len(paths), 3),
+        "requests_per_file": round(len(calls) / max(files, 1), 4),
         "requests_by_kind": dict(kinds),
+        "stdout": result.stdout,
     }
-    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

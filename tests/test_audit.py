@@ -84,3 +84,44 @@ def test_metrics_file_has_a_gauge_per_class(standin: Any, data_root: Path, tmp_p
     assert 'offline_ingestor_audit_files{class="missing"} 1.0' in text
     assert 'offline_ingestor_audit_files{class="orphan"} 0.0' in text
     assert "missing                   1" in result.stdout  # the summary table
+
+
+def test_previous_audit_skips_unchanged_but_sees_a_changed_dataset(
+    standin: Any, data_root: Path, tmp_path: Path
+) -> None:
+    """--previous: no block read for unchanged files; a block added since is still seen."""
+    import requests
+
+    config = write_config(tmp_path / "c.yml", standin, data_root)
+    paths = [ymir_file(data_root, f"run-{index}.hdf") for index in range(3)]
+    for path in paths:
+        _ingest(config, path)
+    first = cli("offline-ingestor", "audit", "--no-redis", "--json", config=config)
+    previous = tmp_path / "first.jsonl"
+    previous.write_text(first.stdout)
+    block = next(b for b in standin.origdatablocks if b["dataFileList"][0]["path"].endswith("run-1.hdf"))
+    body = {
+        "datasetId": block["datasetId"],
+        "size": block["size"],
+        "dataFileList": [
+            {k: v for k, v in f.items() if k not in ("_id", "id")} for f in block["dataFileList"]
+        ],
+    }
+    token = standin.login_token("admin")
+    answer = requests.post(
+        f"{standin.url_v3}/origdatablocks",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert answer.status_code == 201
+    before = len(standin.requests)
+    code, found = _audit(config, "--previous", str(previous))
+    assert code == 1
+    assert {name: line["class"] for name, line in found.items()} == {
+        "run-0.hdf": "ingested",
+        "run-1.hdf": "duplicate-blocks",
+        "run-2.hdf": "ingested",
+    }
+    blocks = [path for _, path, _ in standin.requests[before:] if path.endswith("/origdatablocks")]
+    assert blocks == [f"/api/v3/datasets/{block['datasetId'].replace('/', '%2F')}/origdatablocks"]

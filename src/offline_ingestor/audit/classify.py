@@ -22,6 +22,7 @@ __all__ = [
     "OrphanResult",
     "classify",
     "classify_unidentified",
+    "file_stat",
     "holding_blocks",
     "totals",
 ]
@@ -57,6 +58,9 @@ class FileResult:
     block_ids: list[str] = field(default_factory=list)
     #: For admins: the exact API calls that would fix what the audit must not do itself.
     admin: list[str] = field(default_factory=list)
+    #: The file's "size:mtime_ns" and the dataset's updatedAt when audited (``--previous``).
+    stat: str = ""
+    updated_at: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -123,11 +127,13 @@ def classify(
 ) -> FileResult:
     """The class of one identified file; ``blocks`` are the dataset's (empty if none)."""
     result = FileResult(identity.file, "", identity.schema_id, identity.key, identity.pid)
+    result.stat = file_stat(identity.file)
     if dataset is None:
         result.cls = state if state in _REDIS_CLASSES else "missing"
         result.reason = "no dataset in SciCat" + (f"; Redis says {state}" if state else "")
         return result
     result.pid = str(dataset.get("pid"))
+    result.updated_at = str(dataset.get("updatedAt") or "")
     ours = holding_blocks(blocks, identity.entry["path"])
     result.block_ids = [str(block.get("_id") or block.get("id")) for block in ours]
     size, count = totals(blocks)
@@ -149,6 +155,17 @@ def classify(
     else:
         result.cls, result.reason = "changed-on-disk", "; ".join(changes)
     return result
+
+
+def file_stat(path: str) -> str:
+    """``size:mtime_ns`` of a file ('' if it is gone): what ``--previous`` compares."""
+    import os
+
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ""
+    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 def _our_entry(block: dict[str, Any], identity: Identity) -> dict[str, Any]:

@@ -27,6 +27,12 @@ __all__ = ["audit"]
 @click.option(
     "--metrics-file", type=click.Path(dir_okay=False), default=None, help="Write Prometheus gauges here."
 )
+@click.option(
+    "--previous",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="An earlier audit's --json output: skip files and datasets unchanged since.",
+)
 @click.option("--no-redis", is_flag=True, help="Do not read job records from Redis.")
 @config_option
 def audit(
@@ -38,6 +44,7 @@ def audit(
     repair: bool,
     checkpoint: str | None,
     metrics_file: str | None,
+    previous: str | None,
     no_redis: bool,
     config_path: str | None,
 ) -> None:
@@ -58,6 +65,7 @@ def audit(
         checksums=checksums,
         checkpoint=Path(checkpoint) if checkpoint else None,
         progress=not as_json,
+        previous=Path(previous) if previous else None,
         use_redis=not no_redis,
     )
     emit = (lambda item: click.echo(json.dumps(item.to_json()))) if as_json else None
