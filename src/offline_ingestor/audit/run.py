@@ -17,7 +17,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..logs import get_logger
 from .admin import delete_dataset_call
-from .classify import FileResult, OrphanResult, classify, classify_unidentified
+from .classify import FileResult, OrphanResult, classify, classify_unidentified, file_stat
 from .identity import CachingClient, Identity, absolute_entry_path, audit_runtime, identify
 from .records import RedisStates
 from .scicat_view import ScicatView
@@ -37,6 +37,9 @@ class AuditOptions:
     checksums: bool = False
     #: JSON-lines file of finished files; an audit given the same file resumes after them.
     checkpoint: Path | None = None
+    #: A previous audit's ``--json`` output or checkpoint: files it found ``ingested`` whose
+    #: size/mtime and dataset ``updatedAt`` are unchanged are not read nor asked about again.
+    previous: Path | None = None
     progress: bool = False
     use_redis: bool = True
 
@@ -120,7 +123,36 @@ def _from_json(item: dict[str, Any]) -> FileResult:
         reason=item.get("reason", ""),
         block_ids=item.get("block_ids", []),
         admin=item.get("admin", []),
+        stat=item.get("stat", ""),
+        updated_at=item.get("updated_at", ""),
     )
+
+
+def _load_previous(path: Path | None) -> dict[str, FileResult]:
+    """``ingested`` results of an earlier audit (JSON lines; other lines are skipped)."""
+    found: dict[str, FileResult] = {}
+    if path is None:
+        return found
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict) and item.get("class") == "ingested" and item.get("file"):
+            found[item["file"]] = _from_json(item)
+    return found
+
+
+def _unchanged(path: Path, old: FileResult | None, view: ScicatView) -> FileResult | None:
+    """The previous result when neither the file nor its dataset changed since."""
+    if old is None or not old.pid or not old.stat or not old.updated_at:
+        return None
+    dataset = view.datasets.get(old.pid)
+    if dataset is None or str(dataset.get("updatedAt") or "") != old.updated_at:
+        return None
+    if file_stat(str(path)) != old.stat:
+        return None
+    return old
 
 
 class _Progress:
@@ -156,6 +188,10 @@ def _dataset_for(identity: Identity, view: ScicatView) -> dict[str, Any] | None:
     return None
 
 
+def _ignore(_: FileResult | OrphanResult) -> None:
+    """No per-file output (the summary table only)."""
+
+
 def run_audit(
     config: Config,
     options: AuditOptions,
@@ -180,16 +216,29 @@ def run_audit(
         "checksums": options.checksums,
     }
     checkpoint = _Checkpoint(options.checkpoint, header)
+    previous = _load_previous(options.previous)
     progress = _Progress(options.progress)
     results: list[FileResult] = list(checkpoint.done.values())
-    for result in results if emit is not None else []:
-        emit(result)  # a resumed audit still reports every file
+    report = emit or _ignore
+    for result in results:
+        report(result)  # a resumed audit still reports every file
     for root in roots:
         view.list_prefix(str(root if root.is_dir() else root.parent))
     for chunk in _chunks(
         (p for p in walk(roots, config, options.since) if str(p) not in checkpoint.done), CHUNK
     ):
-        identified = [identify(rt, path) for path in chunk]
+        if previous:
+            view.fetch_pids(old.pid for path in chunk if (old := previous.get(str(path))) and old.pid)
+        fresh = []
+        for path in chunk:
+            kept = _unchanged(path, previous.get(str(path)), view)
+            if kept is None:
+                fresh.append(path)
+                continue
+            results.append(kept)
+            checkpoint.add(kept)
+            report(kept)
+        identified = [identify(rt, path) for path in fresh]
         known = [found for found in identified if isinstance(found, Identity)]
         for found in known:
             view.list_folder(found.source_folder)
@@ -205,15 +254,13 @@ def run_audit(
                 result = classify_unidentified(item, states.state(item.key, item.file))
             results.append(result)
             checkpoint.add(result)
-            if emit is not None:
-                emit(result)
+            report(result)
         checkpoint.flush()
         progress.tick(len(chunk))
     progress.close()
     orphans = _orphans(results, view, roots, rt.scicat.settings, whole_tree=options.since is None)
     for orphan in orphans:
-        if emit is not None:
-            emit(orphan)
+        report(orphan)
     sent = rt.scicat.sent if isinstance(rt.scicat, CachingClient) else view.calls
     outcome = AuditOutcome(results, orphans, sent, time.monotonic() - started, notes)
     log.info(
