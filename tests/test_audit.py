@@ -125,3 +125,15 @@ def test_previous_audit_skips_unchanged_but_sees_a_changed_dataset(
     }
     blocks = [path for _, path, _ in standin.requests[before:] if path.endswith("/origdatablocks")]
     assert blocks == [f"/api/v3/datasets/{block['datasetId'].replace('/', '%2F')}/origdatablocks"]
+
+
+def test_scicat_down_stops_the_audit_with_exit_75(standin: Any, data_root: Path, tmp_path: Path) -> None:
+    """A SciCat that cannot answer makes every class wrong: one line and exit 75, no table."""
+    from offline_ingestor.testing import Fault
+
+    config = write_config(tmp_path / "c.yml", standin, data_root, scicat={"max_retries": 0})
+    ymir_file(data_root)
+    standin.inject(Fault(method="GET", path_regex=r"/datasets$", status=503, times=None))
+    result = cli("offline-ingestor", "audit", "--no-redis", config=config)
+    assert result.returncode == 75, result.stderr
+    assert "503" in result.stderr and "ingested" not in result.stdout

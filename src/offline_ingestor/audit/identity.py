@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from ..config import Config
-from ..errors import IngestError, InputFileError, NoMatchingSchema, TransientError
+from ..errors import IngestError, InputFileError, SchemaError, ScicatUnavailable
 from ..job import new_job
 from ..runtime import Runtime
 from ..scicat import ScicatClient
@@ -97,14 +97,15 @@ def identify(rt: Runtime, path: Path) -> Identity | Unidentified:
         return Unidentified(str(path), "", exc.message, unselectable=True)
     try:
         job = select_schema(rt, job)
-    except (NoMatchingSchema, InputFileError) as exc:
-        # No schema, not HDF5, outside the roots: the worker would refuse it the same way.
+    except (SchemaError, InputFileError) as exc:
+        # No schema (or its schema is broken), not HDF5, outside the roots: the worker
+        # would refuse it the same way.
         return Unidentified(job["file"], job["key"], exc.message, unselectable=True)
     try:
         job = build_dataset(rt, extract(rt, job))
-    except TransientError:
-        raise
-    except IngestError as exc:
+    except ScicatUnavailable:
+        raise  # SciCat down: the whole audit stops (exit 75), it would be wrong everywhere
+    except IngestError as exc:  # incl. a file still being written (FileNotReady)
         return Unidentified(job["file"], job["key"], exc.message, unselectable=False)
     dataset = job["dataset"]
     meta_key = rt.config.ingestion.check_if_dataset_exists_by_metadata_key
