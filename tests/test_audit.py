@@ -137,3 +137,21 @@ def test_scicat_down_stops_the_audit_with_exit_75(standin: Any, data_root: Path,
     result = cli("offline-ingestor", "audit", "--no-redis", config=config)
     assert result.returncode == 75, result.stderr
     assert "503" in result.stderr and "ingested" not in result.stdout
+
+
+def test_repair_without_a_queue_attaches_the_block_in_process(
+    standin: Any, data_root: Path, tmp_path: Path
+) -> None:
+    """queue.enabled false: a no-files dataset gets its block from an in-process chain."""
+    from offline_ingestor.testing import Fault
+
+    config = write_config(tmp_path / "c.yml", standin, data_root, scicat={"max_retries": 0})
+    path = ymir_file(data_root)
+    standin.inject(Fault(method="POST", path_regex=r"/origdatablocks$", reset_connection=True))
+    assert cli("offline-ingestor", "ingest-now", str(path), config=config).returncode == 75
+    assert _audit(config)[1]["run-0001.hdf"]["class"] == "no-files"
+    result = cli("offline-ingestor", "audit", "--no-redis", "--repair", config=config)
+    assert result.returncode == 1 and "ingest " in result.stdout, result.stdout + result.stderr
+    code, found = _audit(config)
+    assert (code, found["run-0001.hdf"]["class"]) == (0, "ingested")
+    assert len(standin.datasets) == 1 and len(standin.origdatablocks) == 1
