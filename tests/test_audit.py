@@ -1,6 +1,6 @@
 """``offline-ingestor audit`` without a queue: identity, checksums, checkpoint, gauges.
 
-The classes produced with Redis and workers are in ``tests/worker/test_audit.py``.
+The classes produced with Redis and workers are in ``tests/worker/test_audit_classes.py``.
 """
 
 from __future__ import annotations

@@ -15,14 +15,14 @@ def summary(outcome: AuditOutcome) -> str:
     counts = outcome.counts()
     lines = [f"{'class':<18} {'files':>8}"]
     lines += [f"{cls:<18} {counts.get(cls, 0):>8}" for cls in CLASSES]
-    lines.append(f"{'total files':<18} {len(outcome.files):>8}")
+    lines.append(f"{'total files':<18} {outcome.total:>8}")
     schemas = outcome.by_schema()
     if schemas:
         lines += ["", "per schema:"]
         for schema, table in sorted(schemas.items()):
             parts = ", ".join(f"{cls} {table[cls]}" for cls in CLASSES if table.get(cls))
             lines.append(f"  {schema}: {parts}")
-    admin = [(r.file, call) for r in outcome.files for call in r.admin]
+    admin = [(r.file, call) for r in outcome.problems for call in r.admin]
     admin += [(o.pid, call) for o in outcome.orphans for call in o.admin]
     if admin:
         lines += ["", "needs an admin (the audit never deletes):"]
@@ -31,9 +31,7 @@ def summary(outcome: AuditOutcome) -> str:
         lines.append(f"note: {note}")
     for action in outcome.actions:
         lines.append(f"done: {action}")
-    lines.append(
-        f"{len(outcome.files)} files in {outcome.seconds:.1f} s, {outcome.scicat_calls} SciCat requests"
-    )
+    lines.append(f"{outcome.total} files in {outcome.seconds:.1f} s, {outcome.scicat_calls} SciCat requests")
     return "\n".join(lines)
 
 

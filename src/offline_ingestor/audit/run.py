@@ -45,29 +45,59 @@ class AuditOptions:
 
 
 @dataclass
+class Tally:
+    """What an audit keeps in memory: counts, and only the files that are not ``ingested``.
+
+    A million-file tree must not hold a million results; ``pids`` and ``files`` (for the
+    orphan check) are plain strings.
+    """
+
+    counts: Counter[str] = field(default_factory=Counter)
+    schemas: dict[str, Counter[str]] = field(default_factory=dict)
+    problems: list[FileResult] = field(default_factory=list)
+    pids: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)
+
+    def add(self, result: FileResult) -> None:
+        self.counts[result.cls] += 1
+        self.schemas.setdefault(result.schema or "-", Counter())[result.cls] += 1
+        self.files.add(result.file)
+        if result.pid:
+            self.pids.add(result.pid)
+        if result.cls != "ingested":
+            self.problems.append(result)
+
+
+@dataclass
 class AuditOutcome:
-    files: list[FileResult]
+    tally: Tally
     orphans: list[OrphanResult]
     scicat_calls: int
     seconds: float
     notes: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
 
+    @property
+    def problems(self) -> list[FileResult]:
+        """Every file that is not ``ingested`` (what the actions work on)."""
+        return self.tally.problems
+
+    @property
+    def total(self) -> int:
+        return sum(self.tally.counts.values())
+
     def counts(self) -> Counter[str]:
-        counts = Counter(result.cls for result in self.files)
+        counts = Counter(self.tally.counts)
         counts["orphan"] += len(self.orphans)
         return counts
 
     def by_schema(self) -> dict[str, Counter[str]]:
-        table: dict[str, Counter[str]] = {}
-        for result in self.files:
-            table.setdefault(result.schema or "-", Counter())[result.cls] += 1
-        return table
+        return self.tally.schemas
 
     @property
     def clean(self) -> bool:
         """Every file ``ingested`` and no orphan: exit code 0."""
-        return not self.orphans and all(result.cls == "ingested" for result in self.files)
+        return not self.orphans and not self.tally.problems
 
 
 def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
@@ -202,7 +232,7 @@ def run_audit(
     started = time.monotonic()
     rt = audit_runtime(config, checksums=options.checksums)
     roots = audit_roots(options.paths, config)
-    view = ScicatView(rt.scicat)
+    view = ScicatView(rt.scicat, config.ingestion.check_if_dataset_exists_by_metadata_key)
     store = None
     if options.use_redis:
         from ..producer import store_for
@@ -218,9 +248,10 @@ def run_audit(
     checkpoint = _Checkpoint(options.checkpoint, header)
     previous = _load_previous(options.previous)
     progress = _Progress(options.progress)
-    results: list[FileResult] = list(checkpoint.done.values())
+    tally = Tally()
     report = emit or _ignore
-    for result in results:
+    for result in checkpoint.done.values():
+        tally.add(result)
         report(result)  # a resumed audit still reports every file
     for root in roots:
         view.list_prefix(str(root if root.is_dir() else root.parent))
@@ -235,7 +266,7 @@ def run_audit(
             if kept is None:
                 fresh.append(path)
                 continue
-            results.append(kept)
+            tally.add(kept)
             checkpoint.add(kept)
             report(kept)
         identified = [identify(rt, path) for path in fresh]
@@ -252,20 +283,20 @@ def run_audit(
                 _add_admin_calls(result, blocks, rt.scicat.settings)
             else:
                 result = classify_unidentified(item, states.state(item.key, item.file))
-            results.append(result)
+            tally.add(result)
             checkpoint.add(result)
             report(result)
         checkpoint.flush()
         progress.tick(len(chunk))
     progress.close()
-    orphans = _orphans(results, view, roots, rt.scicat.settings, whole_tree=options.since is None)
+    orphans = _orphans(tally, view, roots, rt.scicat.settings, whole_tree=options.since is None)
     for orphan in orphans:
         report(orphan)
     sent = rt.scicat.sent if isinstance(rt.scicat, CachingClient) else view.calls
-    outcome = AuditOutcome(results, orphans, sent, time.monotonic() - started, notes)
+    outcome = AuditOutcome(tally, orphans, sent, time.monotonic() - started, notes)
     log.info(
         "audit.done",
-        files=len(results),
+        files=outcome.total,
         orphans=len(orphans),
         scicat_calls=outcome.scicat_calls,
         duration_ms=round(outcome.seconds * 1000, 1),
@@ -288,11 +319,10 @@ def _add_admin_calls(result: FileResult, blocks: list[dict[str, Any]], settings:
 
 
 def _orphans(
-    results: list[FileResult], view: ScicatView, roots: list[Path], settings: Any, *, whole_tree: bool
+    tally: Tally, view: ScicatView, roots: list[Path], settings: Any, *, whole_tree: bool
 ) -> list[OrphanResult]:
     """Datasets under the roots no audited file maps to whose data file is gone (or remapped)."""
-    matched = {result.pid for result in results if result.pid}
-    audited = {result.file for result in results}
+    matched, audited = tally.pids, tally.files
     found: list[OrphanResult] = []
     for doc in view.in_folders(str(root) for root in roots):
         pid = str(doc.get("pid"))

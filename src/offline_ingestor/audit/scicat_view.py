@@ -30,8 +30,9 @@ PID_BATCH = 100
 class ScicatView:
     """Datasets by pid, and blocks per dataset, fetched lazily and remembered."""
 
-    def __init__(self, client: ScicatClient) -> None:
+    def __init__(self, client: ScicatClient, metadata_key: str = "job_id") -> None:
         self.client = client
+        self.metadata_key = metadata_key
         self.datasets: dict[str, dict[str, Any]] = {}
         self._blocks: dict[str, list[dict[str, Any]]] = {}
         self._listed_prefixes: set[str] = set()
@@ -58,7 +59,7 @@ class ScicatView:
     def _keep(self, docs: Iterable[dict[str, Any]]) -> None:
         for doc in docs:
             if doc.get("pid"):
-                self.datasets[str(doc["pid"])] = doc
+                self.datasets[str(doc["pid"])] = _slim(doc, self.metadata_key)
 
     def list_prefix(self, prefix: str) -> None:
         """Every dataset whose sourceFolder is ``prefix`` or under it (once per prefix)."""
@@ -101,6 +102,18 @@ class ScicatView:
     def forget(self, pid: str) -> None:
         """Drop what we know of a dataset (after a repair changed it)."""
         self._blocks.pop(pid, None)
+
+
+#: What the audit reads of a dataset; the rest of a (several-kB) document is dropped at once.
+_KEPT = ("pid", "sourceFolder", "size", "numberOfFiles", "updatedAt")
+
+
+def _slim(doc: dict[str, Any], metadata_key: str) -> dict[str, Any]:
+    slim = {key: doc.get(key) for key in _KEPT}
+    metadata = doc.get("scientificMetadata")
+    if isinstance(metadata, dict) and metadata_key in metadata:
+        slim["scientificMetadata"] = {metadata_key: metadata[metadata_key]}
+    return slim
 
 
 def _under(folder: str, prefix: str) -> bool:

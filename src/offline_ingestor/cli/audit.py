@@ -71,9 +71,9 @@ def audit(
     emit = (lambda item: click.echo(json.dumps(item.to_json()))) if as_json else None
     outcome = run_audit(config, options, emit=emit)
     if enqueue_missing:
-        outcome.actions += do_enqueue(config, outcome.files)
+        outcome.actions += do_enqueue(config, outcome.problems)
     if repair:
-        outcome.actions += do_repair(config, outcome.files)
+        outcome.actions += do_repair(config, outcome.problems)
     if metrics_file:
         write_metrics(outcome, Path(metrics_file))
     if as_json:
