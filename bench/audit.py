@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -97,6 +98,8 @@ def _timed_audit(standin: ScicatStandin, config: Path, extra: list[str]) -> dict
         check=False,
     )
     seconds = time.monotonic() - started
+    # Largest resident set of any child waited for so far (the audits run one after another).
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     calls = standin.requests[before:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     classes = Counter(line["class"] for line in lines if "class" in line)
@@ -110,6 +113,7 @@ def _timed_audit(standin: ScicatStandin, config: Path, extra: list[str]) -> dict
         "classes": dict(classes),
         "seconds": round(seconds, 1),
         "files_per_s": round(files / seconds, 1),
+        "peak_rss_mb_so_far": round(peak_mb, 1),
         "scicat_requests": len(calls),
         "requests_per_file": round(len(calls) / max(files, 1), 4),
         "requests_by_kind": dict(kinds),
