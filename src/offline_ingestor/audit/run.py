@@ -281,6 +281,7 @@ def run_audit(
                 blocks = view.blocks(pid) if dataset else []
                 result = classify(item, dataset, blocks, states.state(item.key, item.file))
                 _add_admin_calls(result, blocks, rt.scicat.settings)
+                view.forget(pid)  # blocks are needed once per file; memory stays flat
             else:
                 result = classify_unidentified(item, states.state(item.key, item.file))
             tally.add(result)
