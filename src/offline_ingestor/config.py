@@ -58,6 +58,25 @@ class FileHandling(_Section):
     data_file_open_retry_delay: list[float] = Field(default_factory=list)
 
 
+class NexusReading(_Section):
+    """Ours: bounds on what reading one file's metadata may cost (hostile or broken files)."""
+
+    #: Bytes one NeXus value may take in memory (fixed-size types are checked before reading).
+    max_value_bytes: int = Field(1_000_000, ge=1)
+    #: Bytes all values read from one file may take together.
+    max_file_bytes: int = Field(16_000_000, ge=1)
+    #: Datasets one wildcard path may match (``/entry/user_*/name``).
+    max_wildcard_matches: int = Field(1000, ge=1)
+    #: Seconds the extract step may spend reading one file.
+    time_limit_s: float = Field(120.0, gt=0)
+    #: Read the file in a child process, so that a libhdf5 crash (segfault) or a runaway
+    #: read ends the child, not the command: ``auto`` = in synchronous commands
+    #: (``ingest-now``, the drop-in), ``always``, ``never``.
+    isolate: Literal["auto", "always", "never"] = "auto"
+    #: Address-space limit of that child process, MiB (0 = none).
+    child_memory_mb: int = Field(2048, ge=0)
+
+
 class Ingestion(_Section):
     dry_run: bool = False
     offline_ingestor_executable: list[str] | str = Field(
@@ -73,6 +92,7 @@ class Ingestion(_Section):
     #: Ours: files outside these directories are refused (empty list = no restriction).
     allowed_data_roots: list[str] = Field(default_factory=list)
     file_handling: FileHandling = Field(default_factory=FileHandling)
+    nexus_reading: NexusReading = Field(default_factory=NexusReading)
 
 
 class Logging(_Section):
