@@ -233,13 +233,33 @@ class Config(_Section):
         return self.resolve(self.ingestion.schemas_directory)
 
 
+#: Keys whose values are never printed, wherever they sit in the file.
+_SECRET_WORDS = ("password", "token", "secret", "credential", "key")
+
+
+def _echoable(loc: tuple[Any, ...], value: Any) -> bool:
+    """Whether a bad value may be shown: never a secret's, never a whole section's."""
+    names = [str(part).lower() for part in loc]
+    if any(word in name for name in names for word in _SECRET_WORDS):
+        return False
+    return not isinstance(value, dict | list)
+
+
+def _yaml_error(path: str, exc: yaml.YAMLError) -> str:
+    """Problem and line only: PyYAML's own text quotes the offending line (a password)."""
+    mark = getattr(exc, "problem_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or "cannot parse"
+    return f"config {path}{line}: invalid YAML: {problem}"
+
+
 def _format_validation_error(path: str, error: ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "<top level>"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
-    elif "input" in first and first["type"] != "missing":
+    elif "input" in first and first["type"] != "missing" and _echoable(first["loc"], first["input"]):
         message = f"{message} (got {first['input']!r})"
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
@@ -307,5 +327,5 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {chosen}: invalid YAML: {exc}".replace("\n", " ")) from None
+        raise ConfigError(_yaml_error(chosen, exc)) from None
     return parse_config(data, str(Path(chosen).resolve()))

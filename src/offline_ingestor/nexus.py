@@ -205,6 +205,18 @@ def _candidates(name: str, folder: str) -> list[str]:
     return [os.path.join(folder, name), os.path.join(os.getcwd(), name)]
 
 
+def _check_linked(name: str, what: str, path: str, *, every: bool = False) -> None:
+    """Check the file libhdf5 would open for a link, VDS source or external storage.
+
+    For a relative name libhdf5 takes the first that exists of "beside the file" and "in the
+    working directory"; ``every`` checks both (external raw storage, whose prefix varies).
+    """
+    candidates = _candidates(name, _reading().folder)
+    existing = [target for target in candidates if os.path.lexists(target)]
+    for target in (existing if every else existing[:1]) or candidates[:1]:
+        _check_target(target, what, path)
+
+
 def _child(node: Any, name: str, path: str) -> Any:
     """``node[name]``, checking an external link's target first and mapping h5py's errors."""
     import h5py
@@ -215,8 +227,7 @@ def _child(node: Any, name: str, path: str) -> Any:
     except (KeyError, RuntimeError, OSError, ValueError) as exc:
         raise NexusReadError(f"NeXus path {path}: cannot read link: {_one_line(exc)}") from None
     if isinstance(link, h5py.ExternalLink):
-        for target in _candidates(link.filename, reading.folder):
-            _check_target(target, "external link to", path)
+        _check_linked(link.filename, "external link to", path)
     try:
         child = node[name]
     except (KeyError, RuntimeError, OSError, ValueError, RecursionError) as exc:
@@ -297,19 +308,14 @@ def _to_python(raw: Any, path: str) -> Any:
 
 def _check_sources(dataset: Any, path: str) -> None:
     """Refuse a virtual dataset or external raw storage that reads files outside the roots."""
-
-    folder = _reading().folder
     if dataset.is_virtual:
         for source in dataset.virtual_sources():
             if source.file_name != ".":
-                for target in _candidates(source.file_name, folder):
-                    _check_target(target, "virtual dataset source", path)
+                _check_linked(source.file_name, "virtual dataset source", path)
         if dataset.dtype.kind in "SOU" and not os.environ.get(UNSAFE_VDS_ENV):
             _check_string_vds(dataset, path)
     for name, *_ in dataset.external or ():
-        text = os.fsdecode(name)
-        for target in _candidates(text, folder):
-            _check_target(target, "external raw-data file", path)
+        _check_linked(os.fsdecode(name), "external raw-data file", path, every=True)
 
 
 def _check_string_vds(dataset: Any, path: str) -> None:
@@ -322,7 +328,8 @@ def _check_string_vds(dataset: Any, path: str) -> None:
             if source.file_name == ".":
                 theirs = h5py.check_string_dtype(dataset.file[source.dset_name].dtype)
             else:
-                target = _candidates(source.file_name, _reading().folder)[0]
+                found = [t for t in _candidates(source.file_name, _reading().folder) if os.path.exists(t)]
+                target = found[0] if found else source.file_name
                 with h5py.File(target, "r", locking="best-effort") as other:
                     theirs = h5py.check_string_dtype(other[source.dset_name].dtype)
         except (OSError, KeyError, RuntimeError, ValueError):
