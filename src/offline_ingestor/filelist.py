@@ -11,10 +11,10 @@ from typing import Any
 
 from .checksums import Progress, file_checksum
 from .config import FileHandling
-from .errors import InputFileError
+from .errors import IdempotencyConflict, InputFileError
 from .file_identity import FileIdentity, check_stable, open_no_follow
 
-__all__ = ["build_file_list", "hash_file_path"]
+__all__ = ["build_file_list", "hash_file_path", "refuse_changed_file"]
 
 
 def _iso(timestamp: float) -> str:
@@ -63,6 +63,28 @@ def _data_file_entry(
                 raise InputFileError(f"cannot read {path} to hash it: {exc.strerror}") from None
             check_stable(path, FileIdentity.of(before), FileIdentity.of(os.fstat(fd)))
     return entry
+
+
+def refuse_changed_file(block: dict[str, Any], entry: dict[str, Any], pid: str) -> None:
+    """Refuse to call a file "already catalogued" when its size or checksum changed since.
+
+    Policy: a catalogued file is never updated in place (SciCat's origdatablocks are
+    append-only records of what was measured); a rewritten file is an operator's decision,
+    so the run fails naming the field instead of succeeding silently.
+    """
+    for listed in block.get("dataFileList") or []:
+        if listed.get("path") != entry["path"]:
+            continue
+        changed = [
+            f"{name} {listed.get(name)!r} → {entry.get(name)!r}"
+            for name in ("size", "chk")
+            if name in listed and name in entry and listed[name] != entry[name]
+        ]
+        if changed:
+            raise IdempotencyConflict(
+                f"{entry['path']} changed since it was catalogued in dataset {pid}: {'; '.join(changed)}; "
+                "SciCat keeps the old record (delete it, or ingest the new file under another name)"
+            )
 
 
 def hash_file_path(data_file: Path, options: FileHandling) -> Path:

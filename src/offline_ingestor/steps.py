@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import IdempotencyConflict, PermanentError, SchemaError, ScicatRejected
 from .file_identity import FileIdentity
-from .filelist import build_file_list
+from .filelist import build_file_list, refuse_changed_file
 from .job import Job, check_data_root, scicat_identity
 from .nexus import ReadLimits, check_hdf5, open_nexus
 from .nexus_child import read_isolated
@@ -306,6 +306,7 @@ def post_origdatablock(rt: Runtime, job: Job) -> Job:
         blocks = []  # a privileged-only account cannot read; the job record guards instead
     for block in blocks:
         if _has_our_files(block, ours):
+            refuse_changed_file(block, payload["dataFileList"][0], pid)  # h12: issue 12 item 8
             return {
                 **job,
                 "origdatablock_id": block.get("_id") or block.get("id"),
