@@ -105,7 +105,7 @@ def extract(rt: Runtime, job: Job) -> Job:
     schema = rt.schemas.by_id(job["schema_id"])
     path = Path(job["file"])
     # Stable per file: retries and reruns render the same <now>/<ingestor_run_id>.
-    run_id = job.get("run_id") or str(uuid.uuid5(PID_NAMESPACE, job["key"]))
+    run_id = job.get("run_id") or str(uuid.uuid5(PID_NAMESPACE, scicat_identity(job)))
     now = job.get("now") or now_iso()
     builtins = builtin_variables(
         data_file=path,
