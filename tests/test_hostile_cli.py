@@ -116,6 +116,26 @@ class TestNonUtf8Names:
         line = assert_one_line(cli(*args, config=config))
         assert "file name is not valid UTF-8" in line and "run-\\xff\\xfe.hdf" in line
 
+    def test_enqueue_from_stdin_is_refused_with_one_line(
+        self, standin: Any, data_root: Path, tmp_path: Path, bad_name: Path
+    ) -> None:
+        import subprocess
+
+        from helpers import BIN
+
+        config = write_config(
+            tmp_path / "c.yml", standin, data_root, queue={"broker_url": "redis://127.0.0.1:9/0"}
+        )
+        result = subprocess.run(
+            [str(BIN / "offline-ingestor"), "enqueue", "-c", str(config)],
+            input=os.fsencode(bad_name) + b"\n",
+            capture_output=True,
+            timeout=120,
+        )
+        stderr = result.stderr.decode("utf-8", "replace")
+        assert result.returncode not in (0, 139) and "Traceback" not in stderr, stderr
+        assert "file name is not valid UTF-8" in last_line(stderr)
+
 
 class TestSecrets:
     """Item 14: config errors never print a secret's value."""

@@ -45,7 +45,9 @@ def enqueue(
     from ..producer import submit_job
 
     config = load(config_path)
-    paths = list(files) or [line.strip() for line in sys.stdin if line.strip()]
+    # Bytes, decoded as the OS does (surrogate escapes): a non-UTF-8 name is then refused by
+    # new_job in one line instead of a UnicodeDecodeError traceback here.
+    paths = list(files) or [os.fsdecode(line.strip()) for line in sys.stdin.buffer if line.strip()]
     if job_id and len(paths) != 1:
         raise click.UsageError("--job-id needs exactly one FILE")
     store = _store(config)
