@@ -130,6 +130,8 @@ class TestNonUtf8Names:
             [str(BIN / "offline-ingestor"), "enqueue", "-c", str(config)],
             input=os.fsencode(bad_name) + b"\n",
             capture_output=True,
+            # As under a UTF-8 locale such as en_US.UTF-8: strict stdin (C.UTF-8 escapes silently).
+            env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
             timeout=120,
         )
         stderr = result.stderr.decode("utf-8", "replace")
