@@ -78,6 +78,7 @@ def read_isolated(
         "paths": paths,
         "limits": limits.to_dict(),
         "identity": expected.to_dict() if expected else None,
+        "memory_mb": memory_mb,
     }
     try:
         done = subprocess.run(
@@ -86,7 +87,6 @@ def read_isolated(
             capture_output=True,
             text=True,
             timeout=limits.time_limit_s + _GRACE_S,
-            preexec_fn=lambda: _limit_memory(memory_mb),
             check=False,
         )
     except subprocess.TimeoutExpired:
@@ -114,6 +114,8 @@ def read_isolated(
 def main() -> None:
     """Child side: read the request, answer on stdout."""
     request = json.loads(sys.stdin.read())
+    # Set here rather than in a preexec_fn, which is unsafe when the caller runs threads.
+    _limit_memory(int(request.get("memory_mb") or 0))
     limits_data = request["limits"]
     limits = ReadLimits(**{**limits_data, "roots": tuple(limits_data["roots"])})
     identity = FileIdentity.from_dict(request["identity"]) if request.get("identity") else None

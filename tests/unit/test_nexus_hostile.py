@@ -212,3 +212,36 @@ class TestBudgets:
             NexusReadError, match=r"longer than 1e-09 s \(ingestion.nexus_reading.time_limit_s\)"
         ):
             read(path, "/entry/title", limits)
+
+
+class TestChildReader:
+    """The child-process reader gives what the in-process reader gives, errors included."""
+
+    def test_same_values_and_errors_as_in_process(self, root: Path) -> None:
+        from offline_ingestor.nexus_child import read_isolated
+
+        path = write_nexus(
+            root / "run.h5",
+            {
+                "/entry/title": "t",
+                "/entry/n": np.arange(3),
+                "/entry/user_a/name": "A",
+                "/entry/user_b/name": "B",
+            },
+            {"/entry/n": {"units": "mm"}},
+        )
+        paths = ["/entry/title", "/entry/n", "/entry/user_*/name", "/entry/missing"]
+        handle = read_isolated(path, paths, in_root(root), None, 2048)
+        with open_nexus(path, in_root(root)) as direct:
+            for nexus_path in paths[:3]:
+                assert read_path(handle, nexus_path) == read_path(direct, nexus_path)
+        with pytest.raises(NexusReadError, match="NeXus path /entry/missing not found"):
+            read_path(handle, "/entry/missing")
+
+    def test_file_level_errors_keep_their_class(self, root: Path) -> None:
+        from offline_ingestor.errors import InputFileError
+        from offline_ingestor.nexus_child import read_isolated
+
+        (root / "empty.h5").write_bytes(b"")
+        with pytest.raises(InputFileError, match="file is empty"):
+            read_isolated(root / "empty.h5", ["/x"], in_root(root), None, 2048)
