@@ -217,7 +217,26 @@ def _check_linked(name: str, what: str, path: str, *, every: bool = False) -> No
         _check_target(target, what, path)
 
 
-def _child(node: Any, name: str, path: str) -> Any:
+#: Soft links followed in a row before calling it a loop (libhdf5's own limit is 16).
+_MAX_SOFT_HOPS = 16
+
+
+def _follow_soft(node: Any, target: str, path: str, hops: int) -> Any:
+    """Follow a soft link hop by hop ourselves, so every hop (an external link too) is checked."""
+    if hops >= _MAX_SOFT_HOPS:
+        raise NexusReadError(
+            f"NeXus path {path}: cannot follow soft link: more than {_MAX_SOFT_HOPS} hops (a loop?)"
+        )
+    # A relative target is relative to the group holding the link.
+    current = node.file["/"] if target.startswith("/") else node
+    for part in [part for part in target.split("/") if part and part != "."]:
+        if not hasattr(current, "keys"):
+            raise NexusReadError(f"NeXus path {path}: cannot follow soft link: {target} is not a group path")
+        current = _child(current, part, path, hops + 1)
+    return current
+
+
+def _child(node: Any, name: str, path: str, hops: int = 0) -> Any:
     """``node[name]``, checking an external link's target first and mapping h5py's errors."""
     import h5py
 
@@ -226,6 +245,10 @@ def _child(node: Any, name: str, path: str) -> Any:
         link = node.get(name, getlink=True)
     except (KeyError, RuntimeError, OSError, ValueError) as exc:
         raise NexusReadError(f"NeXus path {path}: cannot read link: {_one_line(exc)}") from None
+    if link is None:
+        raise NexusReadError(f"NeXus path {path} not found")
+    if isinstance(link, h5py.SoftLink) and link.path.strip("/") and ".." not in link.path.split("/"):
+        return _follow_soft(node, link.path, path, hops)
     if isinstance(link, h5py.ExternalLink):
         _check_linked(link.filename, "external link to", path)
     try:

@@ -115,6 +115,31 @@ class TestExternalLinks:
         with pytest.raises(NexusReadError, match="/entry/a: cannot follow soft link"):
             read(path, "/entry/a", in_root(root))
 
+    def test_soft_link_to_an_external_link_is_checked_at_every_hop(self, root: Path) -> None:
+        """``/entry/title → /ext/x`` where ``/ext`` links to a FIFO: refused, never opened."""
+        import os
+
+        os.mkfifo(root / "pipe")
+        path = root / "run.h5"
+        with h5py.File(path, "w") as handle:
+            handle.create_group("entry")
+            handle["ext"] = h5py.ExternalLink("pipe", "/")
+            handle["entry/title"] = h5py.SoftLink("/ext/x")
+            handle["entry/rel"] = h5py.SoftLink("title")
+        for nexus_path in ("/entry/title", "/entry/rel"):
+            with pytest.raises(NexusReadError, match="pipe is not a regular file: refused"):
+                read(path, nexus_path, in_root(root))
+
+    def test_soft_links_inside_the_file_still_work(self, root: Path) -> None:
+        path = root / "run.h5"
+        with h5py.File(path, "w") as handle:
+            handle["/entry/real/title"] = "via link"
+            handle["entry/abs"] = h5py.SoftLink("/entry/real/title")
+            handle["entry/rel"] = h5py.SoftLink("real/title")
+            handle["entry/group"] = h5py.SoftLink("/entry/real")
+        for nexus_path in ("/entry/abs", "/entry/rel", "/entry/group/title", "/entry/*/title"):
+            assert read(path, nexus_path, in_root(root))[0].value == "via link"
+
 
 class TestVirtualAndExternalStorage:
     def test_vds_source_outside_the_roots_is_refused(self, root: Path, outside: Path) -> None:
