@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 import pytest
 
-from helpers import cli, write_config, ymir_file
+from helpers import cli, string_vds_file, write_config, ymir_file
 from offline_ingestor.config import load_config
 from offline_ingestor.errors import ConfigError
 
@@ -49,20 +48,6 @@ class TestEscapes:
         line = assert_one_line(result)
         assert "outside the allowed data roots: refused" in line and "step extract" in line
         assert not standin.datasets
-
-
-def string_vds_file(data_root: Path) -> Path:
-    """A YMIR file whose title is a fixed-string VDS over a vlen-string source: SIGSEGV."""
-    folder = data_root / "ess/raw/ymir/2024/876380"
-    path = ymir_file(data_root)
-    with h5py.File(folder / "src.h5", "w") as handle:
-        handle["names"] = np.array(["abc", "de"], dtype=h5py.string_dtype())
-    layout = h5py.VirtualLayout(shape=(2,), dtype="S3")
-    layout[:] = h5py.VirtualSource("src.h5", "names", shape=(2,))
-    with h5py.File(path, "a") as handle:
-        del handle["/entry/title"]
-        handle.create_virtual_dataset("/entry/title", layout)
-    return path
 
 
 class TestCrashingReader:
