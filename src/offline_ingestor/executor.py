@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +91,7 @@ class StepExecutor:
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: Runtime | Callable[[], Runtime],
         ledger: StepLedger,
         policy: RetryPolicy,
         *,
@@ -99,7 +99,9 @@ class StepExecutor:
         time_limit_errors: tuple[type[BaseException], ...] = (),
         functions: Mapping[str, StepFunction] = STEP_FUNCTIONS,
     ) -> None:
-        self.rt = rt
+        # A callable is asked after the attempt is counted: loading the schemas (slow, and
+        # able to crash on a hostile file) then counts towards the redelivery cap.
+        self._runtime = rt if callable(rt) else lambda: rt
         self.ledger = ledger
         self.policy = policy
         self.max_redeliveries = max_redeliveries
@@ -107,6 +109,11 @@ class StepExecutor:
         self.time_limit_errors = time_limit_errors
         #: The step functions (``steps.STEP_FUNCTIONS``; tests put their own).
         self.functions = functions
+
+    @property
+    def rt(self) -> Runtime:
+        """The runtime the steps run with (the worker's may be reloaded between attempts)."""
+        return self._runtime()
 
     def run(self, step: str, ref: Job, *, attempt: int, owner: str) -> Outcome:
         """Run attempt number ``attempt`` (0 = first) of ``step`` for the file in ``ref``.

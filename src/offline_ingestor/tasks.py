@@ -55,7 +55,7 @@ def _executor() -> StepExecutor:
     if "runtime" not in _process:
         _process["runtime"] = RuntimeCache(config)
     return StepExecutor(
-        _process["runtime"].get(),
+        _process["runtime"].get,
         _store(),
         RetryPolicy.for_worker(config),
         max_redeliveries=config.queue.max_redeliveries,

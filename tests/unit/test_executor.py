@@ -317,3 +317,25 @@ def test_writes_are_recorded_before_they_are_sent(ledger: StepLedger, steps: Ste
     run.run("post-dataset", REF, attempt=0, owner="chain-a")
     assert seen and seen[0] is not None and seen[0] >= before
     assert run.rt.scicat.before_write is None  # not left behind for the next step
+
+
+def test_runtime_is_loaded_after_the_attempt_is_counted(ledger: StepLedger, steps: Steps) -> None:
+    """Loading the schemas happens inside the counted attempt: a crash there meets the cap."""
+    counted: list[int] = []
+
+    def runs() -> int:
+        if isinstance(ledger, MemoryLedger):
+            return ledger.runs.get(("k1", "select-schema"), 0)
+        assert isinstance(ledger, JobStore)
+        return int(ledger.redis.get("oi:runs:k1:select-schema") or 0)
+
+    built = executor(ledger, steps)
+    rt = built.rt
+
+    def load() -> Runtime:
+        counted.append(runs())
+        return rt
+
+    run = StepExecutor(load, ledger, POLICY, max_redeliveries=2, functions=steps.mapping())
+    assert isinstance(run.run("select-schema", REF, attempt=0, owner="chain-a"), Done)
+    assert counted and counted[0] == 1

@@ -80,7 +80,7 @@ def test_every_line_is_json_and_a_lost_process_names_its_file(
     assert any(event["event"] == "worker.shutdown" and "Warm" in event["message"] for event in events)
     for event in events:
         assert {"event", "level", "timestamp", "process"} <= set(event), event
-        assert "job_id" not in event or event.get("logger") == "offline_ingestor.tasks"
+        assert "job_id" not in event
 
 
 def _redis_dump(url: str) -> str:
