@@ -36,8 +36,13 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "unacked_restore_interval": max(1, min(10, queue.visibility_timeout_s // 4)),
         "unacked_restore_throttle": 1,
     }
+    # Redis Sentinel: kombu's documented sentinel:// transport with the master's name.
+    from .redis_conn import broker_settings
+
+    broker_url, sentinel_options = broker_settings(queue)
+    transport.update(sentinel_options)
     return {
-        "broker_url": queue.broker_url,
+        "broker_url": broker_url,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         # Messages are JSON only: no pickle from a shared Redis.

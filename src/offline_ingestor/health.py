@@ -47,12 +47,43 @@ def _schemas(config: Config) -> str:
 def _redis(config: Config) -> str:
     import redis
 
-    client = redis.Redis.from_url(config.queue.broker_url, socket_timeout=3, socket_connect_timeout=3)
-    client.ping()
-    policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "?")
-    if policy != "noeviction":
+    from .redis_conn import describe, redis_client
+
+    client = redis_client(config.queue, socket_timeout=3, connect_timeout=3)
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        # A ConnectionError subclass in redis-py, but retrying cannot fix a wrong password.
+        raise ValueError(
+            f"Redis at {describe(config.queue)} refused our login ({exc}): a configuration error, "
+            "check the user/password in queue.broker_url or queue.sentinel"
+        ) from None
+    settings = _server_config(client, "maxmemory-policy", "appendonly", "save")
+    policy = settings.get("maxmemory-policy", "?")
+    if policy not in ("noeviction", "?"):
         raise ValueError(f"maxmemory-policy is {policy}; use noeviction (evicted keys lose messages)")
-    return "PING ok, maxmemory-policy noeviction"
+    if settings.get("appendonly") == "no" and settings.get("save", "?") == "":
+        raise ValueError(
+            'Redis has no persistence (appendonly no, save ""): a restart loses every queued file; '
+            "set appendonly yes (see README, Deploy)"
+        )
+    persistence = (
+        "AOF" if settings.get("appendonly") == "yes" else f"RDB only (save {settings.get('save', '?')!r})"
+    )
+    return f"PING ok, maxmemory-policy {policy}, persistence {persistence}"
+
+
+def _server_config(client: object, *names: str) -> dict[str, str]:
+    """CONFIG GET each name; a server that forbids CONFIG (managed Redis) answers "?"."""
+    import redis
+
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            found.update({str(k): str(v) for k, v in client.config_get(name).items()})  # type: ignore[attr-defined]
+        except redis.ResponseError:
+            found[name] = "?"
+    return found
 
 
 def _scicat(config: Config) -> str:

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import redis
 
+from .config import Queue
 from .job import Job
 
 __all__ = ["ACTIVE_STATES", "JobStore", "Record", "StepStart"]
@@ -65,6 +66,13 @@ class JobStore:
         client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, decode_responses=True)
         return cls(client, **kwargs)
 
+    @classmethod
+    def for_queue(cls, queue: Queue) -> JobStore:
+        """The store of ``queue``'s Redis: one URL, or the master behind Redis Sentinel."""
+        from .redis_conn import redis_client
+
+        return cls(redis_client(queue), state_ttl_s=queue.state_ttl_s, lease_ttl_s=queue.lease_ttl_s)
+
     # -- records ------------------------------------------------------------------------------
 
     def get(self, key: str) -> Record | None:
@@ -80,18 +88,30 @@ class JobStore:
         pipe.expire(name, self.state_ttl_s)
         pipe.execute()
 
-    def claim_for_queue(self, job: Job, *, force: bool = False) -> tuple[bool, str]:
+    def claim_for_queue(
+        self, job: Job, *, force: bool = False, claim: str = "", with_doc: bool = False
+    ) -> tuple[bool, str]:
         """Mark a key queued unless it is queued, running or done; (claimed, previous state).
 
-        A WATCH transaction makes two concurrent enqueues of one file claim it once.
+        A WATCH transaction makes two concurrent enqueues of one file claim it once. With
+        ``with_doc`` the job document is written in the same MULTI, so a Redis that refuses
+        writes (OOM, read-only) leaves neither. ``claim`` tags the record with the producer's
+        request id: a request retried from the spool re-takes its own claim when its chain
+        was never published (the publish or its roll-back failed), and is a no-op once it was.
         """
         name = f"{PREFIX}job:{job['key']}"
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(name)  # type: ignore[no-untyped-call]
-                    previous = str(pipe.hget(name, "state") or "")
-                    if previous in ACTIVE_STATES and not force:
+                    previous, owner, published = (
+                        str(value or "") for value in pipe.hmget(name, "state", "claim", "published")
+                    )
+                    ours = bool(claim) and owner == claim
+                    if ours and (published or previous in ("running", "done")):
+                        pipe.unwatch()
+                        return False, previous
+                    if previous in ACTIVE_STATES and not force and not ours:
                         pipe.unwatch()
                         return False, previous
                     pipe.multi()
@@ -103,16 +123,42 @@ class JobStore:
                             "file": job["file"],
                             "job_id": job.get("job_id") or "",
                             "attempts": "0",
+                            "claim": claim,
                             "enqueued_at": _now(),
                             "updated_at": _now(),
                         },
                     )
                     pipe.expire(name, self.state_ttl_s)
+                    if with_doc:
+                        pipe.set(f"{PREFIX}doc:{job['key']}", json.dumps(job), ex=self.state_ttl_s)
                     pipe.hdel(f"{PREFIX}failed", job["key"])
                     pipe.execute()
-                    return True, previous
+                    return True, "" if ours else previous
                 except redis.WatchError:
                     continue
+
+    def mark_published(self, key: str, claim: str) -> None:
+        """Note that the chain of ``claim`` is on the queue (see :meth:`claim_for_queue`)."""
+        self.redis.hset(f"{PREFIX}job:{key}", "published", claim or "1")
+
+    def release_claim(self, key: str, claim: str) -> bool:
+        """Undo a claim whose chain could not be published: record and document go.
+
+        Only the claim's own record is removed (another producer may have forced a newer one).
+        """
+        name = f"{PREFIX}job:{key}"
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(name)  # type: ignore[no-untyped-call]
+                if str(pipe.hget(name, "claim") or "") != claim:
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                pipe.delete(name, f"{PREFIX}doc:{key}")
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
 
     # -- documents ----------------------------------------------------------------------------
 

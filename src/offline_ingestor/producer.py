@@ -5,26 +5,43 @@ done), then publishes the five-step chain. Non-Python producers can instead send
 task ``offline_ingestor.submit`` with arguments ``[path]`` and optional kwargs
 ``{"job_id": str, "force": bool}`` (JSON, queue from ``queue.queue_name``); the worker then
 does the same.
+
+All or nothing: the claim and the job document are one MULTI; when publishing then fails
+the claim is rolled back, and when even the roll-back fails (Redis gone mid-request) the
+claim carries the request's id, so the same request retried later re-takes it. When Redis
+cannot take the request at all (down, timed out, full, read-only replica) and
+``queue.spool_dir`` is set, the request goes to the local spool (spool.py) and the result is
+``spooled``; spooled requests are sent first by the next call that finds Redis answering.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+import structlog
 
 from .config import CONFIG_ENV, Config, load_config
-from .errors import QueueUnavailable
+from .errors import ConfigError, QueueUnavailable
 from .job import Job, new_job
 from .job_store import JobStore
+from .redis_conn import describe, redis_failure
+from .spool import FlushResult, Spool, SpooledRequest
 
-__all__ = ["EnqueueResult", "enqueue", "store_for", "submit_job"]
+__all__ = ["EnqueueResult", "Producer", "enqueue", "store_for", "submit_job"]
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[Job], None]
 
 
 @dataclass(frozen=True)
 class EnqueueResult:
-    """What happened to one path: ``queued`` or ``already <state>``."""
+    """What happened to one path: ``queued``, ``spooled`` or ``already <state>``."""
 
     key: str
     file: str
@@ -34,34 +51,141 @@ class EnqueueResult:
     def queued(self) -> bool:
         return self.status == "queued"
 
+    @property
+    def spooled(self) -> bool:
+        return self.status == "spooled"
+
 
 def store_for(config: Config) -> JobStore:
-    queue = config.queue
-    return JobStore.from_url(queue.broker_url, state_ttl_s=queue.state_ttl_s, lease_ttl_s=queue.lease_ttl_s)
+    return JobStore.for_queue(config.queue)
+
+
+def _publish_chain(config: Config) -> Publish:
+    def publish(job: Job) -> None:
+        from .tasks import start_chain
+
+        start_chain(job, config)
+
+    return publish
+
+
+class Producer:
+    """Submits jobs for one config; remembers within a batch that Redis is down.
+
+    After the first request of a batch found Redis unavailable, the rest go straight to the
+    spool instead of each waiting for a connect timeout.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: JobStore | None = None,
+        spool: Spool | bool | None = True,
+        publish: Publish | None = None,
+    ) -> None:
+        self.config = config
+        self._store = store
+        self.spool: Spool | None = Spool.for_config(config) if spool is True else (spool or None)
+        self.publish = publish or _publish_chain(config)
+        self.redis_down = ""
+
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            self._store = store_for(self.config)
+        return self._store
+
+    def submit(self, job: Job, *, force: bool = False) -> EnqueueResult:
+        """Claim and publish ``job``, or spool it when Redis cannot take it now."""
+        if self.spool is not None and not self.redis_down and self.spool.has_pending():
+            self.flush()
+        if self.spool is not None and self.redis_down:
+            return self._spool(job, force, uuid.uuid4().hex, self.redis_down)
+        claim = uuid.uuid4().hex
+        try:
+            return self._send(job, force=force, claim=claim)
+        except QueueUnavailable as exc:
+            if self.spool is None:
+                raise
+            self.redis_down = exc.message
+            return self._spool(job, force, claim, exc.message)
+
+    def flush(self, limit: int | None = None) -> FlushResult:
+        """Send spooled requests while Redis takes them (nothing when there is no spool)."""
+        if self.spool is None:
+            return FlushResult()
+
+        def send(request: SpooledRequest) -> str:
+            return self._send(request.job, force=request.force, claim=request.claim).status
+
+        result = self.spool.flush(send, limit=limit)
+        if result.stopped:
+            self.redis_down = result.stopped
+        if result.sent or result.bad:
+            log.info(
+                "spool.flushed",
+                sent=len(result.sent),
+                left=result.left,
+                bad=len(result.bad),
+                spool=str(self.spool.directory),
+            )
+        return result
+
+    def _spool(self, job: Job, force: bool, claim: str, reason: str) -> EnqueueResult:
+        assert self.spool is not None
+        self.spool.put(job, force=force, claim=claim, reason=reason)
+        log.warning("enqueue.spooled", key=job["key"], file=job["file"], reason=reason)
+        return EnqueueResult(job["key"], job["file"], "spooled")
+
+    def _send(self, job: Job, *, force: bool, claim: str) -> EnqueueResult:
+        """Claim + document (one MULTI), publish, mark published; Redis errors sorted out."""
+        store = self.store
+        try:
+            claimed, previous = store.claim_for_queue(job, force=force, claim=claim, with_doc=True)
+            if not claimed:
+                return EnqueueResult(job["key"], job["file"], f"already {previous}")
+            try:
+                self.publish(job)
+            except BaseException:
+                # Leave nothing behind that says "queued" without a message. If Redis is gone
+                # this fails too; the claim id then lets the spooled retry re-take the claim.
+                with contextlib.suppress(redis.RedisError, OSError):
+                    store.release_claim(job["key"], claim)
+                raise
+            # A failure here leaves a published chain marked unpublished: a retry of the
+            # same request publishes once more, which the leases make harmless.
+            store.mark_published(job["key"], claim)
+        except Exception as exc:
+            raise self._translate(exc, job) from None
+        return EnqueueResult(job["key"], job["file"], "queued")
+
+    def _translate(self, exc: Exception, job: Job) -> Exception:
+        kind = redis_failure(exc)
+        where = describe(self.config.queue)
+        if kind == "config":
+            return ConfigError(
+                f"Redis at {where} refused our login ({type(exc).__name__}: {exc}): check the user and "
+                "password in queue.broker_url / queue.sentinel",
+                file=job["file"],
+            )
+        if kind == "unavailable":
+            if isinstance(exc, redis.exceptions.OutOfMemoryError | redis.exceptions.ReadOnlyError):
+                return QueueUnavailable(f"Redis at {where} cannot take writes now: {exc}", file=job["file"])
+            return QueueUnavailable(f"cannot reach Redis at {where}: {exc}", file=job["file"])
+        return exc
 
 
 def submit_job(
-    job: Job, config: Config, *, force: bool = False, store: JobStore | None = None
+    job: Job,
+    config: Config,
+    *,
+    force: bool = False,
+    store: JobStore | None = None,
+    spool: Spool | bool | None = True,
 ) -> EnqueueResult:
-    """Claim ``job['key']`` and publish its chain; roll the claim back if publishing fails."""
-    from .tasks import start_chain
-
-    store = store or store_for(config)
-    try:
-        claimed, previous = store.claim_for_queue(job, force=force)
-        if not claimed:
-            return EnqueueResult(job["key"], job["file"], f"already {previous}")
-        store.save_doc(job)
-        try:
-            start_chain(job, config)
-        except Exception:
-            store.redis.delete(f"oi:job:{job['key']}")
-            raise
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise QueueUnavailable(
-            f"cannot reach Redis at {_redact(config.queue.broker_url)}: {exc}", file=job["file"]
-        ) from None
-    return EnqueueResult(job["key"], job["file"], "queued")
+    """Claim ``job['key']`` and publish its chain (or spool it); see :class:`Producer`."""
+    return Producer(config, store=store, spool=spool).submit(job, force=force)
 
 
 def enqueue(
@@ -72,18 +196,10 @@ def enqueue(
     config: Config | None = None,
     message_file: str | None = None,
 ) -> EnqueueResult:
-    """Queue one file for ingestion; the config defaults to ``$OFFLINE_INGESTOR_CONFIG``."""
+    """Queue one file for ingestion; the config defaults to ``$OFFLINE_INGESTOR_CONFIG``.
+
+    Returns ``spooled`` (not an error) when Redis cannot take the file and the spool can.
+    """
     config = config or load_config(os.environ.get(CONFIG_ENV))
     job = new_job(path, config, job_id=job_id, message_file=message_file)
     return submit_job(job, config, force=force)
-
-
-def _redact(url: str) -> str:
-    """A broker URL without its password, for messages."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url

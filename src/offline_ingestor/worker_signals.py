@@ -13,7 +13,7 @@ from celery import signals
 from . import kombu_patches  # noqa: F401  (applied on import: the worker needs it)
 from .logs import configure_logging
 
-__all__ = ["touch_heartbeat"]
+__all__ = ["flush_spool_once", "touch_heartbeat"]
 
 _HEARTBEAT_EVERY_S = 10.0
 
@@ -68,3 +68,37 @@ def _start_background(**_: Any) -> None:
         from .metrics import start_metrics_server
 
         start_metrics_server(config.queue.metrics_port, config.queue.broker_url, config.queue.queue_name)
+
+
+def flush_spool_once(config: Any) -> int:
+    """Enqueue what producers on this host spooled while Redis was away; requests sent."""
+    from .producer import Producer
+    from .spool import Spool
+
+    spool = Spool.for_config(config)
+    if spool is None or not spool.has_pending():
+        return 0
+    return len(Producer(config, spool=spool).flush().sent)
+
+
+@signals.worker_ready.connect
+def _start_spool_flusher(**_: Any) -> None:
+    # Producers flush on their next call; a host whose producers went quiet (the outage was
+    # at the end of a run) relies on this thread, and on `offline-ingestor spool flush`.
+    from .worker import app
+
+    config = app.conf.get("offline_ingestor_config")
+    if config is None or not config.queue.spool_dir or not config.queue.spool_flush_interval_s:
+        return
+    every = config.queue.spool_flush_interval_s
+    logger = structlog.get_logger("offline_ingestor.spool")
+
+    def loop() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                flush_spool_once(config)
+            except Exception as exc:  # a bad moment must not end the thread
+                logger.warning("spool.flush_failed", error=f"{type(exc).__name__}: {exc}")
+
+    threading.Thread(target=loop, name="spool-flush", daemon=True).start()

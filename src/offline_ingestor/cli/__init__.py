@@ -12,6 +12,7 @@ from .health import health
 from .ingest import demo, ingest_now
 from .queue import enqueue, failed, requeue, status, worker
 from .schemas import schemas
+from .spool import spool
 
 __all__ = ["cli", "main"]
 
@@ -22,7 +23,7 @@ def cli() -> None:
     """Ingest NeXus files into SciCat, exactly once, from a Celery worker fed through Redis."""
 
 
-for command in (ingest_now, demo, enqueue, worker, status, failed, requeue, schemas, health):
+for command in (ingest_now, demo, enqueue, worker, status, failed, requeue, schemas, health, spool):
     cli.add_command(command)
 
 

@@ -28,6 +28,10 @@ def _guard_redis(call: Any) -> Any:
     try:
         return call()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if isinstance(exc, redis.AuthenticationError):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"Redis refused our login ({exc}): check queue.broker_url's password") from None
         raise QueueUnavailable(f"cannot reach Redis: {exc}") from None
 
 
@@ -42,16 +46,14 @@ def enqueue(
 ) -> None:
     """Queue FILE... for ingestion (paths are also read from stdin, one per line)."""
     from ..job import new_job
-    from ..producer import submit_job
+    from ..producer import Producer
 
     config = load(config_path)
     paths = list(files) or [line.strip() for line in sys.stdin if line.strip()]
     if job_id and len(paths) != 1:
         raise click.UsageError("--job-id needs exactly one FILE")
-    store = _store(config)
-    results = [
-        submit_job(new_job(path, config, job_id=job_id), config, force=force, store=store) for path in paths
-    ]
+    producer = Producer(config)  # spools when Redis cannot take a file (queue.spool_dir)
+    results = [producer.submit(new_job(path, config, job_id=job_id), force=force) for path in paths]
     if as_json:
         echo_json([result.__dict__ for result in results])
     else:
@@ -111,13 +113,20 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
     if not target:
         counts = _guard_redis(store.counts)
         failed_count = len(_guard_redis(store.failures))
-        data = {"states": counts, "failed_registry": failed_count}
+        data: dict[str, Any] = {"states": counts, "failed_registry": failed_count}
+        from .spool import spool_counts
+
+        spooled = spool_counts(config)
+        if spooled is not None:
+            data["spool"] = spooled
         if as_json:
             echo_json(data)
         else:
             for state, count in sorted(counts.items()):
                 click.echo(f"{state:<10} {count}")
             click.echo(f"{'failed registry':<10} {failed_count}")
+            if spooled is not None:
+                click.echo(f"{'spooled':<10} {spooled['waiting']}  ({spooled['dir']})")
         return
     key = target
     if os.path.exists(target) or "/" in target:
