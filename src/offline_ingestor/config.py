@@ -162,6 +162,10 @@ class Sentinel(_Section):
     #: Password of the sentinels themselves (``requirepass`` in sentinel.conf), if any.
     sentinel_password: SecretStr = SecretStr("")
     db: int = Field(0, ge=0)
+    #: A producer reports a file queued once this many replicas hold it (Redis WAIT), so a
+    #: failover right after cannot lose it; 0 = do not wait.
+    wait_replicas: int = Field(1, ge=0)
+    wait_timeout_ms: int = Field(1000, ge=1)
 
 
 class Queue(_Section):

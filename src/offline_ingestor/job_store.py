@@ -25,6 +25,12 @@ from .job import Job
 __all__ = ["ACTIVE_STATES", "JobStore", "Record", "StepStart"]
 
 ACTIVE_STATES = ("queued", "running", "done")
+_RELEASE_CLAIM = """
+if redis.call('HGET', KEYS[1], 'claim') == ARGV[1] then
+  return redis.call('DEL', KEYS[1], KEYS[2])
+end
+return 0
+"""
 PREFIX = "oi:"
 
 
@@ -137,28 +143,29 @@ class JobStore:
                 except redis.WatchError:
                     continue
 
-    def mark_published(self, key: str, claim: str) -> None:
-        """Note that the chain of ``claim`` is on the queue (see :meth:`claim_for_queue`)."""
-        self.redis.hset(f"{PREFIX}job:{key}", "published", claim or "1")
+    def mark_published(self, key: str, claim: str, *, replicas: int = 0, timeout_ms: int = 1000) -> int:
+        """Note that the chain of ``claim`` is on the queue (see :meth:`claim_for_queue`).
+
+        With ``replicas``, also WAIT until that many replicas hold every write made so far
+        (this connection's HSET comes after the chain's publish on the master): a request is
+        reported queued only once a failover cannot lose it. Returns the replicas that did.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(f"{PREFIX}job:{key}", "published", claim or "1")
+        if replicas:
+            pipe.wait(replicas, timeout_ms)
+        answers = pipe.execute()
+        return int(answers[1]) if replicas else 0
 
     def release_claim(self, key: str, claim: str) -> bool:
         """Undo a claim whose chain could not be published: record and document go.
 
-        Only the claim's own record is removed (another producer may have forced a newer one).
+        Only the claim's own record is removed (another producer may have forced a newer
+        one). A script, not WATCH/MULTI: a Redis at maxmemory refuses every command queued in
+        a MULTI, DEL included, but runs a script's DEL (DEL frees memory).
         """
-        name = f"{PREFIX}job:{key}"
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(name)  # type: ignore[no-untyped-call]
-                if str(pipe.hget(name, "claim") or "") != claim:
-                    pipe.unwatch()
-                    return False
-                pipe.multi()
-                pipe.delete(name, f"{PREFIX}doc:{key}")
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                return False
+        removed = self.redis.eval(_RELEASE_CLAIM, 2, f"{PREFIX}job:{key}", f"{PREFIX}doc:{key}", claim)
+        return bool(removed)
 
     # -- documents ----------------------------------------------------------------------------
 

@@ -155,7 +155,13 @@ class Producer:
                 raise
             # A failure here leaves a published chain marked unpublished: a retry of the
             # same request publishes once more, which the leases make harmless.
-            store.mark_published(job["key"], claim)
+            sentinel = self.config.queue.sentinel
+            replicas = sentinel.wait_replicas if sentinel else 0
+            acked = store.mark_published(
+                job["key"], claim, replicas=replicas, timeout_ms=sentinel.wait_timeout_ms if sentinel else 0
+            )
+            if acked < replicas:
+                log.warning("enqueue.not_replicated", key=job["key"], replicas=acked, wanted=replicas)
         except Exception as exc:
             raise self._translate(exc, job) from None
         return EnqueueResult(job["key"], job["file"], "queued")
@@ -169,9 +175,9 @@ class Producer:
                 "password in queue.broker_url / queue.sentinel",
                 file=job["file"],
             )
+        if kind == "refused":
+            return QueueUnavailable(f"Redis at {where} cannot take writes now: {exc}", file=job["file"])
         if kind == "unavailable":
-            if isinstance(exc, redis.exceptions.OutOfMemoryError | redis.exceptions.ReadOnlyError):
-                return QueueUnavailable(f"Redis at {where} cannot take writes now: {exc}", file=job["file"])
             return QueueUnavailable(f"cannot reach Redis at {where}: {exc}", file=job["file"])
         return exc
 

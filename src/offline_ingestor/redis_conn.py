@@ -157,8 +157,8 @@ def _redact_one(url: str) -> str:
     return url
 
 
-def redis_failure(exc: BaseException) -> Literal["config", "unavailable"] | None:
-    """``config`` for a login refused, ``unavailable`` when Redis cannot take a write now.
+def redis_failure(exc: BaseException) -> Literal["config", "refused", "unavailable"] | None:
+    """``config`` for a login refused, ``refused``/``unavailable`` when Redis cannot take a write now.
 
     "Cannot take it now": unreachable, timed out, loading, no master known to the sentinels,
     full (``OOM`` with ``noeviction``) or a read-only replica (a failover under way). kombu
@@ -173,15 +173,24 @@ def redis_failure(exc: BaseException) -> Literal["config", "unavailable"] | None
         seen = seen.__cause__ or seen.__context__
     if any(_login_refused(each) for each in chain):
         return "config"
+    refused = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+    if any(isinstance(each, refused) or _says_refused(each) for each in chain):
+        return "refused"
     unavailable = (
         redis.ConnectionError,  # includes BusyLoadingError and Sentinel's MasterNotFoundError
         redis.TimeoutError,
-        redis.exceptions.OutOfMemoryError,
-        redis.exceptions.ReadOnlyError,
         OperationalError,
         OSError,
     )
     return "unavailable" if any(isinstance(each, unavailable) for each in chain) else None
+
+
+def _says_refused(exc: BaseException) -> bool:
+    # kombu's pipelines re-raise Redis's answer with "Command # 1 (...) of pipeline caused error:".
+    text = str(exc)
+    return isinstance(exc, redis.ResponseError) and (
+        "when used memory > 'maxmemory'" in text or "read only replica" in text
+    )
 
 
 def _login_refused(exc: BaseException) -> bool:
