@@ -89,6 +89,7 @@ class Producer:
         self.spool: Spool | None = Spool.for_config(config) if spool is True else (spool or None)
         self.publish = publish or _publish_chain(config)
         self.redis_down = ""
+        self._replicas: int | None = None
 
     @property
     def store(self) -> JobStore:
@@ -156,7 +157,7 @@ class Producer:
             # A failure here leaves a published chain marked unpublished: a retry of the
             # same request publishes once more, which the leases make harmless.
             sentinel = self.config.queue.sentinel
-            replicas = sentinel.wait_replicas if sentinel else 0
+            replicas = self._replicas_to_wait_for(store)
             acked = store.mark_published(
                 job["key"], claim, replicas=replicas, timeout_ms=sentinel.wait_timeout_ms if sentinel else 0
             )
@@ -165,6 +166,20 @@ class Producer:
         except Exception as exc:
             raise self._translate(exc, job) from None
         return EnqueueResult(job["key"], job["file"], "queued")
+
+    def _replicas_to_wait_for(self, store: JobStore) -> int:
+        """``queue.sentinel.wait_replicas``, but no more than are connected now (asked once).
+
+        With the replica gone (promoted, or down) there is nothing a WAIT can protect
+        against, and every request would wait the whole timeout.
+        """
+        sentinel = self.config.queue.sentinel
+        if sentinel is None or not sentinel.wait_replicas:
+            return 0
+        if self._replicas is None:
+            info = store.redis.info("replication")
+            self._replicas = min(sentinel.wait_replicas, int(info.get("connected_slaves", 0)))
+        return self._replicas
 
     def _translate(self, exc: Exception, job: Job) -> Exception:
         kind = redis_failure(exc)
