@@ -22,6 +22,7 @@ from .config import Queue
 from .errors import ConfigError
 
 __all__ = [
+    "REDIS_TRANSIENT_ERRORS",
     "SentinelSpec",
     "broker_settings",
     "describe",
@@ -32,6 +33,16 @@ __all__ = [
 ]
 
 DEFAULT_SENTINEL_PORT = 26379
+
+#: Redis errors after which the same call may succeed later: unreachable, timed out, loading,
+#: full (``noeviction``) or a read-only replica during a failover. A step that meets one must
+#: be requeued, not failed (a failure is acked: the file would be lost).
+REDIS_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+)
 
 
 @dataclass(frozen=True)

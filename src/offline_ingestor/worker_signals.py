@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from celery import signals
 
-from . import kombu_patches  # noqa: F401  (applied on import: the worker needs it)
+from . import kombu_oom, kombu_patches  # noqa: F401  (applied on import: the worker needs them)
 from .logs import configure_logging
 
 __all__ = ["flush_spool_once", "touch_heartbeat"]
