@@ -68,7 +68,7 @@ def _patch() -> None:
             pipe = client.pipeline(transaction=False)  # no MULTI: runs even at maxmemory
             pipe.zrem(self.unacked_index_key, delivery_tag).hdel(self.unacked_key, delivery_tag)
             pipe.execute()
-        virtual.QoS.ack(self, delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
 
     def reject(self: Any, delivery_tag: Any, requeue: bool = False) -> None:
         if not requeue:
@@ -80,7 +80,7 @@ def _patch() -> None:
             if not is_full(exc):
                 raise
             log.warning("redis.full_requeue_later", action="requeue a message", error=str(exc))
-            virtual.QoS.ack(self, delivery_tag)  # forget it here; unacked hash keeps it
+            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]  # unacked hash keeps it
 
     def restore_visible(self: Any, *args: Any, **kwargs: Any) -> None:
         try:

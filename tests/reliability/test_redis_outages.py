@@ -6,6 +6,7 @@ Each case records files / lost / duplicated for RELIABILITY.md's "Redis outages"
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 
 from offline_ingestor.config import load_config
 from offline_ingestor.redis_conn import redis_client
@@ -58,7 +60,8 @@ def snapshot(config: Path) -> str:
             name: client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list"
         }
         spool = Spool.for_config(load_config(config))
-        return f"states={states} queues={queues} unacked={client.hlen('unacked')} spool={spool and spool.count()}"
+        unacked = client.hlen("unacked")
+        return f"states={states} queues={queues} unacked={unacked} spool={spool and spool.count()}"
     except redis.RedisError as exc:
         return f"Redis: {exc}"
 
@@ -167,7 +170,7 @@ def test_primary_killed_sentinel_promotes_the_replica(
     tmp_path: Path,
     figures: Any,
 ) -> None:
-    """SIGKILL of the Redis primary mid-run: the replica is promoted, worker and producers go on, each file once."""
+    """SIGKILL of the Redis primary mid-run: replica promoted, worker and producers go on, each file once."""
     primary: RedisServer = sentinel_set["primary"]
     replica: RedisServer = sentinel_set["replica"]
     sentinels: list[SentinelServer] = sentinel_set["sentinels"]
@@ -255,3 +258,53 @@ def test_worker_waits_while_redis_is_full(
     assert (result.lost, result.duplicated) == (0, 0)
     failed = client_of(config).hgetall("oi:failed")
     assert not failed, failed
+
+
+def test_restart_without_persistence_loses_queued_files_and_health_says_so(
+    standin: Any,
+    fast_config: Any,
+    start_worker: Any,
+    data_root: Path,
+    tmp_path: Path,
+    figures: Any,
+) -> None:
+    """A Redis with no AOF and no RDB, SIGKILLed mid-run, comes back empty: the queued files are
+    gone (measured), `health` fails on such a Redis beforehand, and enqueueing the same files
+    again ingests the lost ones without duplicating the others (SciCat-side checks)."""
+    count = 40
+    volatile = RedisServer(tmp_path / "volatile", appendonly=False).start()
+    try:
+        config = fast_config(queue={"broker_url": volatile.url})
+        health = subprocess.run(
+            [str(BIN / "offline-ingestor"), "health", "--json", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"},
+        )
+        redis_check = next(check for check in yaml.safe_load(health.stdout) if check["name"] == "redis")
+        assert health.returncode == 1 and "no persistence" in redis_check["detail"]
+        files = make_files(data_root, count)
+        standin.inject(Fault(status=None, delay_s=0.02, times=None))
+        worker = start_worker(config)
+        enqueue_all(config, files)
+        wait_for(lambda: len(standin.origdatablocks) >= count // 5, timeout=120, what="a fifth of the run")
+        volatile.stop(kill=True)
+        volatile.start()  # empty: the queue and every job record are gone
+        time.sleep(8)  # the worker reconnects; nothing is left to do
+
+        def quiet() -> bool:
+            assert worker.process.poll() is None
+            client = client_of(config)
+            return not any(client.llen(n) for n in client.scan_iter("ingest*") if client.type(n) == "list")
+
+        wait_for(quiet, timeout=60, what="the queue to be empty")
+        lost_on_restart = tally(standin, files).lost
+        # Re-enqueueing every file recovers the lost ones and duplicates nothing
+        enqueue_all(config, files)
+        wait_for(lambda: settled(config, count), timeout=180, what="the re-enqueued run to settle")
+        result = tally(standin, files)
+        figures(result, outage="restart without AOF/RDB (kill -9)", lost_before_reenqueue=lost_on_restart)
+        assert (result.lost, result.duplicated) == (0, 0)
+    finally:
+        volatile.stop(kill=True)

@@ -123,7 +123,8 @@ def test_spool_off_without_spool_dir() -> None:
         (redis.exceptions.ReadOnlyError("You can't write against a read only replica."), "refused"),
         (
             redis.ResponseError(
-                "Command # 1 (LLEN ingest) of pipeline caused error: command not allowed when used memory > 'maxmemory'."
+                "Command # 1 (LLEN ingest) of pipeline caused error: "
+                "command not allowed when used memory > 'maxmemory'."
             ),
             "refused",
         ),
