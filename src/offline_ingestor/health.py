@@ -106,6 +106,21 @@ def _data_roots(config: Config) -> str:
     return f"{len(roots)} readable"
 
 
+def _spool(config: Config) -> str:
+    from .spool import Spool
+
+    spool = Spool.for_config(config)
+    assert spool is not None
+    spool.directory.mkdir(parents=True, exist_ok=True)
+    if not os.access(spool.directory, os.W_OK | os.X_OK):
+        raise ValueError(f"{spool.directory} is not writable")
+    waiting, age = spool.count(), spool.oldest_age_s()
+    if waiting >= spool.max_files:
+        raise ValueError(f"full: {waiting} requests wait in {spool.directory}")
+    oldest = f", oldest {age:.0f} s" if age is not None else ""
+    return f"{waiting} waiting in {spool.directory}{oldest}"
+
+
 def run_checks(config: Config, *, redis: bool = True, scicat: bool = True) -> list[Check]:
     """Run every readiness check; each reports instead of raising."""
     checks = [
@@ -114,6 +129,8 @@ def run_checks(config: Config, *, redis: bool = True, scicat: bool = True) -> li
     ]
     if redis:
         checks.append(_timed("redis", lambda: _redis(config)))
+        if config.queue.spool_dir:
+            checks.append(_timed("spool", lambda: _spool(config)))
     if scicat:
         checks.append(_timed("scicat", lambda: _scicat(config)))
     checks.append(_timed("data_roots", lambda: _data_roots(config)))
