@@ -84,6 +84,8 @@ def test_cli_enqueue_batch_spools_once_redis_is_found_down(
     assert [line.split()[0] for line in result.stdout.splitlines()] == ["spooled"] * 3
     status = cli("offline-ingestor", "spool", "list", "--json", "-c", str(config))
     assert json.loads(status.stdout)["waiting"] == 3
+    down = cli("offline-ingestor", "status", "-c", str(config))
+    assert down.returncode == 75 and "spooled    3" in down.stderr
     # Redis still down: flush says so with exit 75 and keeps the requests
     still_down = cli("offline-ingestor", "spool", "flush", "-c", str(config))
     assert still_down.returncode == 75 and "3 waiting" in still_down.stdout

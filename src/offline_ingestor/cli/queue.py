@@ -111,12 +111,18 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
     config = load(config_path)
     store = _store(config)
     if not target:
-        counts = _guard_redis(store.counts)
-        failed_count = len(_guard_redis(store.failures))
-        data: dict[str, Any] = {"states": counts, "failed_registry": failed_count}
+        from ..errors import QueueUnavailable
         from .spool import spool_counts
 
         spooled = spool_counts(config)
+        try:
+            counts = _guard_redis(store.counts)
+            failed_count = len(_guard_redis(store.failures))
+        except QueueUnavailable:
+            if spooled is not None:  # what is safe on local disk meanwhile
+                click.echo(f"spooled    {spooled['waiting']}  ({spooled['dir']})", err=True)
+            raise
+        data: dict[str, Any] = {"states": counts, "failed_registry": failed_count}
         if spooled is not None:
             data["spool"] = spooled
         if as_json:
