@@ -3,7 +3,8 @@
 Keys (``oi:`` prefix, all JSON-able, no secrets):
 
 * ``oi:job:{key}``   hash: file, job_id, state (queued/running/done/failed), ``step:<name>``
-  = done, pid, attempts, last_error, timestamps. Expires ``state_ttl_s`` after last change.
+  = done, pid, attempts, last_error, timestamps, ``claim``/``published`` (the producer's
+  request id and whether its chain was published). Expires ``state_ttl_s`` after last change.
 * ``oi:doc:{key}``   the job document the steps pass along (JSON), same TTL.
 * ``oi:lease:{key}`` the chain that may work on the key (``SET NX EX``).
 * ``oi:runs:{key}:{step}`` executions of a step, to cap redeliveries after worker loss.
@@ -25,13 +26,14 @@ from .job import Job
 __all__ = ["ACTIVE_STATES", "JobStore", "Record", "StepStart"]
 
 ACTIVE_STATES = ("queued", "running", "done")
+PREFIX = "oi:"
+#: release_claim: delete record and document only if the record is still this claim's.
 _RELEASE_CLAIM = """
 if redis.call('HGET', KEYS[1], 'claim') == ARGV[1] then
   return redis.call('DEL', KEYS[1], KEYS[2])
 end
 return 0
 """
-PREFIX = "oi:"
 
 
 @dataclass(frozen=True)
