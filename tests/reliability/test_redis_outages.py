@@ -308,3 +308,37 @@ def test_restart_without_persistence_loses_queued_files_and_health_says_so(
         assert (result.lost, result.duplicated) == (0, 0)
     finally:
         volatile.stop(kill=True)
+
+
+def test_worker_and_producers_with_an_acl_user_never_log_the_password(
+    redis_server: RedisServer,
+    standin: Any,
+    fast_config: Any,
+    start_worker: Any,
+    data_root: Path,
+    tmp_path: Path,
+    figures: Any,
+) -> None:
+    """Redis with requirepass and an ACL user in the URL: files ingested; the password in no output."""
+    password = "Acl-pw-7d1e"
+    redis.Redis.from_url(redis_server.url).execute_command(
+        "ACL", "SETUSER", "ingestor", "on", f">{password}", "~*", "&*", "+@all"
+    )
+    redis.Redis.from_url(redis_server.url).execute_command("ACL", "SETUSER", "default", "off")
+    url = f"redis://ingestor:{password}@127.0.0.1:{redis_server.port}/0"
+    config = fast_config(queue={"broker_url": url, "spool_dir": str(tmp_path / "spool")})
+    files = make_files(data_root, 5)
+    worker = start_worker(config)
+    enqueued = enqueue_all(config, files)
+    wait_for(lambda: settled(config, len(files)), timeout=120, what="the files to be ingested")
+    status = subprocess.run(
+        [str(BIN / "offline-ingestor"), "status", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    result = tally(standin, files)
+    figures(result, outage="requirepass + ACL user in the URL")
+    assert (result.lost, result.duplicated) == (0, 0)
+    outputs = enqueued.stdout + enqueued.stderr + status.stdout + status.stderr + worker.log.read_text()
+    assert password not in outputs
