@@ -100,7 +100,10 @@ class Producer:
     def submit(self, job: Job, *, force: bool = False) -> EnqueueResult:
         """Claim and publish ``job``, or spool it when Redis cannot take it now."""
         if self.spool is not None and not self.redis_down and self.spool.has_pending():
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # one bad spooled request must not block new files
+                log.warning("spool.flush_failed", error=f"{type(exc).__name__}: {exc}")
         if self.spool is not None and self.redis_down:
             return self._spool(job, force, uuid.uuid4().hex, self.redis_down)
         claim = uuid.uuid4().hex
