@@ -183,6 +183,15 @@ def test_primary_killed_sentinel_promotes_the_replica(
             "spool_flush_interval_s": 1,
         }
     )
+    health = subprocess.run(
+        [str(BIN / "offline-ingestor"), "health", "--json", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"},
+    )
+    redis_check = next(check for check in yaml.safe_load(health.stdout) if check["name"] == "redis")
+    assert redis_check["ok"] and "persistence AOF" in redis_check["detail"], redis_check
     files = make_files(data_root, count)
     paths = list(files)
     first, second = paths[: count // 2], paths[count // 2 :]
