@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from offline_ingestor.testing import scenario
+
 from . import hashing, large_nexus, startup
-from .common import ROOT, Report, Row, fmt_ratio, section
+from .common import PYTHON, ROOT, Report, Row, fmt_ratio, section
 from .corpus import small_files
 from .profiles import breakdown, top_functions
 from .services import StandinProcess, write_config
@@ -222,7 +224,7 @@ def large(report: Report, sizes: Sizes, work: Path, data_root: Path, cmd: str) -
         )
         import os
 
-        os.environ["OFFLINE_INGESTOR_SCICAT_PASSWORD"] = "ingestorpw"
+        os.environ.update(scenario.INGESTOR_ENV)
         result = large_nexus.compare(
             Runtime.from_config(load_config(config)), small, big, sizes.extract_repeat
         )
@@ -256,7 +258,7 @@ def startup_section(report: Report, sizes: Sizes, work: Path, data_root: Path, c
             logging={"format": "json", "logging_level": "WARNING"},
         )
         file = small_files(data_root, 1, "startup")[0]
-        bare = startup.time_command([str(startup.PYTHON), "-c", "pass"], sizes.startup_repeat)
+        bare = startup.time_command([str(PYTHON), "-c", "pass"], sizes.startup_repeat)
         helped = startup.time_command(startup.cli("--help"), sizes.startup_repeat)
         dry = startup.time_command(
             startup.cli("ingest-now", "--dry-run", "-c", str(config), str(file)), sizes.startup_repeat

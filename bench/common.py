@@ -15,7 +15,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 BIN = PYTHON.parent
-SCHEMAS = ROOT / "schemas"
 
 
 def median(values: Sequence[float]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def compare(rt: Any, small: Path, large: Path, repeat: int) -> dict[str, Any]:
     timings: dict[str, list[float]] = {"small": [], "large": []}
     for _ in range(repeat):
         for name, job in jobs.items():
-            timings[name] += time_calls(lambda job=job: extract(rt, job), 1)
+            timings[name] += time_calls(functools.partial(extract, rt, job), 1)
     small_ms, large_ms = median(timings["small"]) * 1000, median(timings["large"]) * 1000
     return {
         "large_file_bytes": large.stat().st_size,

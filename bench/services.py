@@ -11,13 +11,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from offline_ingestor.testing import scenario
 from offline_ingestor.testing.processes import RedisServer, WorkerProcess
 
-from .common import PYTHON, ROOT, SCHEMAS
-
-SCICAT_PASSWORD = "ingestorpw"
+from .common import PYTHON, ROOT
 
 
 def cpu_seconds(pid: int) -> float:
@@ -75,40 +72,28 @@ class StandinProcess:
 def write_config(
     path: Path, *, scicat_url: str, broker_url: str, data_root: Path, heartbeat: Path, **sections: Any
 ) -> Path:
-    """A worker/ingest config for the stand-in and Redis; ``sections`` override keys."""
-    data: dict[str, Any] = {
-        "dataset": {"default_owner_group": "ingestor", "default_access_groups": ["ingestor"]},
-        "ingestion": {
-            "schemas_directory": str(SCHEMAS),
-            "fallback_schema_file_path": str(SCHEMAS / "fallback/ess-fallback.imsc.yml"),
-            "allowed_data_roots": [str(data_root)],
-            "check_if_dataset_exists_by_metadata": False,
-            "file_handling": {"ingestor_files_directory": str(data_root / "ingestor")},
-        },
-        "scicat": {"host": scicat_url, "username": "ingestor", "timeout": 30, "max_retries": 2},
-        "queue": {
-            "enabled": True,
-            "broker_url": broker_url,
-            "concurrency": 2,
-            "heartbeat_file": str(heartbeat),
-            "visibility_timeout_s": 600,
-            "task_time_limit_s": 300,
-            "retry_backoff_s": 0.2,
-            "retry_backoff_max_s": 2,
-        },
-        "logging": {"format": "json", "logging_level": "INFO"},
+    """The scenario's config (``testing.scenario``) with a worker section; ``sections`` override."""
+    queue = {
+        "enabled": True,
+        "broker_url": broker_url,
+        "concurrency": 2,
+        "heartbeat_file": str(heartbeat),
+        "visibility_timeout_s": 600,
+        "task_time_limit_s": 300,
+        "retry_backoff_s": 0.2,
+        "retry_backoff_max_s": 2,
+        **sections.pop("queue", {}),
     }
-    for name, values in sections.items():
-        merged = {**data.get(name, {}), **values}
-        data[name] = merged
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data))
-    return path
+    scicat = {"timeout": 30, "max_retries": 2, **sections.pop("scicat", {})}
+    logging = {"format": "json", "logging_level": "INFO", **sections.pop("logging", {})}
+    return scenario.write_config(
+        path, scicat_url, data_root, queue=queue, scicat=scicat, logging=logging, **sections
+    )
 
 
 def ingest_env() -> dict[str, str]:
     """Environment for our commands: the stand-in's ingestor password."""
-    return {**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": SCICAT_PASSWORD}
+    return {**os.environ, **scenario.INGESTOR_ENV}
 
 
 class Worker(WorkerProcess):

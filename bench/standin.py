@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from offline_ingestor.demo import DEMO_INSTRUMENTS, DEMO_PROPOSALS
 from offline_ingestor.testing import ScicatStandin
+from offline_ingestor.testing.scenario import seed
 
 
 class TimedStandin(ScicatStandin):
@@ -44,11 +44,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    standin = TimedStandin().start()
-    for proposal in DEMO_PROPOSALS:
-        standin.add_proposal(proposal)
-    for instrument in DEMO_INSTRUMENTS:
-        standin.add_instrument(instrument)
+    standin = seed(TimedStandin())
+    standin.start()
     print(standin.url_v3, flush=True)
     while not done.wait(0.5):
         pass

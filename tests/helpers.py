@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from offline_ingestor.testing import scenario
 from offline_ingestor.testing.nexus_factory import write_ess_file, write_nexus
+from offline_ingestor.testing.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SCHEMAS = ROOT / "tests" / "data" / "schemas"
@@ -59,7 +59,9 @@ __all__ = [
     "TEST_SCHEMAS",
     "cli",
     "coverage_file",
+    "ingestor_cli",
     "schemas_with",
+    "wait_for",
     "write_config",
     "write_nexus",
     "ymir_file",
@@ -70,29 +72,25 @@ BIN = Path(sys.executable).parent
 
 
 def write_config(path: Path, standin: Any, data_root: Path, **sections: Any) -> Path:
-    """A YAML config like an operator's; the password comes from the environment."""
-    data = {
-        "ingestion": {
-            "schemas_directory": str(ROOT / "schemas"),
-            "fallback_schema_file_path": str(ROOT / "schemas/fallback/ess-fallback.imsc.yml"),
-            "allowed_data_roots": [str(data_root)],
-            "file_handling": {"ingestor_files_directory": str(data_root / "ingestor")},
-        },
-        "scicat": {"host": standin.url_v3, "username": "ingestor", "timeout": 10},
-        "logging": {"format": "json"},
-    }
-    for name, values in sections.items():
-        data[name] = {**data.get(name, {}), **values}
-    path.write_text(yaml.safe_dump(data))
-    return path
+    """A YAML config like an operator's (shipped schemas); the password comes from the environment."""
+    return scenario.write_config(path, standin.url_v3, data_root, **sections)
 
 
 def cli(
-    *args: str, config: Path | None = None, password: str = "ingestorpw"
+    *args: str,
+    config: Path | None = None,
+    password: str = scenario.INGESTOR_PASSWORD,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Run one of our commands (``offline-ingestor``, ``scicat_background_ingestor``) as a user would."""
     env = {**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": password}
     if config is not None:
         env["OFFLINE_INGESTOR_CONFIG"] = str(config)
     return subprocess.run(
-        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, env=env, timeout=60
+        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, env=env, input=stdin, timeout=60
     )
+
+
+def ingestor_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``offline-ingestor ARGS`` (the operator's command)."""
+    return cli("offline-ingestor", *args, stdin=stdin)

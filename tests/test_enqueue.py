@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from helpers import ymir_file
-from offline_ingestor.demo import demo_config
 from offline_ingestor.producer import enqueue
 from offline_ingestor.testing.processes import RedisServer
+from offline_ingestor.testing.scenario import make_config
 
 pytestmark = pytest.mark.redis
 
@@ -26,10 +26,10 @@ def test_one_process_can_enqueue_to_two_brokers(redis_server: Any, tmp_path: Pat
     # Given two Redis servers and a config for each
     second = RedisServer(tmp_path / "second").start()
     try:
-        first_config = demo_config(
+        first_config = make_config(
             "http://127.0.0.1:9/api/v3", data_root, queue={"broker_url": redis_server.url}
         )
-        second_config = demo_config("http://127.0.0.1:9/api/v3", data_root, queue={"broker_url": second.url})
+        second_config = make_config("http://127.0.0.1:9/api/v3", data_root, queue={"broker_url": second.url})
         # When one file is enqueued with each
         assert enqueue(ymir_file(data_root, name="a.hdf"), config=first_config).queued
         assert enqueue(ymir_file(data_root, name="b.hdf"), config=second_config).queued

@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from helpers import cli, write_config, ymir_file
-from offline_ingestor.demo import demo_config
 from offline_ingestor.errors import ConfigError, QueueUnavailable
 from offline_ingestor.job import new_job
-from offline_ingestor.producer import Producer, enqueue
+from offline_ingestor.producer import Producer, enqueue, producer_for
 from offline_ingestor.spool import Spool
+from offline_ingestor.testing import scenario
 from offline_ingestor.testing.processes import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -42,7 +42,7 @@ def docs(url: str) -> list[str]:
 
 
 def config_for(data_root: Path, url: str, **queue: Any) -> Any:
-    return demo_config(NO_SCICAT, data_root, queue={"broker_url": url, **queue})
+    return scenario.make_config(NO_SCICAT, data_root, queue={"broker_url": url, **queue})
 
 
 def test_redis_down_spools_and_the_next_call_sends_everything(
@@ -106,7 +106,7 @@ def test_redis_killed_between_claim_and_publish_leaves_a_retryable_claim(
     The spooled request re-takes its own claim when Redis is back; before, the file answered
     "already queued" with no message anywhere until the 7-day TTL.
     """
-    from offline_ingestor.tasks import start_chain
+    from offline_ingestor.producer import start_chain
 
     config = config_for(data_root, redis_server.url, spool_dir=str(tmp_path / "spool"))
     job = new_job(ymir_file(data_root), config)
@@ -121,11 +121,11 @@ def test_redis_killed_between_claim_and_publish_leaves_a_retryable_claim(
     assert records(redis_server.url)[f"oi:job:{job['key']}"]["state"] == "queued"  # the orphan claim
     assert queued_messages(redis_server.url) == 0
     # When the spool is flushed (by any producer, the worker or the CLI)
-    result = Producer(config).flush()
+    result = producer_for(config).flush()
     # Then the request is published once; a second flush of the same request is a no-op
     assert [status for _, status in result.sent] == ["queued"]
     assert queued_messages(redis_server.url) == 1
-    assert Producer(config).submit(job).status == "already queued"
+    assert producer_for(config).submit(job).status == "already queued"
     assert queued_messages(redis_server.url) == 1
 
 
@@ -133,7 +133,7 @@ def test_redis_full_at_publish_rolls_the_claim_back(
     redis_server: RedisServer, data_root: Path, tmp_path: Path
 ) -> None:
     """OOM (noeviction) while publishing: no record, no document is left; the request is spooled."""
-    from offline_ingestor.tasks import start_chain
+    from offline_ingestor.producer import start_chain
 
     config = config_for(data_root, redis_server.url, spool_dir=str(tmp_path / "spool"))
     job = new_job(ymir_file(data_root), config)
@@ -146,7 +146,7 @@ def test_redis_full_at_publish_rolls_the_claim_back(
     assert Producer(config, publish=publish_into_a_full_redis).submit(job).status == "spooled"
     assert records(redis_server.url) == {} and docs(redis_server.url) == []
     admin.config_set("maxmemory", 0)
-    assert Producer(config).flush().sent[0][1] == "queued"
+    assert producer_for(config).flush().sent[0][1] == "queued"
     assert queued_messages(redis_server.url) == 1
 
 
@@ -205,7 +205,8 @@ class TestPasswords:
         )
         result = cli("offline-ingestor", "enqueue", "-c", str(config), str(ymir_file(data_root)))
         assert result.returncode == 1, result
-        assert "refused our login" in result.stderr and "cannot reach" not in result.stderr
+        said = result.stdout + result.stderr
+        assert "refused our login" in said and "cannot reach" not in said
         assert self.PASSWORD not in result.stderr + result.stdout
         assert not (tmp_path / "spool").exists() or not list((tmp_path / "spool").glob("*.json"))
         with pytest.raises(ConfigError):

@@ -19,17 +19,18 @@ from offline_ingestor.errors import (
     ScicatUnavailable,
 )
 from offline_ingestor.job import new_job
-from offline_ingestor.pipeline import ingest, run_step
+from offline_ingestor.pipeline import ingest
 from offline_ingestor.retry import RetryPolicy
 from offline_ingestor.runtime import Runtime
+from offline_ingestor.steps import STEP_FUNCTIONS
 from offline_ingestor.testing import Fault
 
 NO_WAIT = RetryPolicy(max_retries=3, backoff_s=0.0, backoff_max_s=0.0)
 
 
-def run(config: Any, path: Path, **kwargs: Any) -> dict[str, Any]:
-    rt = Runtime.from_config(config)
-    return ingest(rt, new_job(path, config), policy=NO_WAIT, sleep=lambda _: None, **kwargs)
+def run(config: Any, path: Path, *, dry_run: bool = False) -> Any:
+    rt = Runtime.from_config(config.as_dry_run() if dry_run else config)
+    return ingest(rt, new_job(path, config), policy=NO_WAIT, sleep=lambda _: None)
 
 
 def odbs_of(standin: Any, pid: str) -> list[dict[str, Any]]:
@@ -132,7 +133,7 @@ class TestExactlyOnce:
         # Given a run that stopped right after creating the dataset (the process died)
         job = new_job(path, config)
         for step in ("select-schema", "extract", "build-dataset", "post-dataset"):
-            job = run_step(rt, step, job, NO_WAIT)
+            job = STEP_FUNCTIONS[step](rt, job)
         assert len(standin.datasets) == 1 and not standin.origdatablocks
         # When the file is ingested again from scratch
         again = run(config, path)

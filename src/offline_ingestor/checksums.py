@@ -12,12 +12,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = ["ALGORITHMS", "BUFFER_BYTES", "Algorithm", "clear_cache", "file_checksum"]
 
 Algorithm = Literal["blake2b", "sha256", "md5"]
-ALGORITHMS: tuple[Algorithm, ...] = ("blake2b", "sha256", "md5")
+ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
 #: 1 MiB: large enough that the per-call overhead vanishes, small enough to stay in cache.
 BUFFER_BYTES = 1 << 20
 _CACHE_SIZE = 1024

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .checksums import Algorithm
 from .errors import ConfigError
 
 __all__ = ["BROKER_URL_ENV", "CONFIG_ENV", "Config", "load_config"]
@@ -46,7 +47,7 @@ class DatasetOptions(_Section):
 class FileHandling(_Section):
     compute_file_stats: bool = True
     compute_file_hash: bool = True
-    file_hash_algorithm: Literal["blake2b", "sha256", "md5"] = "blake2b"
+    file_hash_algorithm: Algorithm = "blake2b"
     save_file_hash: bool = True
     hash_file_extension: str = "b2b"
     ingestor_files_directory: str = "../ingestor"
@@ -186,6 +187,9 @@ class Queue(_Section):
     lease_ttl_s: int = Field(3 * 3600 + 600, ge=10)
     heartbeat_file: str = ""
     metrics_port: int = Field(0, ge=0)
+    #: On SIGTERM running steps get this long to finish; then they are abandoned and their
+    #: messages requeued at once (worker_stop.py). Keep it below the container's stop grace.
+    shutdown_grace_s: float = Field(25.0, ge=0)
     #: Celery task events (task-sent/received/started/succeeded) for Flower and
     #: celery-exporter. On by default so those tools work; they cost about 4 % of small-file
     #: throughput (more consumer CPU, bench/RESULTS.md), so a site without them may turn
@@ -240,6 +244,10 @@ class Config(_Section):
     @property
     def schemas_dir(self) -> Path:
         return self.resolve(self.ingestion.schemas_directory)
+
+    def as_dry_run(self) -> Config:
+        """This config with ``ingestion.dry_run`` on (a command's ``--dry-run``)."""
+        return self.model_copy(update={"ingestion": self.ingestion.model_copy(update={"dry_run": True})})
 
 
 def _format_validation_error(path: str, error: ValidationError) -> str:

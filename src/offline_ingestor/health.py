@@ -88,12 +88,26 @@ def _server_config(client: object, *names: str) -> dict[str, str]:
 
 def _scicat(config: Config) -> str:
     from .scicat import ScicatClient
+    from .scicat.rights import FIX, account_rights
 
     client = ScicatClient(config.scicat)
     client.health()
     client.login()
     auth = "logged in" if config.scicat.username else ("token set" if client._token else "no credentials")
-    return f"{config.scicat.api_base} healthy, {auth}"
+    # The exactly-once checks read back what we write: say now what this account may read.
+    rights = account_rights(client)
+    if rights.username is None:
+        raise ValueError(
+            f"{config.scicat.api_base}: SciCat treats our requests as anonymous ({auth}): the token "
+            "is invalid, expired or from another SciCat; nothing could be written"
+        )
+    detail = f"{config.scicat.api_base} healthy, {auth}, {rights.describe()}"
+    if rights.reads_all is not True:
+        detail += (
+            f"; files whose ownerGroup/accessGroups name none of its groups are written only if it "
+            f"can read them back (else refused per file: {FIX})"
+        )
+    return detail
 
 
 def _data_roots(config: Config) -> str:

@@ -7,17 +7,48 @@ The job is a plain JSON-able dict so that the Celery tasks can keep it in Redis 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from .config import Config
+from .done_writing import DoneWriting, read_done_writing
 from .errors import InputFileError
 
 __all__ = ["Job", "check_data_root", "ingest_key", "new_job", "read_message_file"]
 
-Job = dict[str, Any]
+
+class Job(TypedDict, total=False):
+    """The job document: what the producer knows, then what each step adds.
+
+    Kept in memory by ``ingest-now`` and in Redis (``JobStore``) by the worker, so every
+    value is JSON-able. ``steps.STEP_OUTPUT`` names the key each step adds.
+    """
+
+    # From the producer (``new_job``).
+    file: str
+    key: str
+    job_id: str | None  # the file writer's job id, when known
+    message_file: str | None
+    # select-schema
+    schema_id: str
+    # extract: stable per file, so retries and reruns render the same values
+    run_id: str
+    now: str
+    variables: dict[str, dict[str, Any]]
+    sample_ids: list[str]
+    # build-dataset
+    dataset: dict[str, Any]
+    origdatablock: dict[str, Any]
+    # post-dataset
+    pid: str
+    dataset_created: bool
+    requested_pid: str  # the pid we sent, when SciCat stored the dataset under another
+    # post-origdatablock
+    origdatablock_id: str | None
+    origdatablock_created: bool
+    verifiable: bool  # False: attached by an account that cannot read the dataset back
+    totals_repaired: bool  # the dataset's size/numberOfFiles were PATCHed from its blocks
 
 
 def ingest_key(path: Path, job_id: str | None = None) -> str:
@@ -32,15 +63,9 @@ def ingest_key(path: Path, job_id: str | None = None) -> str:
     return "f-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
-def read_message_file(path: str) -> dict[str, Any]:
-    """The file writer's "done writing" message (JSON); ``job_id`` is what we use."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read done-writing message file {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputFileError(f"done-writing message file {path} is not a JSON object")
-    return data
+def read_message_file(path: str, nexus_file: Path, config: Config) -> DoneWriting:
+    """The file writer's "done writing" message: job id and file to list (done_writing.py)."""
+    return read_done_writing(path, nexus_file, config)
 
 
 def check_data_root(path: Path, config: Config) -> None:
@@ -62,8 +87,10 @@ def new_job(
     """Start a job for ``path``: resolve it (symlinks too), check roots, derive its key."""
     resolved = Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
     check_data_root(resolved, config)
-    if message_file and not job_id:
-        job_id = str(read_message_file(message_file).get("job_id") or "") or None
+    if message_file:
+        message = read_message_file(message_file, resolved, config)
+        job_id = job_id or message.job_id
+        message_file = message.listed_file
     return {
         "file": str(resolved),
         "job_id": job_id,

@@ -14,19 +14,24 @@ Keys (``oi:`` prefix, all JSON-able, no secrets):
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import redis
 
-from .config import Queue
-from .job import Job
+from .config import Config, Queue
+from .job import Job, ingest_key
+from .ledger import Record, StepStart
 
-__all__ = ["ACTIVE_STATES", "JobStore", "Record", "StepStart"]
+__all__ = ["ACTIVE_STATES", "FAILED_KEY", "PREFIX", "JobStore", "Record", "StepStart", "job_key"]
 
 ACTIVE_STATES = ("queued", "running", "done")
 PREFIX = "oi:"
+#: The failed registry (a hash); the metrics scrape reads its length.
+FAILED_KEY = f"{PREFIX}failed"
 #: release_claim: delete record and document only if the record is still this claim's.
 _RELEASE_CLAIM = """
 if redis.call('HGET', KEYS[1], 'claim') == ARGV[1] then
@@ -36,29 +41,9 @@ return 0
 """
 
 
-@dataclass(frozen=True)
-class Record:
-    """What the store knows about one key."""
-
-    key: str
-    fields: dict[str, str]
-
-    @property
-    def state(self) -> str:
-        return self.fields.get("state", "")
-
-    def step_done(self, step: str) -> bool:
-        return self.fields.get(f"step:{step}") == "done"
-
-
-@dataclass(frozen=True)
-class StepStart:
-    """What a step task learns before running its step (see :meth:`JobStore.begin_step`)."""
-
-    runs: int
-    leased: bool
-    record: Record | None
-    doc: Job | None
+def job_key(key: str) -> str:
+    """The Redis key of a file's record (the metrics scrape reads its enqueue time)."""
+    return f"{PREFIX}job:{key}"
 
 
 class JobStore:
@@ -68,6 +53,11 @@ class JobStore:
         self.redis = client
         self.state_ttl_s = state_ttl_s
         self.lease_ttl_s = lease_ttl_s
+
+    @classmethod
+    def for_config(cls, config: Config) -> JobStore:
+        """The store of the Redis ``queue.broker_url`` (or ``queue.sentinel``) names, with its TTLs."""
+        return cls.for_queue(config.queue)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
@@ -139,7 +129,7 @@ class JobStore:
                     pipe.expire(name, self.state_ttl_s)
                     if with_doc:
                         pipe.set(f"{PREFIX}doc:{job['key']}", json.dumps(job), ex=self.state_ttl_s)
-                    pipe.hdel(f"{PREFIX}failed", job["key"])
+                    pipe.hdel(FAILED_KEY, job["key"])
                     pipe.execute()
                     return True, "" if ours else previous
                 except redis.WatchError:
@@ -174,21 +164,7 @@ class JobStore:
     def save_doc(self, job: Job) -> None:
         self.redis.set(f"{PREFIX}doc:{job['key']}", json.dumps(job), ex=self.state_ttl_s)
 
-    def load_doc(self, key: str) -> Job | None:
-        raw = self.redis.get(f"{PREFIX}doc:{key}")
-        return json.loads(raw) if raw else None
-
     # -- leases -------------------------------------------------------------------------------
-
-    def acquire_lease(self, key: str, owner: str) -> bool:
-        """Take the key for ``owner`` (a chain id), or confirm and refresh its hold."""
-        name = f"{PREFIX}lease:{key}"
-        if self.redis.set(name, owner, nx=True, ex=self.lease_ttl_s):
-            return True
-        if self.redis.get(name) == owner:
-            self.redis.expire(name, self.lease_ttl_s)
-            return True
-        return False
 
     def release_lease(self, key: str, owner: str) -> None:
         name = f"{PREFIX}lease:{key}"
@@ -206,12 +182,11 @@ class JobStore:
 
     # -- redelivery cap -----------------------------------------------------------------------
 
-    def count_run(self, key: str, step: str) -> int:
+    def forgive_run(self, key: str, step: str) -> None:
+        """Uncount one execution of ``step``: it was stopped on purpose, not lost (a bounded stop)."""
         name = f"{PREFIX}runs:{key}:{step}"
-        pipe = self.redis.pipeline()
-        pipe.incr(name)
-        pipe.expire(name, self.state_ttl_s)
-        return int(pipe.execute()[0])
+        if int(self.redis.decr(name)) <= 0:
+            self.redis.delete(name)
 
     def clear_runs(self, key: str, step: str) -> None:
         self.redis.delete(f"{PREFIX}runs:{key}:{step}")
@@ -219,12 +194,12 @@ class JobStore:
     # -- one round trip per task phase (the worker's hot path) ---------------------------------
 
     def begin_step(self, key: str, step: str, owner: str) -> StepStart:
-        """``count_run`` + ``acquire_lease`` + ``get`` + ``load_doc`` in one pipeline.
+        """Count the execution, take or confirm the lease, read record and document.
 
-        A step task used to make five or six round trips before its step ran; with ~1 ms
-        of client and server CPU each, that was a fifth of a small file's cost on a 2-core
-        host (bench/RESULTS.md). Same effects, same order; a chain that already holds the
-        lease refreshes its expiry with one more call.
+        One pipeline: with ~1 ms of client and server CPU per round trip, five separate
+        calls were a fifth of a small file's cost on a 2-core host (bench/RESULTS.md). The
+        lease is ``SET NX EX``; a chain that already holds it refreshes its expiry with one
+        more call, and any other owner is refused until the lease expires or is released.
         """
         lease = f"{PREFIX}lease:{key}"
         runs = f"{PREFIX}runs:{key}:{step}"
@@ -260,12 +235,42 @@ class JobStore:
         pipe.delete(f"{PREFIX}runs:{key}:{step}")
         pipe.execute()
 
+    def mark_running(self, key: str, step: str, attempt: int) -> None:
+        self.update(key, state="running", step=step, attempts=attempt)
+
+    def note_retry(self, key: str, error: str) -> None:
+        self.update(key, last_error=error)
+
+    def note_write(self, key: str, step: str, at: float) -> None:
+        self.redis.hset(f"{PREFIX}job:{key}", f"write:{step}", repr(at))
+
+    def fail_step(self, key: str, step: str, owner: str, failure: dict[str, Any]) -> None:
+        """Failed registry + release the lease + reset the count (a requeue counts afresh)."""
+        self.record_failure(key, failure)
+        self.release_lease(key, owner)
+        self.clear_runs(key, step)
+
+    def record_refusal(self, path: str, job_id: str | None, reason: str, error_class: str) -> str:
+        """Record a file the worker refused at ``offline_ingestor.submit`` (failed registry and
+        record), so that ``failed``, ``status`` and a producer reading ``oi:job:<key>`` see it.
+        Returns the key (the producer's job id when it gave one)."""
+        resolved = Path(os.path.realpath(os.path.expanduser(path)))
+        key = ingest_key(resolved, job_id)
+        self.update(key, file=str(resolved), job_id=job_id or "", state="failed", step="submit")
+        failure = {"file": str(resolved), "step": "submit", "error_class": error_class, "message": reason}
+        self.record_failure(key, {**failure, "attempts": 1})
+        return key
+
+    def unclaim(self, key: str) -> None:
+        """Forget a claim whose chain could not be published (the producer rolls back)."""
+        self.redis.delete(f"{PREFIX}job:{key}")
+
     # -- failed registry ----------------------------------------------------------------------
 
     def record_failure(self, key: str, failure: dict[str, Any]) -> None:
         entry = {**failure, "key": key, "failed_at": _now()}
         pipe = self.redis.pipeline()
-        pipe.hset(f"{PREFIX}failed", key, json.dumps(entry))
+        pipe.hset(FAILED_KEY, key, json.dumps(entry))
         pipe.hset(
             f"{PREFIX}job:{key}",
             mapping={
@@ -278,29 +283,36 @@ class JobStore:
         pipe.execute()
 
     def failures(self) -> list[dict[str, Any]]:
-        entries = [json.loads(raw) for raw in self.redis.hgetall(f"{PREFIX}failed").values()]
+        entries = [json.loads(raw) for raw in self.redis.hgetall(FAILED_KEY).values()]
         return sorted(entries, key=lambda entry: entry.get("failed_at", ""))
 
     def failure(self, key: str) -> dict[str, Any] | None:
-        raw = self.redis.hget(f"{PREFIX}failed", key)
+        raw = self.redis.hget(FAILED_KEY, key)
         return json.loads(raw) if raw else None
+
+    def records(self) -> Iterator[Record]:
+        """Every record (a scan: for operators and tests, not hot paths)."""
+        for name in self.redis.scan_iter(f"{PREFIX}job:*", count=1000):
+            fields = cast(dict[str, str], self.redis.hgetall(name))
+            if fields:
+                yield Record(str(name).removeprefix(f"{PREFIX}job:"), fields)
 
     def find_key(self, file: str) -> str | None:
         """The key of the newest record for a file path (``status FILE``)."""
-        newest: tuple[str, str] | None = None
-        for name in self.redis.scan_iter(f"{PREFIX}job:*", count=500):
-            path, updated = (str(value or "") for value in self.redis.hmget(name, "file", "updated_at"))
-            if path == file and (newest is None or updated > newest[1]):
-                newest = (str(name).removeprefix(f"{PREFIX}job:"), updated)
-        return newest[0] if newest else None
+        mine = [record for record in self.records() if record.fields.get("file") == file]
+        newest = max(mine, key=lambda record: record.fields.get("updated_at", ""), default=None)
+        return newest.key if newest else None
 
     def counts(self) -> dict[str, int]:
-        """How many records are in each state (a scan: for operators, not hot paths)."""
+        """How many records are in each state."""
         totals: dict[str, int] = {}
-        for name in self.redis.scan_iter(f"{PREFIX}job:*", count=1000):
-            state = str(self.redis.hget(name, "state") or "?")
-            totals[state] = totals.get(state, 0) + 1
+        for record in self.records():
+            totals[record.state or "?"] = totals.get(record.state or "?", 0) + 1
         return totals
+
+    def step_runs(self, step: str) -> int:
+        """How many keys have a started, unfinished execution of ``step`` (tests watch this)."""
+        return sum(1 for _ in self.redis.scan_iter(f"{PREFIX}runs:*:{step}", count=1000))
 
 
 def _now() -> str:

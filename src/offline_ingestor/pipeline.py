@@ -1,98 +1,60 @@
-"""Run the five steps in-process, with the retry policy: what ``ingest-now`` does.
+"""Run the five steps in this process: what ``ingest-now`` and the drop-in do.
 
-This is the synchronous twin of the Celery chain in ``tasks.py``: same step functions,
-same retry policy, no broker.
+The same step executor as the worker's tasks (``executor.py``), over an in-memory ledger:
+same retry policy, logs and metrics; the waits happen here instead of in the broker.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
+import uuid
 from collections.abc import Callable
 
 from .errors import IngestError
+from .executor import Done, Failed, Retry, StepExecutor, Stopped
 from .job import Job
-from .logs import get_logger
+from .ledger import MemoryLedger
 from .retry import RetryPolicy
 from .runtime import Runtime
-from .steps import STEP_FUNCTIONS, STEPS
+from .steps import STEPS
 
-__all__ = ["WRITE_STEPS", "ingest", "run_step"]
-
-WRITE_STEPS = ("post-dataset", "post-origdatablock")
-log = get_logger("offline_ingestor.pipeline")
-
-
-def run_step(
-    rt: Runtime,
-    step: str,
-    job: Job,
-    policy: RetryPolicy,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Job:
-    """Run one step, retrying transient failures; errors leave with ``step`` and ``file`` set."""
-    function = STEP_FUNCTIONS[step]
-    attempt = 0
-    while True:
-        started = time.perf_counter()
-        try:
-            result = function(rt, job)
-        except IngestError as exc:
-            exc.at(step=step, file=job["file"])
-            duration = round((time.perf_counter() - started) * 1000, 1)
-            if policy.should_retry(exc, attempt):
-                delay = policy.delay(attempt)
-                log.warning(
-                    "step.retry",
-                    step=step,
-                    file=job["file"],
-                    job_id=job["key"],
-                    attempt=attempt,
-                    duration_ms=duration,
-                    error=str(exc),
-                    retry_in_s=round(delay, 2),
-                )
-                sleep(delay)
-                attempt += 1
-                continue
-            log.error(
-                "step.failed",
-                step=step,
-                file=job["file"],
-                job_id=job["key"],
-                attempt=attempt,
-                duration_ms=duration,
-                error_class=type(exc).__name__,
-                error=str(exc),
-            )
-            raise
-        log.info(
-            "step.done",
-            step=step,
-            file=job["file"],
-            job_id=job["key"],
-            pid=result.get("pid"),
-            attempt=attempt,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-        return result
+__all__ = ["ingest"]
 
 
 def ingest(
     rt: Runtime,
     job: Job,
     *,
-    dry_run: bool = False,
     policy: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Job:
-    """Run every step (all but the writes when ``dry_run``) and return the final job."""
-    if dry_run and not rt.dry_run:
-        rt = dataclasses.replace(rt, dry_run=True)
-    settings = rt.config.scicat
-    policy = policy or RetryPolicy(settings.max_retries, settings.backoff_s, settings.backoff_max_s)
+    """Run every step (a dry run builds the payloads and writes nothing); return the job.
+
+    Raises the step's :class:`~offline_ingestor.errors.IngestError` when a step fails for
+    good, after the policy's retries.
+    """
+    executor = StepExecutor(
+        rt,
+        MemoryLedger(),
+        policy or RetryPolicy.for_command(rt.config),
+        max_redeliveries=rt.config.queue.max_redeliveries,
+    )
+    owner = f"ingest-now-{uuid.uuid4()}"
     for step in STEPS:
-        if dry_run and step in WRITE_STEPS:
-            break
-        job = run_step(rt, step, job, policy, sleep)
+        attempt = 0
+        while True:
+            outcome = executor.run(step, job, attempt=attempt, owner=owner)
+            if isinstance(outcome, Done):
+                job = outcome.job
+                break
+            if isinstance(outcome, Retry):
+                sleep(outcome.delay_s)
+                attempt += 1
+                continue
+            raise _error_of(outcome)
     return job
+
+
+def _error_of(outcome: Failed | Stopped) -> IngestError:
+    # A memory ledger is never held by another chain; Stopped would be a bug here.
+    return outcome.error if isinstance(outcome, Failed) else IngestError(outcome.reason)

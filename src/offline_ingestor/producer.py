@@ -16,188 +16,31 @@ cannot take the request at all (down, timed out, full, read-only replica) and
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import redis
-import structlog
 
 from .config import CONFIG_ENV, Config, load_config
-from .errors import ConfigError, QueueUnavailable
 from .job import Job, new_job
 from .job_store import JobStore
-from .redis_conn import describe, redis_failure
-from .spool import FlushResult, Spool, SpooledRequest
+from .spool import Spool
+from .submission import EnqueueResult, Producer, store_for
 
-__all__ = ["EnqueueResult", "Producer", "enqueue", "store_for", "submit_job"]
-
-log = structlog.get_logger(__name__)
-
-Publish = Callable[[Job], None]
-
-
-@dataclass(frozen=True)
-class EnqueueResult:
-    """What happened to one path: ``queued``, ``spooled`` or ``already <state>``."""
-
-    key: str
-    file: str
-    status: str
-
-    @property
-    def queued(self) -> bool:
-        return self.status == "queued"
-
-    @property
-    def spooled(self) -> bool:
-        return self.status == "spooled"
+__all__ = [
+    "EnqueueResult",
+    "Producer",
+    "enqueue",
+    "producer_for",
+    "refusal_reason",
+    "start_chain",
+    "store_for",
+    "submit_job",
+]
 
 
-def store_for(config: Config) -> JobStore:
-    return JobStore.for_queue(config.queue)
-
-
-def _publish_chain(config: Config) -> Publish:
-    def publish(job: Job) -> None:
-        from .tasks import start_chain
-
-        start_chain(job, config)
-
-    return publish
-
-
-class Producer:
-    """Submits jobs for one config; remembers within a batch that Redis is down.
-
-    After the first request of a batch found Redis unavailable, the rest go straight to the
-    spool instead of each waiting for a connect timeout.
-    """
-
-    def __init__(
-        self,
-        config: Config,
-        *,
-        store: JobStore | None = None,
-        spool: Spool | bool | None = True,
-        publish: Publish | None = None,
-    ) -> None:
-        self.config = config
-        self._store = store
-        self.spool: Spool | None = Spool.for_config(config) if spool is True else (spool or None)
-        self.publish = publish or _publish_chain(config)
-        self.redis_down = ""
-        self._replicas: int | None = None
-
-    @property
-    def store(self) -> JobStore:
-        if self._store is None:
-            self._store = store_for(self.config)
-        return self._store
-
-    def submit(self, job: Job, *, force: bool = False) -> EnqueueResult:
-        """Claim and publish ``job``, or spool it when Redis cannot take it now."""
-        if self.spool is not None and not self.redis_down and self.spool.has_pending():
-            try:
-                self.flush()
-            except Exception as exc:  # one bad spooled request must not block new files
-                log.warning("spool.flush_failed", error=f"{type(exc).__name__}: {exc}")
-        if self.spool is not None and self.redis_down:
-            return self._spool(job, force, uuid.uuid4().hex, self.redis_down)
-        claim = uuid.uuid4().hex
-        try:
-            return self._send(job, force=force, claim=claim)
-        except QueueUnavailable as exc:
-            if self.spool is None:
-                raise
-            self.redis_down = exc.message
-            return self._spool(job, force, claim, exc.message)
-
-    def flush(self, limit: int | None = None) -> FlushResult:
-        """Send spooled requests while Redis takes them (nothing when there is no spool)."""
-        if self.spool is None:
-            return FlushResult()
-
-        def send(request: SpooledRequest) -> str:
-            return self._send(request.job, force=request.force, claim=request.claim).status
-
-        result = self.spool.flush(send, limit=limit)
-        if result.stopped:
-            self.redis_down = result.stopped
-        if result.sent or result.bad:
-            log.info(
-                "spool.flushed",
-                sent=len(result.sent),
-                left=result.left,
-                bad=len(result.bad),
-                spool=str(self.spool.directory),
-            )
-        return result
-
-    def _spool(self, job: Job, force: bool, claim: str, reason: str) -> EnqueueResult:
-        assert self.spool is not None
-        self.spool.put(job, force=force, claim=claim, reason=reason)
-        log.warning("enqueue.spooled", key=job["key"], file=job["file"], reason=reason)
-        return EnqueueResult(job["key"], job["file"], "spooled")
-
-    def _send(self, job: Job, *, force: bool, claim: str) -> EnqueueResult:
-        """Claim + document (one MULTI), publish, mark published; Redis errors sorted out."""
-        store = self.store
-        try:
-            claimed, previous = store.claim_for_queue(job, force=force, claim=claim, with_doc=True)
-            if not claimed:
-                return EnqueueResult(job["key"], job["file"], f"already {previous}")
-            try:
-                self.publish(job)
-            except BaseException:
-                # Leave nothing behind that says "queued" without a message. If Redis is gone
-                # this fails too; the claim id then lets the spooled retry re-take the claim.
-                with contextlib.suppress(redis.RedisError, OSError):
-                    store.release_claim(job["key"], claim)
-                raise
-            # A failure here leaves a published chain marked unpublished: a retry of the
-            # same request publishes once more, which the leases make harmless.
-            sentinel = self.config.queue.sentinel
-            replicas = self._replicas_to_wait_for(store)
-            acked = store.mark_published(
-                job["key"], claim, replicas=replicas, timeout_ms=sentinel.wait_timeout_ms if sentinel else 0
-            )
-            if acked < replicas:
-                log.warning("enqueue.not_replicated", key=job["key"], replicas=acked, wanted=replicas)
-        except Exception as exc:
-            raise self._translate(exc, job) from None
-        return EnqueueResult(job["key"], job["file"], "queued")
-
-    def _replicas_to_wait_for(self, store: JobStore) -> int:
-        """``queue.sentinel.wait_replicas``, but no more than are connected now (asked once).
-
-        With the replica gone (promoted, or down) there is nothing a WAIT can protect
-        against, and every request would wait the whole timeout.
-        """
-        sentinel = self.config.queue.sentinel
-        if sentinel is None or not sentinel.wait_replicas:
-            return 0
-        if self._replicas is None:
-            info = store.redis.info("replication")
-            self._replicas = min(sentinel.wait_replicas, int(info.get("connected_slaves", 0)))
-        return self._replicas
-
-    def _translate(self, exc: Exception, job: Job) -> Exception:
-        kind = redis_failure(exc)
-        where = describe(self.config.queue)
-        if kind == "config":
-            return ConfigError(
-                f"Redis at {where} refused our login ({type(exc).__name__}: {exc}): check the user and "
-                "password in queue.broker_url / queue.sentinel",
-                file=job["file"],
-            )
-        if kind == "refused":
-            return QueueUnavailable(f"Redis at {where} cannot take writes now: {exc}", file=job["file"])
-        if kind == "unavailable":
-            return QueueUnavailable(f"cannot reach Redis at {where}: {exc}", file=job["file"])
-        return exc
+def producer_for(
+    config: Config, *, store: JobStore | None = None, spool: Spool | bool | None = True
+) -> Producer:
+    """A :class:`Producer` that publishes the chain with this process's Celery app."""
+    return Producer(config, store=store, spool=spool, publish=lambda job: start_chain(job, config))
 
 
 def submit_job(
@@ -209,7 +52,17 @@ def submit_job(
     spool: Spool | bool | None = True,
 ) -> EnqueueResult:
     """Claim ``job['key']`` and publish its chain (or spool it); see :class:`Producer`."""
-    return Producer(config, store=store, spool=spool).submit(job, force=force)
+    return producer_for(config, store=store, spool=spool).submit(job, force=force)
+
+
+def start_chain(job: Job, config: Config) -> None:
+    """Publish the chain for ``job`` (the caller must have claimed its key)."""
+    # Celery is imported when publishing, not when this module is: the spawned drop-in
+    # pays for it only when it enqueues.
+    from .chain import build_chain
+    from .worker import app_for
+
+    build_chain(app_for(config), job, config).apply_async()
 
 
 def enqueue(
@@ -227,3 +80,25 @@ def enqueue(
     config = config or load_config(os.environ.get(CONFIG_ENV))
     job = new_job(path, config, job_id=job_id, message_file=message_file)
     return submit_job(job, config, force=force)
+
+
+def refusal_reason(path: str | os.PathLike[str], config: Config) -> str | None:
+    """Why ``path`` cannot be queued (missing, not a file, outside the data roots), or None.
+
+    Checked at enqueue so that a typo is refused on the spot rather than failing later.
+    """
+    from pathlib import Path
+
+    from .errors import InputFileError
+    from .job import check_data_root
+
+    resolved = os.path.realpath(os.path.expanduser(os.fspath(path)))
+    try:
+        check_data_root(Path(resolved), config)
+    except InputFileError as exc:
+        return str(exc).removeprefix("refused: ")
+    if not os.path.exists(resolved):
+        return f"{resolved} does not exist"
+    if not os.path.isfile(resolved):
+        return f"{resolved} is not a file"
+    return None

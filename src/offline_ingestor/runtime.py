@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .checksums import Progress
@@ -10,7 +13,7 @@ from .config import Config
 from .schema import SchemaSet, load_schemas
 from .scicat import ScicatClient
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "RuntimeCache"]
 
 
 @dataclass
@@ -22,9 +25,6 @@ class Runtime:
     scicat: ScicatClient
     #: Called with byte counts while the data file is hashed (progress bars).
     progress: Progress | None = None
-    #: Build everything but write nothing: no SciCat POST, no hash file on disk.
-    dry_run: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Config) -> Runtime:
@@ -33,10 +33,56 @@ class Runtime:
         schemas = load_schemas(config.schemas_dir, config.resolve(fallback) if fallback else None)
         return cls(config=config, schemas=schemas, scicat=ScicatClient(config.scicat))
 
+    @property
+    def dry_run(self) -> bool:
+        """Build everything, write nothing (no SciCat POST, no hash file on disk).
+
+        ``ingestion.dry_run``; a command's ``--dry-run`` sets it when loading the config.
+        """
+        return self.config.ingestion.dry_run
+
     def schema_problems(self) -> list[str]:
         """One line per schema file that failed to load."""
         return [broken.message for broken in self.schemas.broken]
 
-    @property
-    def schemas_dir(self) -> Path:
-        return self.config.schemas_dir
+
+class RuntimeCache:
+    """The runtime of a long-lived process, rebuilt when a schema file changes.
+
+    An operator who fixes a schema can then ``requeue`` its failed files without restarting
+    the worker. The schema folder is looked at no more than once a second.
+    """
+
+    def __init__(self, config: Config, check_every_s: float = 1.0) -> None:
+        self.config = config
+        self.check_every_s = check_every_s
+        self._runtime: Runtime | None = None
+        self._stamp: tuple[tuple[str, int, int], ...] = ()
+        self._checked_at = 0.0
+
+    def get(self) -> Runtime:
+        """The current runtime (loading the schemas again if they changed)."""
+        now = time.monotonic()
+        if self._runtime is None or now - self._checked_at >= self.check_every_s:
+            self._checked_at = now
+            stamp = _schema_stamp(self.config)
+            if self._runtime is None or stamp != self._stamp:
+                self._runtime = Runtime.from_config(self.config)
+                self._stamp = stamp
+        return self._runtime
+
+
+def _schema_stamp(config: Config) -> tuple[tuple[str, int, int], ...]:
+    """Names, mtimes and sizes of the schema files: a change means "load them again"."""
+    fallback = config.ingestion.fallback_schema_file_path
+    candidates = [config.resolve(fallback)] if fallback else []
+    with contextlib.suppress(OSError):
+        candidates += [Path(entry.path) for entry in os.scandir(config.schemas_dir)]
+    stamps = []
+    for path in candidates:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(stamps))

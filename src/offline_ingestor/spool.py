@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -147,7 +147,7 @@ class Spool:
             raise ValueError("no job with key and file")
         return SpooledRequest(
             path,
-            job,
+            cast(Job, job),
             bool(data.get("force")),
             str(data.get("claim") or ""),
             float(data.get("spooled_at") or 0),

@@ -12,27 +12,31 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import IdempotencyConflict, PermanentError, SchemaError, ScicatRejected
+from .errors import SchemaError
 from .filelist import build_file_list
 from .job import Job, check_data_root
 from .nexus import check_hdf5, open_nexus
 from .runtime import Runtime
 from .schema import Resolved, builtin_variables, extract_variables, now_iso, render_schema
 from .schema.samples import sample_ids
-from .scicat.payloads import for_api, missing_required
+from .scicat.payloads import V4_NAMES, for_api, missing_required
+from .writes import post_dataset, post_origdatablock
 
 __all__ = [
     "STEPS",
     "STEP_FUNCTIONS",
+    "STEP_OUTPUT",
+    "WRITE_STEPS",
     "build_dataset",
     "extract",
     "post_dataset",
     "post_origdatablock",
     "select_schema",
+    "with_inputs",
 ]
 
 STEPS = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock")
@@ -90,9 +94,6 @@ def _pid(rt: Runtime, job: Job, high_level: dict[str, Any]) -> str | None:
     return f"{prefix}/{derived}" if prefix else derived
 
 
-_V4_NAMES = {"instrumentId": "instrumentIds", "proposalId": "proposalIds"}
-
-
 def _dataset(rt: Runtime, job: Job) -> dict[str, Any]:
     schema = rt.schemas.by_id(job["schema_id"])
     registry = {name: Resolved(item["value"], item["unit"]) for name, item in job["variables"].items()}
@@ -116,7 +117,7 @@ def _dataset(rt: Runtime, job: Job) -> dict[str, Any]:
     }
     for key, value in defaults.items():
         # A schema may name the field the v4 way (proposalIds); that counts as set too.
-        if dataset.get(key) is None and dataset.get(_V4_NAMES.get(key, key)) is None and value:
+        if dataset.get(key) is None and dataset.get(V4_NAMES.get(key, key)) is None and value:
             dataset[key] = value
     if job.get("sample_ids"):
         existing = dataset.get("sampleId")
@@ -145,7 +146,7 @@ def build_dataset(rt: Runtime, job: Job, progress: Callable[[int], None] | None 
         Path(job["file"]),
         rt.config.ingestion.file_handling,
         source_folder=str(source_folder or ""),
-        extra_files=[Path(job["message_file"])] if job.get("message_file") else [],
+        extra_files=[Path(message)] if (message := job.get("message_file")) else [],
         progress=progress or rt.progress,
         write_hash_files=not rt.dry_run,
     )
@@ -162,114 +163,6 @@ def build_dataset(rt: Runtime, job: Job, progress: Callable[[int], None] | None 
     return {**job, "dataset": dataset, "origdatablock": origdatablock}
 
 
-# -- writing ---------------------------------------------------------------------------------
-
-_IDENTITY_FIELDS = ("sourceFolder", "ownerGroup", "type")
-
-
-def _is_ours(existing: dict[str, Any], dataset: dict[str, Any]) -> bool:
-    """Same file's dataset: identity fields and (when present) the job id agree."""
-    if any(existing.get(key) != dataset.get(key) for key in _IDENTITY_FIELDS if key in dataset):
-        return False
-    ours = dataset.get("scientificMetadata", {}).get("job_id", {}).get("value")
-    theirs = (existing.get("scientificMetadata") or {}).get("job_id", {})
-    theirs = theirs.get("value") if isinstance(theirs, dict) else theirs
-    return ours is None or theirs is None or ours == theirs
-
-
-def _readable(rt: Runtime, pid: str) -> dict[str, Any] | None:
-    """GET a dataset; a 403 (privileged-only account) counts as "cannot tell"."""
-    try:
-        return rt.scicat.get_dataset(pid)
-    except ScicatRejected as exc:
-        if exc.status == 403:
-            return None
-        raise
-
-
-def _validate_first(rt: Runtime, job: Job) -> None:
-    endpoints = rt.config.scicat.api_endpoints
-    valid, reason = rt.scicat.is_valid(endpoints.datasets, job["dataset"])
-    if not valid:
-        raise ScicatRejected(f"SciCat isValid rejected the dataset: {reason}", status=400, detail=reason)
-
-
-def _find_by_metadata(rt: Runtime, job: Job) -> dict[str, Any] | None:
-    key = rt.config.ingestion.check_if_dataset_exists_by_metadata_key
-    value = job["dataset"].get("scientificMetadata", {}).get(key, {}).get("value")
-    if not rt.config.ingestion.check_if_dataset_exists_by_metadata or value is None:
-        return None
-    found = rt.scicat.find_datasets({f"scientificMetadata.{key}.value": value})
-    return found[0] if found else None
-
-
-def post_dataset(rt: Runtime, job: Job) -> Job:
-    """Create the dataset unless SciCat already has it; record the pid."""
-    if job.get("pid"):
-        return job
-    dataset = job["dataset"]
-    pid = dataset.get("pid")
-    existing = None
-    if pid and rt.config.ingestion.check_if_dataset_exists_by_pid:
-        existing = _readable(rt, pid)
-    elif not pid:
-        existing = _find_by_metadata(rt, job)
-    if existing is not None:
-        if not _is_ours(existing, dataset):
-            raise IdempotencyConflict(
-                f"SciCat already has dataset {existing.get('pid')} from another source "
-                f"(sourceFolder {existing.get('sourceFolder')!r}); refusing to attach files to it"
-            )
-        return {**job, "pid": existing.get("pid", pid), "dataset_created": False}
-    if rt.config.scicat.validate_before_write:
-        _validate_first(rt, job)
-    status, body = rt.scicat.create_dataset(dataset)
-    if status == 409:
-        existing = _readable(rt, str(pid))
-        if existing is not None and not _is_ours(existing, dataset):
-            raise IdempotencyConflict(f"pid {pid} exists in SciCat with other content")
-        return {**job, "pid": pid, "dataset_created": False}
-    created_pid = body.get("pid") if isinstance(body, dict) else None
-    if not created_pid:
-        raise PermanentError(f"SciCat created the dataset but returned no pid: {body!r:.200}")
-    return {**job, "pid": created_pid, "dataset_created": True}
-
-
-def _has_our_files(block: dict[str, Any], paths: set[str]) -> bool:
-    return any(entry.get("path") in paths for entry in block.get("dataFileList") or [])
-
-
-def post_origdatablock(rt: Runtime, job: Job) -> Job:
-    """Attach the file list unless the dataset already holds a block with our file."""
-    if job.get("origdatablock_id"):
-        return job
-    pid = job["pid"]
-    payload = {"datasetId": pid, **job["origdatablock"]}
-    ours = {entry["path"] for entry in payload["dataFileList"][:1]}
-    try:
-        blocks = rt.scicat.origdatablocks_of(pid)
-    except ScicatRejected as exc:
-        if exc.status != 403:
-            raise
-        blocks = []  # a privileged-only account cannot read; the job record guards instead
-    for block in blocks:
-        if _has_our_files(block, ours):
-            return {
-                **job,
-                "origdatablock_id": block.get("_id") or block.get("id"),
-                "origdatablock_created": False,
-            }
-    if rt.config.scicat.validate_before_write:
-        valid, reason = rt.scicat.is_valid(rt.config.scicat.api_endpoints.origdatablocks, payload)
-        if not valid:
-            raise ScicatRejected(
-                f"SciCat isValid rejected the origdatablock: {reason}", status=400, detail=reason
-            )
-    body = rt.scicat.create_origdatablock(payload)
-    block_id = body.get("_id") or body.get("id") if isinstance(body, dict) else None
-    return {**job, "origdatablock_id": block_id, "origdatablock_created": True}
-
-
 STEP_FUNCTIONS: dict[str, Callable[[Runtime, Job], Job]] = {
     "select-schema": select_schema,
     "extract": extract,
@@ -277,3 +170,32 @@ STEP_FUNCTIONS: dict[str, Callable[[Runtime, Job], Job]] = {
     "post-dataset": post_dataset,
     "post-origdatablock": post_origdatablock,
 }
+#: The steps that write to SciCat: a dry run builds everything and skips these.
+WRITE_STEPS = ("post-dataset", "post-origdatablock")
+#: The job key each step adds; the next step needs it.
+STEP_OUTPUT = {
+    "select-schema": "schema_id",
+    "extract": "variables",
+    "build-dataset": "dataset",
+    "post-dataset": "pid",
+    "post-origdatablock": "origdatablock_id",
+}
+
+
+StepFunction = Callable[[Runtime, Job], Job]
+
+
+def with_inputs(
+    rt: Runtime, job: Job, step: str, functions: Mapping[str, StepFunction] = STEP_FUNCTIONS
+) -> Job:
+    """``job`` with the results of every step before ``step``, recomputed if missing.
+
+    A worker normally finds them in the job document; after the document was lost (Redis
+    restart without persistence, TTL) the earlier steps run again here. They are safe to
+    repeat, and a lost ``pid`` is found again in SciCat by ``post-dataset``.
+    """
+    earlier = STEPS[: STEPS.index(step)]
+    missing = next((index for index, name in enumerate(earlier) if STEP_OUTPUT[name] not in job), None)
+    for name in earlier[missing:] if missing is not None else ():
+        job = functions[name](rt, job)
+    return job

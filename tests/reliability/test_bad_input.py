@@ -8,7 +8,6 @@ as root a ``chmod 000`` file is unreadable to it, as it would be to the service 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -21,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from helpers import ROOT, ymir_file
-from offline_ingestor.testing import Fault, ScicatStandin
+from helpers import ROOT, ingestor_cli, wait_for, ymir_file
+from offline_ingestor.testing import Fault, ScicatStandin, scenario
 from offline_ingestor.testing.nexus_factory import write_ess_file, write_nexus
-from reliability.conftest import Worker, cli, failures, redis_of, wait_for
+from offline_ingestor.testing.processes import RedisServer, WorkerProcess
+from offline_ingestor.testing.pytest_plugin import ingestor_env
+from offline_ingestor.testing.scenario import seeded_standin
+from reliability.runs import failures, states, store_of
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -41,12 +42,11 @@ YMIR_SCHEMA = (ROOT / "schemas/ess-ymir.imsc.yml").read_text()
 YMIR_SELECTOR = "    - filename:contains:/ymir/\n    - filename:contains:ymir"
 
 
-def _root_conftest() -> Any:
-    spec = importlib.util.spec_from_file_location("_reliability_root_conftest", ROOT / "tests/conftest.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+class UnprivilegedWorker(WorkerProcess):
+    """The worker run as a root without the capability to bypass file permissions."""
+
+    def command(self) -> list[str]:
+        return [*SETPRIV, *super().command()]
 
 
 def schema_for(folder: str, schema_id: str, *, extra: str = "") -> str:
@@ -282,7 +282,7 @@ def cases(data_root: Path, schemas: Path, standin: ScicatStandin) -> list[Case]:
 @dataclass
 class Run:
     config: Path
-    worker: Worker
+    worker: WorkerProcess
     standin: ScicatStandin
     cases: dict[str, Case]
     before_fix: dict[str, dict[str, Any]]
@@ -296,20 +296,18 @@ class Run:
             return self.fixed
         for case in self.cases.values():
             case.fix(case.path)
-        result = cli("requeue", "-c", str(self.config), "--all")
+        result = ingestor_cli("requeue", "-c", str(self.config), "--all")
         assert result.returncode == 0, result.stdout + result.stderr
         wanted = {str(os.path.realpath(case.path)) for case in self.cases.values()}
 
         def done() -> bool:
-            client = redis_of(self.config)
-            states = {client.hget(n, "file"): client.hget(n, "state") for n in client.scan_iter("oi:job:*")}
-            return all(states.get(path) in ("done", "failed") for path in wanted)
+            found = states(self.config)
+            return all(found.get(path) in ("done", "failed") for path in wanted)
 
         wait_for(done, timeout=90, what="every requeued file")
-        client = redis_of(self.config)
-        states = {client.hget(n, "file"): client.hget(n, "state") for n in client.scan_iter("oi:job:*")}
+        found = states(self.config)
         self.fixed = {
-            name: states.get(str(os.path.realpath(c.path))) == "done" for name, c in self.cases.items()
+            name: found.get(str(os.path.realpath(c.path))) == "done" for name, c in self.cases.items()
         }
         return self.fixed
 
@@ -317,65 +315,40 @@ class Run:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """Enqueue every bad input and one good file into one worker; collect the failed registry."""
-    from offline_ingestor.demo import DEMO_INSTRUMENTS, DEMO_PROPOSALS
-
     tmp = tmp_path_factory.mktemp("bad-input")
     data_root, schemas = tmp / "data", tmp / "schemas"
     data_root.mkdir()
     schemas.mkdir()
     shutil.copy(ROOT / "schemas/ess-ymir.imsc.yml", schemas)
     (tmp / "redis").mkdir()
-    redis_server = _root_conftest().RedisServer(tmp / "redis").start()
-    standin = ScicatStandin(admin_groups=["admin", "ingestor"]).start()
-    for proposal in DEMO_PROPOSALS:
-        standin.add_proposal(proposal)
-    for instrument in DEMO_INSTRUMENTS:
-        standin.add_instrument(instrument)
-    config = tmp / "worker.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "ingestion": {
-                    "schemas_directory": str(schemas),
-                    "allowed_data_roots": [str(data_root)],
-                    "file_handling": {"ingestor_files_directory": str(data_root / "ingestor")},
-                },
-                "scicat": {"host": standin.url_v3, "username": "ingestor", "timeout": 10, "max_retries": 0},
-                "queue": {
-                    "enabled": True,
-                    "broker_url": redis_server.url,
-                    "concurrency": 2,
-                    "heartbeat_file": str(tmp / "heartbeat"),
-                    "max_retries": 5,
-                    "retry_backoff_s": 0.1,
-                    "retry_backoff_max_s": 1,
-                    "visibility_timeout_s": 15,
-                    "task_time_limit_s": 12,
-                },
-                "logging": {"format": "json"},
-            }
-        )
+    redis_server = RedisServer(tmp / "redis").start()
+    standin = seeded_standin().start()
+    config = scenario.write_config(
+        tmp / "worker.yml",
+        standin.url_v3,
+        data_root,
+        ingestion={"schemas_directory": str(schemas), "fallback_schema_file_path": ""},
+        scicat={"max_retries": 0},
+        queue={
+            "enabled": True,
+            "broker_url": redis_server.url,
+            "concurrency": 2,
+            "heartbeat_file": str(tmp / "heartbeat"),
+            "max_retries": 5,
+            "retry_backoff_s": 0.1,
+            "retry_backoff_max_s": 1,
+            "visibility_timeout_s": 15,
+            "task_time_limit_s": 12,
+        },
     )
     all_cases = cases(data_root, schemas, standin)
     for case in all_cases:
         case.path = case.make(case.path)
     caps = dropped_caps_work()
-    worker = Worker(config, tmp / "worker.log", tmp / "heartbeat")
-    if caps:  # run the worker as a root without the capability to bypass file permissions
-        real = subprocess.Popen
-
-        def popen(args: list[str], **kwargs: Any) -> Any:
-            return real([*SETPRIV, *args], **kwargs)
-
-        subprocess.Popen = popen  # type: ignore[assignment,misc]
-        try:
-            worker.start()
-        finally:
-            subprocess.Popen = real  # type: ignore[misc]
-    else:
-        worker.start()
+    worker_class = UnprivilegedWorker if caps else WorkerProcess
+    worker = worker_class(config, tmp / "worker.log", tmp / "heartbeat", env=ingestor_env()).start()
     try:
-        result = cli("enqueue", "-c", str(config), *[str(case.path) for case in all_cases])
+        result = ingestor_cli("enqueue", "-c", str(config), *[str(case.path) for case in all_cases])
         assert result.returncode == 0, result.stderr
         wanted = {
             str(os.path.realpath(case.path)) for case in all_cases if case.name != "permission denied" or caps
@@ -384,7 +357,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         before = failures(config)
         # The worker is still alive and ingests a good file enqueued after all the bad ones
         good_file = ymir_file(data_root, name="good.hdf", job_id=str(uuid.uuid4()))
-        cli("enqueue", "-c", str(config), str(good_file))
+        ingestor_cli("enqueue", "-c", str(config), str(good_file))
         wait_for(lambda: len(standin.origdatablocks) == 1, timeout=30, what="the good file")
         yield Run(
             config,
@@ -454,7 +427,7 @@ def test_lock_released_while_retrying_is_ingested(
     path = lock.hold(data_root / "ess/raw/ymir/2024/876380/writing.hdf")
     config = fast_config(queue={"max_retries": 30})
     start_worker(config)
-    cli("enqueue", "-c", str(config), str(path))
+    ingestor_cli("enqueue", "-c", str(config), str(path))
     wait_for(lambda: _retrying(config), what="a FileNotReady retry")
     lock.release(path)
     wait_for(lambda: len(standin.origdatablocks) == 1, what="the file after the writer closed it")
@@ -463,9 +436,9 @@ def test_lock_released_while_retrying_is_ingested(
 
 
 def _retrying(config: Path) -> bool:
-    client = redis_of(config)
     return any(
-        "still open for writing" in (client.hget(n, "last_error") or "") for n in client.scan_iter("oi:job:*")
+        "still open for writing" in record.fields.get("last_error", "")
+        for record in store_of(config).records()
     )
 
 
@@ -474,15 +447,15 @@ def test_path_outside_data_roots_is_refused(
 ) -> None:
     """A path outside the data roots is refused at enqueue (exit 1) and by the worker if sent directly."""
     from offline_ingestor.config import load_config
-    from offline_ingestor.tasks import start_chain
+    from offline_ingestor.producer import start_chain
 
     config = fast_config()
     start_worker(config)
     outside = ymir_file(tmp_path / "elsewhere")
     # When an operator enqueues it, then the CLI refuses loudly and nothing is queued
-    result = cli("enqueue", "-c", str(config), str(outside))
+    result = ingestor_cli("enqueue", "-c", str(config), str(outside))
     assert result.returncode == 1 and "outside the allowed data roots" in result.stderr, result
-    assert not list(redis_of(config).scan_iter("oi:job:*"))
+    assert not list(store_of(config).records())
     # When a chain for it is put on the queue by other means, then the worker refuses it too
     job = {"file": str(outside), "key": "crafted", "job_id": None, "message_file": None}
     start_chain(job, load_config(config))
@@ -493,7 +466,7 @@ def test_path_outside_data_roots_is_refused(
     inside = data_root / "ess/raw/ymir/2024/876380/moved.hdf"
     inside.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(outside, inside)
-    assert cli("enqueue", "-c", str(config), str(inside)).returncode == 0
+    assert ingestor_cli("enqueue", "-c", str(config), str(inside)).returncode == 0
     wait_for(lambda: len(standin.origdatablocks) == 1, what="the moved file")
     figures(files=1, lost=0, duplicated=0)
 
@@ -564,15 +537,16 @@ def test_scicat_rejections(
     config = fast_config()
     start_worker(config)
     path = ymir_file(data_root)
-    cli("enqueue", "-c", str(config), str(path))
+    ingestor_cli("enqueue", "-c", str(config), str(path))
     wait_for(lambda: str(path) in failures(config), what="the failed registry entry")
     entry = failures(config)[str(path)]
-    assert entry["error_class"] == "ScicatRejected" and status_text in entry["message"], entry
+    assert entry["error_class"] in ("ScicatRejected", "ScicatAuthError"), entry  # login: ScicatAuthError
+    assert status_text in entry["message"], entry
     assert entry["attempts"] == 1
     assert "ingestorpw" not in json.dumps(entry)
     # When SciCat is fixed and the file requeued, then it is ingested once
     standin.clear_faults()
-    assert cli("requeue", "-c", str(config), entry["key"]).returncode == 0
+    assert ingestor_cli("requeue", "-c", str(config), entry["key"]).returncode == 0
     wait_for(lambda: len(standin.origdatablocks) == 1, what="the file after requeue")
     assert len(standin.datasets) == 1
     figures(files=1, lost=0, duplicated=0)

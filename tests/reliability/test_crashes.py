@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from helpers import ROOT
+from helpers import ROOT, wait_for
 from offline_ingestor.testing import Fault
-from reliability.conftest import Tally, enqueue_all, make_files, redis_of, tally, wait_for
+from reliability.runs import Tally, enqueue_all, make_files, settled, store_of, tally
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -25,20 +24,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.worker]
 PADDING_SCHEMAS = 150
 
 
-def settled(config: Path, files: int) -> bool:
-    """Every job done or failed, nothing waiting in the queue and nothing unacked."""
-    client = redis_of(config)
-    states = [client.hget(name, "state") for name in client.scan_iter("oi:job:*", count=1000)]
-    if len(states) < files or any(state not in ("done", "failed") for state in states):
-        return False
-    queued = sum(client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list")
-    return queued == 0 and client.hlen("unacked") == 0
-
-
 def job_state(config: Path) -> dict[str, str]:
-    client = redis_of(config)
-    (name,) = list(client.scan_iter("oi:job:*"))
-    return client.hgetall(name)
+    (record,) = store_of(config).records()
+    return record.fields
 
 
 def padded_schemas(tmp_path: Path) -> Path:
@@ -66,10 +54,7 @@ def at_step(step: str) -> Callable[[Path, Any], bool]:
 
 def in_select_schema(config: Path, standin: Any) -> bool:
     # The run counter is the first thing a step task writes; the slow schema load follows.
-    client = redis_of(config)
-    return any(client.scan_iter("oi:runs:*:select-schema")) and not job_state(config).get(
-        "step:select-schema"
-    )
+    return store_of(config).step_runs("select-schema") > 0 and not job_state(config).get("step:select-schema")
 
 
 #: point -> (how to open a window there, how to see the worker is in it)
@@ -223,7 +208,6 @@ def test_random_kills(
     wait_for(lambda: settled(config, count), timeout=60 + count, what="all files to settle")
     result = tally(standin, files)
     figures(result, kills=done)
-    client: redis.Redis = redis_of(config)
-    assert client.hlen("oi:failed") == 0, client.hgetall("oi:failed")
+    assert not store_of(config).failures()
     assert (result.lost, result.duplicated) == (0, 0)
     assert result.datasets == result.blocks == count

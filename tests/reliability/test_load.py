@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from reliability.conftest import enqueue_all, failures, make_files, rss_kib, tally, wait_for
-from reliability.test_crashes import settled
+from helpers import wait_for
+from reliability.runs import enqueue_all, failures, make_files, rss_kib, settled, tally
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from helpers import ingestor_cli, wait_for
 from offline_ingestor.testing import Fault
-from reliability.conftest import cli, enqueue_all, failures, make_files, tally, wait_for
-from reliability.test_crashes import settled
+from reliability.runs import enqueue_all, failures, make_files, settled, tally
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -61,8 +61,8 @@ def test_enqueue_with_redis_unreachable_fails_loudly(
     config = fast_config()
     files = make_files(data_root, 3)
     redis_server.stop()
-    one = cli("enqueue", "-c", str(config), str(next(iter(files))))
-    batch = cli("enqueue", "-c", str(config), stdin="\n".join(map(str, files)))
+    one = ingestor_cli("enqueue", "-c", str(config), str(next(iter(files))))
+    batch = ingestor_cli("enqueue", "-c", str(config), stdin="\n".join(map(str, files)))
     for result in (one, batch):
         assert result.returncode == 75, result
         assert "cannot reach Redis" in result.stderr and result.stdout == ""

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from helpers import ingestor_cli, wait_for
 from offline_ingestor.testing import Fault
-from reliability.conftest import cli, enqueue_all, failures, make_files, redis_of, tally, wait_for
+from reliability.runs import enqueue_all, failures, make_files, redis_of, tally
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -70,7 +71,7 @@ def test_secrets_never_leave_the_process(
         "redis after the run": redis_dump(config),
         "failed registry": json.dumps(failures(config)),
         "worker log": worker.log.read_text(errors="replace"),
-        "status": cli("status", "-c", str(config), "--json").stdout,
+        "status": ingestor_cli("status", "-c", str(config), "--json").stdout,
     }
     secrets = [PASSWORD, static_token, *issued, "eyJhbGciOi"]
     for place, text in places.items():

@@ -118,70 +118,106 @@ def test_step_done(store: JobStore) -> None:
 
 
 def test_doc_round_trip(store: JobStore) -> None:
-    """A saved job document loads back equal; an unknown one is None."""
+    """A saved job document comes back with the next step's start; an unknown one is None."""
     document = {**job(), "dataset": {"pid": "p", "size": 3}}
     store.save_doc(document)
-    assert store.load_doc("k1") == document
-    assert store.load_doc("other") is None
+    assert store.begin_step("k1", "post-dataset", "chain-a").doc == document
+    assert store.begin_step("other", "post-dataset", "chain-a").doc is None
 
 
-# -- leases ----------------------------------------------------------------------------------
+# -- leases (taken by begin_step) --------------------------------------------------------------
+
+
+def leased(store: JobStore, owner: str, key: str = "k1") -> bool:
+    return store.begin_step(key, "extract", owner).leased
 
 
 def test_lease_first_owner_acquires(store: JobStore) -> None:
-    """A free key is taken by the first owner."""
-    assert store.acquire_lease("k1", "chain-a") is True
+    """A free key is taken by the first chain that starts a step on it."""
+    assert leased(store, "chain-a") is True
 
 
 def test_lease_owner_reacquires(store: JobStore) -> None:
-    """The owner may acquire again (a retry of its own chain)."""
-    store.acquire_lease("k1", "chain-a")
-    assert store.acquire_lease("k1", "chain-a") is True
+    """The owner keeps the lease on its next steps and retries."""
+    leased(store, "chain-a")
+    assert leased(store, "chain-a") is True
 
 
 def test_lease_other_owner_refused(store: JobStore) -> None:
-    """Another owner cannot take a held key."""
-    store.acquire_lease("k1", "chain-a")
-    assert store.acquire_lease("k1", "chain-b") is False
+    """Another chain cannot take a held key."""
+    leased(store, "chain-a")
+    assert leased(store, "chain-b") is False
 
 
 def test_lease_release_only_by_owner(store: JobStore) -> None:
     """A release by someone else leaves the lease held; the owner's release frees it."""
-    store.acquire_lease("k1", "chain-a")
+    leased(store, "chain-a")
     store.release_lease("k1", "chain-b")
-    assert store.acquire_lease("k1", "chain-b") is False
+    assert leased(store, "chain-b") is False
     store.release_lease("k1", "chain-a")
-    assert store.acquire_lease("k1", "chain-b") is True
+    assert leased(store, "chain-b") is True
 
 
-def test_lease_has_ttl(store: JobStore) -> None:
-    """A lease expires after lease_ttl_s, so a dead worker's hold ends."""
-    store.acquire_lease("k1", "chain-a")
+def test_lease_has_ttl_and_owner_refreshes_it(store: JobStore) -> None:
+    """A lease expires after lease_ttl_s (a dead worker's hold ends); each step renews it."""
+    leased(store, "chain-a")
     assert 0 < store.redis.ttl("oi:lease:k1") <= 600
+    store.redis.expire("oi:lease:k1", 5)
+    leased(store, "chain-a")
+    assert store.redis.ttl("oi:lease:k1") > 5
+
+
+def test_expired_lease_can_be_taken(store: JobStore) -> None:
+    """Once the holder's lease has expired (its worker died), another chain may take it."""
+    leased(store, "chain-a")
+    store.redis.delete("oi:lease:k1")  # what expiry does
+    assert leased(store, "chain-b") is True
+    assert leased(store, "chain-a") is False
 
 
 def test_lease_released_when_free_is_harmless(store: JobStore) -> None:
     """Releasing a lease nobody holds does nothing."""
     store.release_lease("k1", "chain-a")
-    assert store.acquire_lease("k1", "chain-b") is True
+    assert leased(store, "chain-b") is True
 
 
-# -- redelivery counter ----------------------------------------------------------------------
+# -- redelivery counter (counted by begin_step) ------------------------------------------------
 
 
-def test_count_run_counts_per_key_and_step(store: JobStore) -> None:
-    """Runs are counted separately per key and step."""
-    assert [store.count_run("k1", "read") for _ in range(3)] == [1, 2, 3]
-    assert store.count_run("k1", "write") == 1
-    assert store.count_run("k2", "read") == 1
+def test_runs_are_counted_per_key_and_step(store: JobStore) -> None:
+    """Executions are counted separately per key and step."""
+    assert [store.begin_step("k1", "read", "a").runs for _ in range(3)] == [1, 2, 3]
+    assert store.begin_step("k1", "write", "a").runs == 1
+    assert store.begin_step("k2", "read", "a").runs == 1
 
 
 def test_clear_runs_resets_the_count(store: JobStore) -> None:
-    """After clear_runs the next run counts from 1 again."""
-    store.count_run("k1", "read")
-    store.count_run("k1", "read")
+    """After clear_runs the next execution counts from 1 again."""
+    store.begin_step("k1", "read", "a")
+    store.begin_step("k1", "read", "a")
     store.clear_runs("k1", "read")
-    assert store.count_run("k1", "read") == 1
+    assert store.begin_step("k1", "read", "a").runs == 1
+
+
+def test_fail_step_records_releases_and_resets(store: JobStore) -> None:
+    """fail_step puts the key in the failed registry, frees the lease, resets the count."""
+    store.claim_for_queue(job())
+    store.begin_step("k1", "extract", "chain-a")
+    store.fail_step("k1", "extract", "chain-a", {"file": "/data/run.hdf", "message": "bad"})
+    failure = store.failure("k1")
+    assert failure is not None and failure["message"] == "bad"
+    record = store.get("k1")
+    assert record is not None and record.state == "failed"
+    after = store.begin_step("k1", "extract", "chain-b")  # e.g. a requeue after the fix
+    assert (after.runs, after.leased) == (1, True)
+
+
+def test_unclaim_forgets_the_claim(store: JobStore) -> None:
+    """A producer that could not publish removes its claim, so the next enqueue claims again."""
+    store.claim_for_queue(job())
+    store.unclaim("k1")
+    assert store.get("k1") is None
+    assert store.claim_for_queue(job()) == (True, "")
 
 
 # -- failed registry -------------------------------------------------------------------------
@@ -408,12 +444,12 @@ def test_new_job_explicit_job_id_beats_message_file(roots: tuple[Path, Path], tm
 
 
 @pytest.mark.parametrize("content", ["not json", "[1, 2]"])
-def test_bad_message_file_is_an_input_error(tmp_path: Path, content: str) -> None:
-    """A message file that is not a JSON object is an InputFileError naming it."""
+def test_bad_message_file_falls_back_to_the_path_key(tmp_path: Path, content: str) -> None:
+    """A message file we cannot use gives no job id (the path key) but is still listed."""
     message = tmp_path / "m.json"
     message.write_text(content)
-    with pytest.raises(InputFileError, match=r"m\.json"):
-        read_message_file(str(message))
+    found = read_message_file(str(message), tmp_path / "run.hdf", parse_config({}))
+    assert found.job_id is None and found.listed_file == str(message.resolve())
 
 
 # -- begin_step / finish_step (the worker's one-round-trip hot path) -------------------------
@@ -440,5 +476,16 @@ def test_finish_step_saves_marks_done_and_resets_runs(store: JobStore) -> None:
     record = store.get("k1")
     assert record is not None and record.step_done("extract") and record.state == "done"
     assert record.fields["pid"] == "p1"
-    assert store.load_doc("k1") == {**job(), "variables": {}}
-    assert store.count_run("k1", "extract") == 1
+    start = store.begin_step("k1", "post-dataset", "chain-a")
+    assert start.doc == {**job(), "variables": {}}
+    assert store.begin_step("k1", "extract", "chain-a").runs == 1
+
+
+def test_forgive_run_uncounts_one_execution(store: JobStore) -> None:
+    """An execution stopped on purpose (bounded stop) does not count towards the cap."""
+    store.begin_step("k1", "build-dataset", "a")
+    store.begin_step("k1", "build-dataset", "a")
+    store.forgive_run("k1", "build-dataset")
+    assert store.begin_step("k1", "build-dataset", "a").runs == 2
+    store.forgive_run("k2", "build-dataset")  # nothing counted: stays uncounted
+    assert store.begin_step("k2", "build-dataset", "a").runs == 1

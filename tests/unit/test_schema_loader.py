@@ -420,3 +420,14 @@ def test_by_id_finds_schema_and_fallback(tmp_path: Path) -> None:
     assert loaded.by_id("fb").id == "fb"
     with pytest.raises(SchemaError, match="'gone' is not loaded"):
         loaded.by_id("gone")
+
+
+def test_packaged_schemas_are_the_shipped_ones() -> None:
+    """The schemas inside the package (demo, tests, bench) are byte for byte ``schemas/``."""
+    from offline_ingestor.testing.scenario import SCHEMAS_DIR
+
+    shipped = Path(__file__).resolve().parents[2] / "schemas"
+    files = sorted(path.relative_to(shipped) for path in shipped.rglob("*.imsc.yml"))
+    assert files == sorted(path.relative_to(SCHEMAS_DIR) for path in SCHEMAS_DIR.rglob("*.imsc.yml"))
+    for name in files:
+        assert (shipped / name).read_bytes() == (SCHEMAS_DIR / name).read_bytes(), name

@@ -37,14 +37,15 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
-def load(config_path: str | None) -> Any:
-    """Load the config and set up logging from it."""
+def load(config_path: str | None, *, dry_run: bool = False) -> Any:
+    """Load the config and set up logging from it; ``dry_run`` turns ``ingestion.dry_run`` on."""
     from ..config import load_config
-    from ..logs import configure_logging
+    from ..logs import configure_logging, register_config_secrets
 
     config = load_config(config_path)
+    register_config_secrets(config)
     configure_logging(config.logging.format, config.logging.logging_level)
-    return config
+    return config.as_dry_run() if dry_run else config
 
 
 def main_entry(command: Callable[..., Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +15,23 @@ from .common import config_option, echo_json, load
 __all__ = ["demo", "ingest_now", "run_ingest_now"]
 
 
-def _progress_bar(path: Path) -> Any:
-    """A hashing progress bar on a terminal; a no-op context otherwise."""
+@contextlib.contextmanager
+def _progress_bar(path: Path) -> Iterator[Any]:
+    """A hashing progress bar on a terminal (log lines print above it); else ``None``."""
     if not sys.stderr.isatty() or not path.is_file():
-        return contextlib.nullcontext(None)
-    return click.progressbar(length=path.stat().st_size, label=f"hashing {path.name}", file=sys.stderr)
+        yield None
+        return
+    from ..logs import progress_bar
+
+    bar = click.progressbar(length=path.stat().st_size, label=f"hashing {path.name}", file=sys.stderr)
+    with bar, progress_bar(bar):
+        yield bar
 
 
 def run_ingest_now(
-    config: Any, file: str, *, dry_run: bool, job_id: str | None = None, message_file: str | None = None
-) -> dict[str, Any]:
-    """Build a runtime and run every step (the writes too unless ``dry_run``)."""
+    config: Any, file: str, *, job_id: str | None = None, message_file: str | None = None
+) -> Any:
+    """Build a runtime and run every step (the writes too unless ``ingestion.dry_run``)."""
     from ..job import new_job
     from ..pipeline import ingest
     from ..runtime import Runtime
@@ -35,7 +42,7 @@ def run_ingest_now(
     job = new_job(file, config, job_id=job_id, message_file=message_file)
     with _progress_bar(Path(job["file"])) as bar:
         rt.progress = bar.update if bar is not None else None
-        return ingest(rt, job, dry_run=dry_run or config.ingestion.dry_run)
+        return ingest(rt, job)
 
 
 def summary(job: dict[str, Any]) -> dict[str, Any]:
@@ -60,9 +67,9 @@ def summary(job: dict[str, Any]) -> dict[str, Any]:
 @click.option("--job-id", default=None, help="The file writer's job id (idempotency key).")
 def ingest_now(file: str, config_path: str | None, dry_run: bool, as_json: bool, job_id: str | None) -> None:
     """Ingest FILE now, in this process, without the queue; print the dataset pid."""
-    config = load(config_path)
-    job = run_ingest_now(config, file, dry_run=dry_run, job_id=job_id)
-    if dry_run or config.ingestion.dry_run:
+    config = load(config_path, dry_run=dry_run)
+    job = run_ingest_now(config, file, job_id=job_id)
+    if config.ingestion.dry_run:
         echo_json(
             {
                 "dataset": job["dataset"],

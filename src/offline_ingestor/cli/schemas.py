@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,8 +59,8 @@ def explain(file: str, config_path: str | None, as_json: bool) -> None:
     from ..runtime import Runtime
     from ..steps import build_dataset, extract, select_schema
 
-    config = load(config_path)
-    rt = dataclasses.replace(Runtime.from_config(config), dry_run=True)
+    config = load(config_path, dry_run=True)
+    rt = Runtime.from_config(config)
     job = select_schema(rt, new_job(file, config))
     schema = rt.schemas.by_id(job["schema_id"])
     job = build_dataset(rt, extract(rt, job))

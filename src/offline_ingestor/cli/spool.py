@@ -72,11 +72,11 @@ def list_(config_path: str | None, as_json: bool) -> None:
 def flush(config_path: str | None) -> None:
     """Enqueue every waiting request now; exit 75 if Redis still cannot take them."""
     from ..errors import QueueUnavailable
-    from ..producer import Producer
+    from ..producer import producer_for
 
     config = load(config_path)
     found = _spool_or_exit(config)
-    result = Producer(config, spool=found).flush()
+    result = producer_for(config, spool=found).flush()
     for request, status in result.sent:
         click.echo(f"{status:<16} {request.job['key']}  {request.job['file']}")
     for path in result.bad:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .operators import OPERATORS, canonical_operator
+from .value_types import VALUE_TYPES
 
 __all__ = [
     "FIELD_TYPES",
@@ -25,41 +28,18 @@ __all__ = [
     "canonical_operator",
 ]
 
-OPERATORS = (
-    "join_with_space",
-    "filename",
-    "dirname",
-    "dirname-2",
-    "getitem",
-    "str-replace",
-    "urlsafe",
-    "to-lower",
-    "to-upper",
-    "sum",
-)
-FIELD_TYPES = ("high_level", "scientific_metadata")
-
-ValueType = Literal[
-    "string",
-    "string[]",
-    "integer",
-    "integer[]",
-    "float",
-    "float[]",
-    "date",
-    "dict",
-    "list",
-    "email",
-    "link",
-    "none",
-]
-VALUE_TYPES: tuple[str, ...] = get_args(ValueType)
+FieldType = Literal["high_level", "scientific_metadata"]
+FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
 
 
-def canonical_operator(name: str) -> str:
-    """Operators are spelled with ``-`` or ``_`` upstream; we accept both."""
-    dashed = name.replace("_", "-")
-    return "join_with_space" if dashed == "join-with-space" else dashed
+def _known_value_type(value: str) -> str:
+    if value not in VALUE_TYPES:
+        raise ValueError(f"unknown value type {value!r}; known: {', '.join(VALUE_TYPES)}")
+    return value
+
+
+#: A value type name, checked against the converters (``value_types.py``).
+ValueType = Annotated[str, AfterValidator(_known_value_type)]
 
 
 class _Strict(BaseModel):
@@ -119,7 +99,7 @@ Variable = Annotated[NexusVariable | ScicatVariable | ValueVariable, Field(discr
 class MetadataItem(_Strict):
     """One entry of the dataset: a top-level field or a scientific-metadata item."""
 
-    field_type: Literal["high_level", "scientific_metadata"]
+    field_type: FieldType
     machine_name: str
     value: Any
     type: ValueType = "string"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ast
 import os.path
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
-from .models import ValueVariable
+if TYPE_CHECKING:  # models validates operator names against OPERATORS below
+    from .models import ValueVariable
 
-__all__ = ["apply_operator"]
+__all__ = ["OPERATORS", "apply_operator", "canonical_operator"]
 
 
 def _join_with_space(value: Any, _: ValueVariable) -> str:
@@ -46,6 +47,7 @@ def _sum(value: Any, _: ValueVariable) -> float | int:
     return sum(numbers)
 
 
+#: Every operator a schema may name, with its function (the one list of them).
 _OPERATORS: dict[str, Callable[[Any, ValueVariable], Any]] = {
     "join_with_space": _join_with_space,
     "filename": lambda value, _: os.path.basename(str(value)),
@@ -58,6 +60,15 @@ _OPERATORS: dict[str, Callable[[Any, ValueVariable], Any]] = {
     "to-upper": lambda value, _: str(value).upper(),
     "sum": _sum,
 }
+
+
+OPERATORS = tuple(_OPERATORS)
+
+
+def canonical_operator(name: str) -> str:
+    """Operators are spelled with ``-`` or ``_`` upstream; we accept both."""
+    dashed = name.replace("_", "-")
+    return "join_with_space" if dashed == "join-with-space" else dashed
 
 
 def apply_operator(value: Any, variable: ValueVariable) -> Any:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["convert"]
+__all__ = ["VALUE_TYPES", "convert"]
 
 # validator.js isEmail is stricter in corners; this catches what a schema gets wrong
 # in practice (empty, missing @, a name instead of an address).
@@ -82,6 +82,7 @@ def _to_int(value: Any) -> int:
     return int(value)
 
 
+#: Every value type a schema may name, with its converter (the one list of them).
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "string": str,
     "string[]": lambda value: [str(item) for item in _as_list(value)],
@@ -96,6 +97,9 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "link": str,
     "none": _to_none,
 }
+
+
+VALUE_TYPES = tuple(_CONVERTERS)
 
 
 def convert(value: Any, value_type: str) -> Any:

@@ -1,5 +1,5 @@
 """SciCat HTTP client and payload helpers."""
 
-from .client import ScicatClient, backoff_delay
+from .client import ScicatClient
 
-__all__ = ["ScicatClient", "backoff_delay"]
+__all__ = ["ScicatClient"]

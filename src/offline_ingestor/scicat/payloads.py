@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import SchemaError
 
-__all__ = ["DATASET_FIELDS_V3", "DATASET_FIELDS_V4", "for_api", "missing_required"]
+__all__ = ["DATASET_FIELDS_V3", "DATASET_FIELDS_V4", "V4_NAMES", "for_api", "missing_required"]
 
 _COMMON = {
     "pid",
@@ -66,8 +66,8 @@ DATASET_FIELDS_V3 = _COMMON | {
 }
 DATASET_FIELDS_V4 = _COMMON | {"principalInvestigators", "proposalIds", "sampleIds", "instrumentIds"}
 
-#: v3 scalar name -> v4 list name.
-_RENAMES = {
+#: v3 scalar name -> v4 list name (the one list of them).
+V4_NAMES = {
     "principalInvestigator": "principalInvestigators",
     "proposalId": "proposalIds",
     "sampleId": "sampleIds",
@@ -90,8 +90,8 @@ _REQUIRED = {
 def _to_v4(dataset: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in dataset.items():
-        if key in _RENAMES:
-            out[_RENAMES[key]] = value if isinstance(value, list) else [value]
+        if key in V4_NAMES:
+            out[V4_NAMES[key]] = value if isinstance(value, list) else [value]
         elif key != "version":
             out[key] = value
     if "datasetName" not in out and out.get("sourceFolder"):
@@ -102,7 +102,7 @@ def _to_v4(dataset: dict[str, Any]) -> dict[str, Any]:
 
 
 def _to_v3(dataset: dict[str, Any]) -> dict[str, Any]:
-    back = {plural: singular for singular, plural in _RENAMES.items()}
+    back = {plural: singular for singular, plural in V4_NAMES.items()}
     out: dict[str, Any] = {}
     for key, value in dataset.items():
         if key in back:

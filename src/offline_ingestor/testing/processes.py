@@ -229,7 +229,7 @@ class WorkerProcess:
     def worker_args(self) -> list[str]:
         return [
             "worker",
-            "-c",
+            "--config",
             str(self.config),
             "--concurrency",
             str(self.concurrency),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the reliability suite (long cases included) and print/write its table.
 
-Usage:  scripts/reliability [--quick] [--load-n N] [--output RELIABILITY.md] [pytest args...]
+Usage:  scripts/reliability.py [--quick] [--load-n N] [--output RELIABILITY.md] [pytest args...]
 
 * default: ``pytest tests/reliability -m "slow or not slow"`` (everything, ~15-25 min on 2 cores)
 * ``--quick``: only what CI runs (``-m "not slow"``, a few minutes)
@@ -116,7 +116,7 @@ def main() -> int:
         if redis
         else "?"
     )
-    shown = " ".join(shlex.quote(part) for part in ["scripts/reliability", *sys.argv[1:]])
+    shown = " ".join(shlex.quote(part) for part in ["scripts/reliability.py", *sys.argv[1:]])
     summary = (
         f"{len(found)} cases, {failed} failed; {total} files ingested under faults: "
         f"{lost} lost, {dup} duplicated; {seconds / 60:.1f} min"

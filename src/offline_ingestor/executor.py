@@ -1,0 +1,284 @@
+"""Run one attempt of one step: the exactly-once protocol, shared by the worker and ingest-now.
+
+An attempt goes through the same rules wherever it runs (``tasks.py`` maps the outcome onto
+Celery; ``pipeline.py`` loops in-process)::
+
+    begin      count the execution, take or confirm the key's lease, read record + document
+      ├─ executions past the redelivery cap ─→ Failed   (WorkerLost: the step keeps killing
+      │                                                  its process; recorded, lease freed)
+      ├─ lease held by another chain ────────→ Stopped  (a duplicate chain ends quietly)
+      ├─ step already done ──────────────────→ Done     (skipped: a redelivered message)
+      └─ a lost process's write may still be
+         on its way to SciCat ───────────────→ Retry    (after it can no longer land)
+    run        the step function (a dry run skips the SciCat writes)
+      ├─ ok ─────────────────────────────────→ Done     (document saved, step marked done;
+      │                                                  the last step frees the lease)
+      ├─ transient error, retries left ──────→ Retry    (delay from the one RetryPolicy,
+      │                                                  a server's Retry-After honoured)
+      └─ anything else ──────────────────────→ Failed   (failed registry, lease freed)
+
+Every outcome is logged as one event (``step.*``/``ingest.*``) with ``file``, ``key``,
+``step`` and ``duration_ms``, and counted in the metrics.
+
+Orphaned writes: a process killed while its POST waits at SciCat leaves that request to
+finish without it. The redelivered step must not check SciCat before the orphan is stored,
+or it sees nothing and posts again (an origdatablock has no server-side uniqueness). So every
+write records when it was sent, and a redelivered write step starts only once that write can
+no longer be in flight: sent + the request timeout + :data:`ORPHAN_MARGIN_S`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import metrics
+from .current import clear_current, set_current
+from .errors import IngestError, PermanentError
+from .job import Job
+from .ledger import StepLedger
+from .logs import get_logger
+from .retry import RetryPolicy
+from .runtime import Runtime
+from .steps import STEP_FUNCTIONS, STEPS, WRITE_STEPS, StepFunction, with_inputs
+
+__all__ = ["Done", "Failed", "Outcome", "Retry", "StepExecutor", "Stopped"]
+
+log = get_logger("offline_ingestor.executor")
+
+#: Beyond the request timeout, for clocks of two worker hosts that differ a little.
+ORPHAN_MARGIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class Done:
+    """The step is done (now, or ``skipped`` because it was done before); go on."""
+
+    job: Job
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Run the step again after ``delay_s`` (a transient failure, or a wait; see above)."""
+
+    delay_s: float
+    error: IngestError | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A final failure, already in the failed registry: end the chain."""
+
+    error: IngestError
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Another chain holds the file: end this one without recording anything."""
+
+    reason: str
+
+
+Outcome = Done | Retry | Failed | Stopped
+
+
+class StepExecutor:
+    """Runs step attempts for one process against one ledger."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        ledger: StepLedger,
+        policy: RetryPolicy,
+        *,
+        max_redeliveries: int,
+        time_limit_errors: tuple[type[BaseException], ...] = (),
+        functions: Mapping[str, StepFunction] = STEP_FUNCTIONS,
+    ) -> None:
+        self.rt = rt
+        self.ledger = ledger
+        self.policy = policy
+        self.max_redeliveries = max_redeliveries
+        #: Raised inside a step when its time is up (Celery's soft time limit): final.
+        self.time_limit_errors = time_limit_errors
+        #: The step functions (``steps.STEP_FUNCTIONS``; tests put their own).
+        self.functions = functions
+
+    def run(self, step: str, ref: Job, *, attempt: int, owner: str) -> Outcome:
+        """Run attempt number ``attempt`` (0 = first) of ``step`` for the file in ``ref``.
+
+        ``owner`` names the chain (its root task id, or the ``ingest-now`` run): only the
+        owner of the key's lease may work on the file.
+        """
+        key, file = ref["key"], ref["file"]
+        start = self.ledger.begin_step(key, step, owner)
+        # Retries are counted by the caller; executions beyond them are redeliveries after
+        # the process running the step died (SIGKILL, OOM, a crash in libhdf5).
+        if start.runs - attempt > self.max_redeliveries + 1:
+            lost = PermanentError(
+                f"worker died {start.runs - 1} times running {step} (out of memory? crash in HDF5?)",
+                step=step,
+                file=file,
+            )
+            schema_id = (start.doc or {}).get("schema_id", "")
+            return self._fail(
+                key, step, owner, lost, start.runs, error_class="WorkerLost", schema_id=schema_id
+            )
+        if not start.leased:
+            log.warning(
+                "chain.duplicate", step=step, file=file, key=key, reason="another chain holds the file"
+            )
+            return Stopped("another chain holds the file")
+        job: Job = start.doc or ref
+        if start.record is not None and start.record.step_done(step):
+            log.info("step.skipped", step=step, file=file, key=key, reason="already done")
+            return Done(job, skipped=True)
+        redelivered = start.runs - attempt > 1
+        if redelivered and step in WRITE_STEPS and start.record is not None:
+            wait = self._orphan_wait(start.record.write_started(step))
+            if wait > 0:
+                log.info("step.waiting", step=step, file=file, key=key, wait_s=round(wait, 2),
+                         reason="the lost process's write may still reach SciCat")  # fmt: skip
+                return Retry(wait)
+        log.info("step.started", step=step, file=file, key=key, attempt=attempt)
+        set_current(key, file, step)
+        self.ledger.mark_running(key, step, attempt + 1)
+        started = time.perf_counter()
+        try:
+            job = self._call(step, job)
+        except Exception as exc:  # everything unexpected is final, never silently retried
+            error = self._as_ingest_error(exc, step)
+            error.at(step=step, file=file)
+            if self.policy.should_retry(error, attempt):
+                delay = self.policy.delay(attempt, getattr(error, "retry_after", None))
+                self.ledger.note_retry(key, str(error))
+                metrics.count_retry(step)
+                log.warning(
+                    "step.retry",
+                    step=step,
+                    file=file,
+                    key=key,
+                    attempt=attempt,
+                    duration_ms=_ms_since(started),
+                    error_class=type(error).__name__,
+                    error=str(error),
+                    retry_in_s=round(delay, 2),
+                )
+                return Retry(delay, error)
+            return self._fail(key, step, owner, error, attempt + 1, schema_id=job.get("schema_id", ""))
+        finally:
+            clear_current()
+        return self._finish(job, step, owner, attempt, time.perf_counter() - started)
+
+    def _as_ingest_error(self, exc: Exception, step: str) -> IngestError:
+        if isinstance(exc, IngestError):
+            return exc
+        if isinstance(exc, self.time_limit_errors):
+            return PermanentError(f"step {step} exceeded its time limit")
+        # A bug or an unforeseen library error: final, with its class in the message so the
+        # failed registry says what happened, and its traceback in the log for the fix.
+        log.error("step.unexpected_error", step=step, error_class=type(exc).__name__, exc_info=exc)
+        return PermanentError(f"{type(exc).__name__}: {exc}")
+
+    def _orphan_wait(self, sent_at: float | None) -> float:
+        if sent_at is None:
+            return 0.0
+        return sent_at + self.rt.config.scicat.timeout + ORPHAN_MARGIN_S - time.time()
+
+    def _call(self, step: str, job: Job) -> Job:
+        if self.rt.dry_run and step in WRITE_STEPS:
+            log.info(
+                "step.dry_run", step=step, file=job["file"], key=job["key"], reason="dry run: nothing written"
+            )
+            return job
+        with self._writes_noted(job["key"], step):
+            return self.functions[step](self.rt, with_inputs(self.rt, job, step, self.functions))
+
+    @contextlib.contextmanager
+    def _writes_noted(self, key: str, step: str) -> Iterator[None]:
+        """Record in the ledger when the step sends each write (before it is sent)."""
+        client = self.rt.scicat
+        client.before_write = lambda: self.ledger.note_write(key, step, time.time())
+        try:
+            yield
+        finally:
+            client.before_write = None
+
+    def _finish(self, job: Job, step: str, owner: str, attempt: int, seconds: float) -> Done:
+        last = step == STEPS[-1]
+        metrics.observe_step(step, seconds)
+        self.ledger.finish_step(
+            job,
+            step,
+            pid=job.get("pid") or "",
+            schema_id=job.get("schema_id", ""),
+            **({"state": "done"} if last else {}),
+        )
+        log.info(
+            "step.done",
+            step=step,
+            file=job["file"],
+            key=job["key"],
+            dataset_pid=job.get("pid"),
+            attempt=attempt,
+            duration_ms=round(seconds * 1000, 1),
+        )
+        if last:
+            self.ledger.release_lease(job["key"], owner)
+            outcome = _file_outcome(job, dry_run=self.rt.dry_run)
+            metrics.count_file(outcome, job.get("schema_id", ""))
+            log.info(
+                "ingest.finished",
+                file=job["file"],
+                key=job["key"],
+                writer_job_id=job.get("job_id"),
+                dataset_pid=job.get("pid"),
+                schema_id=job.get("schema_id"),
+                outcome=outcome,
+                dataset_created=job.get("dataset_created"),
+                origdatablock_created=job.get("origdatablock_created"),
+            )
+        return Done(job)
+
+    def _fail(
+        self,
+        key: str,
+        step: str,
+        owner: str,
+        error: IngestError,
+        attempts: int,
+        *,
+        error_class: str | None = None,
+        schema_id: str = "",
+    ) -> Failed:
+        failure: dict[str, Any] = {
+            **error.to_dict(),
+            "error_class": error_class or type(error).__name__,
+            "attempts": attempts,
+        }
+        self.ledger.fail_step(key, step, owner, failure)
+        metrics.count_failed(schema_id or None)
+        log.error(
+            "ingest.failed",
+            step=step,
+            file=error.file,
+            key=key,
+            error_class=failure["error_class"],
+            error=error.message,
+            attempts=attempts,
+        )
+        return Failed(error)
+
+
+def _file_outcome(job: Job, *, dry_run: bool) -> str:
+    if dry_run:
+        return "dry_run"
+    return "created" if job.get("dataset_created") else "duplicate"
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

@@ -1,0 +1,122 @@
+"""Where the step executor keeps a file's progress: the protocol, and its in-memory form.
+
+The worker's ledger is the Redis :class:`~offline_ingestor.job_store.JobStore` (shared by
+every worker, survives crashes); ``ingest-now`` runs in one process and keeps the same
+records in a :class:`MemoryLedger`. Both answer the same calls, so the executor runs the
+same protocol for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .job import Job
+
+__all__ = ["MemoryLedger", "Record", "StepLedger", "StepStart"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the ledger knows about one key (all values are strings, as in Redis)."""
+
+    key: str
+    fields: dict[str, str]
+
+    @property
+    def state(self) -> str:
+        return self.fields.get("state", "")
+
+    def step_done(self, step: str) -> bool:
+        return self.fields.get(f"step:{step}") == "done"
+
+    def write_started(self, step: str) -> float | None:
+        """When ``step`` last sent a write to SciCat (epoch seconds), if it did."""
+        value = self.fields.get(f"write:{step}")
+        return float(value) if value else None
+
+
+@dataclass(frozen=True)
+class StepStart:
+    """What an attempt learns before its step runs (see :meth:`StepLedger.begin_step`)."""
+
+    #: Executions of this step so far, this one included (counts worker losses).
+    runs: int
+    #: Whether this chain holds the key's lease (no other chain works on the file).
+    leased: bool
+    record: Record | None
+    #: The job document saved by the previous step, None if never saved or lost.
+    doc: Job | None
+
+
+class StepLedger(Protocol):
+    """The calls the step executor makes around each attempt."""
+
+    def begin_step(self, key: str, step: str, owner: str) -> StepStart:
+        """Count the execution, take or confirm the lease, read the record and document."""
+
+    def mark_running(self, key: str, step: str, attempt: int) -> None:
+        """Record that ``step`` of ``key`` is running (attempt number from 1)."""
+
+    def note_retry(self, key: str, error: str) -> None:
+        """Record the error of a failed attempt that will be retried."""
+
+    def note_write(self, key: str, step: str, at: float) -> None:
+        """Record that ``step`` sent a write to SciCat at ``at`` (epoch seconds)."""
+
+    def finish_step(self, job: Job, step: str, **fields: Any) -> None:
+        """Save the document, mark the step done, reset its execution count."""
+
+    def fail_step(self, key: str, step: str, owner: str, failure: dict[str, Any]) -> None:
+        """Put the key in the failed registry, release the lease, reset the count."""
+
+    def release_lease(self, key: str, owner: str) -> None:
+        """Give the key's lease up if ``owner`` still holds it."""
+
+
+@dataclass
+class MemoryLedger:
+    """A ledger for one process: ``ingest-now`` and unit tests."""
+
+    runs: dict[tuple[str, str], int] = field(default_factory=dict)
+    leases: dict[str, str] = field(default_factory=dict)
+    records: dict[str, dict[str, str]] = field(default_factory=dict)
+    docs: dict[str, Job] = field(default_factory=dict)
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def begin_step(self, key: str, step: str, owner: str) -> StepStart:
+        self.runs[key, step] = self.runs.get((key, step), 0) + 1
+        holder = self.leases.setdefault(key, owner)
+        fields = self.records.get(key)
+        return StepStart(
+            runs=self.runs[key, step],
+            leased=holder == owner,
+            record=Record(key, dict(fields)) if fields else None,
+            doc=self.docs.get(key),
+        )
+
+    def mark_running(self, key: str, step: str, attempt: int) -> None:
+        self.records.setdefault(key, {}).update(state="running", step=step, attempts=str(attempt))
+
+    def note_retry(self, key: str, error: str) -> None:
+        self.records.setdefault(key, {})["last_error"] = error
+
+    def note_write(self, key: str, step: str, at: float) -> None:
+        self.records.setdefault(key, {})[f"write:{step}"] = repr(at)
+
+    def finish_step(self, job: Job, step: str, **fields: Any) -> None:
+        key = job["key"]
+        self.docs[key] = job
+        self.records.setdefault(key, {}).update({name: str(value) for name, value in fields.items()})
+        self.records[key][f"step:{step}"] = "done"
+        self.runs.pop((key, step), None)
+
+    def fail_step(self, key: str, step: str, owner: str, failure: dict[str, Any]) -> None:
+        self.failed[key] = failure
+        self.records.setdefault(key, {}).update(state="failed", last_error=str(failure.get("message", "")))
+        self.release_lease(key, owner)
+        self.runs.pop((key, step), None)
+
+    def release_lease(self, key: str, owner: str) -> None:
+        if self.leases.get(key) == owner:
+            del self.leases[key]
