@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from .audit import audit
 from .common import main_entry
 from .health import health
 from .ingest import demo, ingest_now
@@ -25,6 +26,7 @@ def cli() -> None:
 
 for command in (ingest_now, demo, enqueue, worker, status, failed, requeue, schemas, health, spool):
     cli.add_command(command)
+cli.add_command(audit)
 
 
 def main() -> None:
