@@ -231,8 +231,8 @@ def test_primary_killed_sentinel_promotes_the_replica(
 
 @pytest.mark.xfail(
     run=False,
-    reason="needs tasks.py to requeue a step on redis_conn.REDIS_TRANSIENT_ERRORS (OOM, read-only) as on "
-    "ConnectionError (lead's file); passes with that change",
+    reason="needs tasks.py (_run, _patiently) to catch redis_conn.REDIS_TRANSIENT_ERRORS (OOM, read-only) as "
+    "it catches ConnectionError (lead's file); passes with that change",
 )
 def test_worker_waits_while_redis_is_full(
     redis_server: RedisServer,
