@@ -59,6 +59,25 @@ class FileHandling(_Section):
     data_file_open_retry_delay: list[float] = Field(default_factory=list)
 
 
+class NexusReading(_Section):
+    """Ours: bounds on what reading one file's metadata may cost (hostile or broken files)."""
+
+    #: Bytes one NeXus value may take in memory (fixed-size types are checked before reading).
+    max_value_bytes: int = Field(1_000_000, ge=1)
+    #: Bytes all values read from one file may take together.
+    max_file_bytes: int = Field(16_000_000, ge=1)
+    #: Datasets one wildcard path may match (``/entry/user_*/name``).
+    max_wildcard_matches: int = Field(1000, ge=1)
+    #: Seconds the extract step may spend reading one file.
+    time_limit_s: float = Field(120.0, gt=0)
+    #: Read the file in a child process, so that a libhdf5 crash (segfault) or a runaway
+    #: read ends the child, not the command: ``auto`` = in synchronous commands
+    #: (``ingest-now``, the drop-in), ``always``, ``never``.
+    isolate: Literal["auto", "always", "never"] = "auto"
+    #: Address-space limit of that child process, MiB (0 = none).
+    child_memory_mb: int = Field(2048, ge=0)
+
+
 class Ingestion(_Section):
     dry_run: bool = False
     offline_ingestor_executable: list[str] | str = Field(
@@ -74,6 +93,7 @@ class Ingestion(_Section):
     #: Ours: files outside these directories are refused (empty list = no restriction).
     allowed_data_roots: list[str] = Field(default_factory=list)
     file_handling: FileHandling = Field(default_factory=FileHandling)
+    nexus_reading: NexusReading = Field(default_factory=NexusReading)
 
 
 class Logging(_Section):
@@ -250,13 +270,33 @@ class Config(_Section):
         return self.model_copy(update={"ingestion": self.ingestion.model_copy(update={"dry_run": True})})
 
 
+#: Keys whose values are never printed, wherever they sit in the file.
+_SECRET_WORDS = ("password", "token", "secret", "credential", "key")
+
+
+def _echoable(loc: tuple[Any, ...], value: Any) -> bool:
+    """Whether a bad value may be shown: never a secret's, never a whole section's."""
+    names = [str(part).lower() for part in loc]
+    if any(word in name for name in names for word in _SECRET_WORDS):
+        return False
+    return not isinstance(value, dict | list)
+
+
+def _yaml_error(path: str, exc: yaml.YAMLError) -> str:
+    """Problem and line only: PyYAML's own text quotes the offending line (a password)."""
+    mark = getattr(exc, "problem_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or "cannot parse"
+    return f"config {path}{line}: invalid YAML: {problem}"
+
+
 def _format_validation_error(path: str, error: ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "<top level>"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
-    elif "input" in first and first["type"] != "missing":
+    elif "input" in first and first["type"] != "missing" and _echoable(first["loc"], first["input"]):
         message = f"{message} (got {first['input']!r})"
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
@@ -324,5 +364,5 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {chosen}: invalid YAML: {exc}".replace("\n", " ")) from None
+        raise ConfigError(_yaml_error(chosen, exc)) from None
     return parse_config(data, str(Path(chosen).resolve()))

@@ -25,6 +25,9 @@ class Runtime:
     scicat: ScicatClient
     #: Called with byte counts while the data file is hashed (progress bars).
     progress: Progress | None = None
+    #: A command's own process (ingest-now, the drop-in), not a worker's pool child: a crash
+    #: in libhdf5 would end it without a word, so ``isolate: auto`` reads in a child process.
+    command: bool = False
 
     @classmethod
     def from_config(cls, config: Config) -> Runtime:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .errors import SchemaError
+from .file_identity import FileIdentity
 from .filelist import build_file_list
-from .job import Job, check_data_root
-from .nexus import check_hdf5, open_nexus
+from .job import Job, check_data_root, scicat_identity
+from .nexus import ReadLimits, check_hdf5, open_nexus
+from .nexus_child import read_isolated
 from .runtime import Runtime
 from .schema import Resolved, builtin_variables, extract_variables, now_iso, render_schema
 from .schema.samples import sample_ids
@@ -45,14 +48,56 @@ PID_NAMESPACE = uuid.UUID("6f1b1c57-2d0e-4c1f-9a52-0f6a3e4b7c10")
 
 
 def select_schema(rt: Runtime, job: Job) -> Job:
-    """Check the file is a readable HDF5 file and pick the first matching schema."""
+    """Check the file is a readable HDF5 file and pick the first matching schema.
+
+    The file's device/inode/size/mtime are recorded: later steps refuse another file at
+    the same path (``file_identity.py``).
+    """
     path = Path(job["file"])
     # Again here, not only at enqueue: a message put on the queue by other means (or for a
     # symlink changed since) must not make the worker read files outside the data roots.
     check_data_root(Path(os.path.realpath(path)), rt.config)
-    check_hdf5(path)
+    identity = check_hdf5(path)
     schema = rt.schemas.select(str(path))
-    return {**job, "schema_id": schema.id}
+    return {**job, "schema_id": schema.id, "identity": identity.to_dict()}
+
+
+def _recorded_identity(rt: Runtime, job: Job) -> FileIdentity | None:
+    """The identity select-schema recorded, after checking the path is still in the roots."""
+    check_data_root(Path(os.path.realpath(job["file"])), rt.config)
+    return FileIdentity.from_dict(job["identity"]) if job.get("identity") else None
+
+
+def _isolate(rt: Runtime) -> bool:
+    """Whether to read the file in a child process (``ingestion.nexus_reading.isolate``)."""
+    mode = rt.config.ingestion.nexus_reading.isolate
+    if mode != "auto":
+        return mode == "always"
+    # In a worker a crash costs only the pool child (WorkerLost, redelivery cap); in a
+    # command (ingest-now, the drop-in) it would end the command without a word.
+    return rt.command
+
+
+def _nexus_paths(schema: Any) -> list[str]:
+    """Every NeXus path a schema reads (variables, then the sample look-up)."""
+    paths = [variable.path for variable in schema.variables.values() if variable.source == "NXS"]
+    options = schema.sample_attachment
+    if options and options.query_sample_name:
+        paths += [options.sample_name_path, options.proposal_id_path]
+    return paths
+
+
+@contextmanager
+def _opened(rt: Runtime, job: Job, schema: Any) -> Iterator[Any]:
+    path = Path(job["file"])
+    expected = _recorded_identity(rt, job)
+    limits = ReadLimits.from_config(rt.config)
+    if _isolate(rt):
+        memory = rt.config.ingestion.nexus_reading.child_memory_mb
+        yield read_isolated(path, _nexus_paths(schema), limits, expected, memory)
+        return
+    with open_nexus(path, limits, expected) as handle:
+        yield handle
 
 
 def extract(rt: Runtime, job: Job) -> Job:
@@ -60,7 +105,7 @@ def extract(rt: Runtime, job: Job) -> Job:
     schema = rt.schemas.by_id(job["schema_id"])
     path = Path(job["file"])
     # Stable per file: retries and reruns render the same <now>/<ingestor_run_id>.
-    run_id = job.get("run_id") or str(uuid.uuid5(PID_NAMESPACE, job["key"]))
+    run_id = job.get("run_id") or str(uuid.uuid5(PID_NAMESPACE, scicat_identity(job)))
     now = job.get("now") or now_iso()
     builtins = builtin_variables(
         data_file=path,
@@ -69,7 +114,7 @@ def extract(rt: Runtime, job: Job) -> Job:
         now=now,
         ingestor_files_directory=rt.config.ingestion.file_handling.ingestor_files_directory,
     )
-    with open_nexus(path) as handle:
+    with _opened(rt, job, schema) as handle:
         registry = extract_variables(schema, handle, builtins, rt.scicat.get_json)
         samples = (
             sample_ids(
@@ -89,7 +134,9 @@ def _pid(rt: Runtime, job: Job, high_level: dict[str, Any]) -> str | None:
     if high_level.get("pid") and not options.generate_dataset_pid:
         return str(high_level["pid"])
     # Upstream generates a random uuid4 here, which duplicates the dataset on every rerun.
-    derived = str(uuid.uuid5(PID_NAMESPACE, job["key"]))
+    # Derived from what names the file (writer's job id, else its path), not from the queue
+    # key: a touched, rewritten or early-enqueued file keeps its pid (issue 12, item 9).
+    derived = str(uuid.uuid5(PID_NAMESPACE, scicat_identity(job)))
     prefix = options.dataset_pid_prefix.rstrip("/")
     return f"{prefix}/{derived}" if prefix else derived
 
@@ -149,6 +196,7 @@ def build_dataset(rt: Runtime, job: Job, progress: Callable[[int], None] | None 
         extra_files=[Path(message)] if (message := job.get("message_file")) else [],
         progress=progress or rt.progress,
         write_hash_files=not rt.dry_run,
+        expected=_recorded_identity(rt, job),
     )
     origdatablock: dict[str, Any] = {
         "size": sum(int(entry["size"]) for entry in datafiles),

@@ -30,6 +30,7 @@ from .errors import (
     ScicatRejected,
     ScicatUnavailable,
 )
+from .filelist import refuse_changed_file
 from .job import Job
 from .logs import get_logger
 from .runtime import Runtime
@@ -304,6 +305,8 @@ def post_origdatablock(rt: Runtime, job: Job) -> Job:
     blocks = _blocks(rt, pid)
     for block in blocks:
         if _has_our_files(block, ours):
+            # The file in SciCat must be this file: a changed one is never "already done".
+            refuse_changed_file(block, payload["dataFileList"][0], pid)
             found: Job = {
                 **job,
                 "origdatablock_id": block.get("_id") or block.get("id"),

@@ -37,6 +37,7 @@ def run_ingest_now(
     from ..runtime import Runtime
 
     rt = Runtime.from_config(config)
+    rt.command = True
     for problem in rt.schema_problems():
         click.echo(f"warning: schema not loaded: {problem}", err=True)
     job = new_job(file, config, job_id=job_id, message_file=message_file)

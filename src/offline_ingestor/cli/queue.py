@@ -47,25 +47,27 @@ def _read_paths(files: tuple[str, ...]) -> list[str]:
         return list(files)
     if sys.stdin.isatty():
         click.echo("reading paths from stdin, one per line (Ctrl-D to end; see --help)", err=True)
-    return [line.strip() for line in sys.stdin if line.strip()]
+    # Bytes, decoded as the OS does (surrogate escapes): a non-UTF-8 name is then refused by
+    # new_job in one line instead of a UnicodeDecodeError traceback here.
+    return [os.fsdecode(line.strip()) for line in sys.stdin.buffer if line.strip()]
 
 
 def _enqueue_one(path: str, config: Any, producer: Any, job_id: str | None, force: bool) -> dict[str, str]:
     """Queue one path; a refusal is a result (``refused``, with why), not an exception, so
     that every line of a pipe is tried and reported."""
     from ..errors import IngestError, is_transient
-    from ..job import new_job
+    from ..job import new_job, printable_path
     from ..producer import refusal_reason
 
     reason = refusal_reason(path, config)
     if reason is not None:
-        return {"status": "refused", "key": "", "file": path, "reason": reason}
+        return {"status": "refused", "key": "", "file": printable_path(path), "reason": reason}
     try:
         result = producer.submit(new_job(path, config, job_id=job_id), force=force)
     except IngestError as exc:
         if is_transient(exc):  # Redis is gone: the next lines would fail the same way
             raise
-        return {"status": "refused", "key": "", "file": path, "reason": str(exc)}
+        return {"status": "refused", "key": "", "file": printable_path(path), "reason": str(exc)}
     return {"status": result.status, "key": result.key, "file": result.file, "reason": ""}
 
 
