@@ -57,8 +57,11 @@ def background_ingestor(
     if config.queue.enabled and not config.ingestion.dry_run:
         from .producer import enqueue
 
+        # Redis down, full or failing over: the request waits in queue.spool_dir (exit 0), as
+        # the online ingestor never retries a drop-in that failed.
         result = enqueue(nexus_file, config=config, message_file=done_writing_message_file)
-        click.echo(f"{result.status}: {result.key}")
+        note = f" (Redis cannot take it now; kept in {config.queue.spool_dir})" if result.spooled else ""
+        click.echo(f"{result.status}: {result.key}{note}")
         return
     from .cli.ingest import run_ingest_now
 

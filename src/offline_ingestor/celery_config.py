@@ -36,9 +36,18 @@ def celery_settings(config: Config) -> dict[str, Any]:
         # ~100 s, so a lost message comes back soon after its visibility timeout.
         "unacked_restore_interval": max(1, min(10, queue.visibility_timeout_s // 4)),
         "unacked_restore_throttle": 1,
+        # The restore sweep holds a lock key for up to this long. A worker killed, or a
+        # primary lost to a failover, while a sweep ran left it for kombu's default 300 s,
+        # and nothing was restored meanwhile; a sweep takes milliseconds.
+        "unacked_mutex_expire": 30,
     }
+    # Redis Sentinel: kombu's documented sentinel:// transport with the master's name.
+    from .redis_conn import broker_settings
+
+    broker_url, sentinel_options = broker_settings(queue)
+    transport.update(sentinel_options)
     return {
-        "broker_url": queue.broker_url,
+        "broker_url": broker_url,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         # Messages are JSON only: no pickle from a shared Redis.

@@ -169,6 +169,26 @@ class Scicat(_Section):
         return self.api_base.rsplit("/", 1)[0] + "/v3"
 
 
+class Sentinel(_Section):
+    """Redis Sentinel (``queue.sentinel``): the broker and job store follow the master."""
+
+    #: The name the sentinels monitor the master under (``sentinel monitor NAME ...``).
+    master_name: str
+    #: ``host:port`` of each sentinel; empty = taken from a ``sentinel://`` broker_url.
+    sentinels: list[str] = Field(default_factory=list)
+    #: Password of the Redis master/replicas (``requirepass``); a URL password also works.
+    password: SecretStr = SecretStr("")
+    #: ACL user for the master/replicas, if not ``default``.
+    username: str = ""
+    #: Password of the sentinels themselves (``requirepass`` in sentinel.conf), if any.
+    sentinel_password: SecretStr = SecretStr("")
+    db: int = Field(0, ge=0)
+    #: A producer reports a file queued once this many replicas hold it (Redis WAIT), so a
+    #: failover right after cannot lose it; 0 = do not wait.
+    wait_replicas: int = Field(1, ge=0)
+    wait_timeout_ms: int = Field(1000, ge=1)
+
+
 class Queue(_Section):
     enabled: bool = False
     broker_url: str = "redis://127.0.0.1:6379/0"
@@ -195,6 +215,15 @@ class Queue(_Section):
     #: throughput (more consumer CPU, bench/RESULTS.md), so a site without them may turn
     #: them off; our own /metrics needs none of them.
     task_events: bool = True
+    #: Producers write requests here when Redis cannot take them and enqueue them when it
+    #: answers again (spool.py). Empty = no spool: enqueue exits 75 while Redis is down.
+    spool_dir: str = ""
+    #: The spool refuses new requests (exit 75, "spool full") beyond this many files.
+    spool_max_files: int = Field(100_000, ge=1)
+    #: How often a worker tries to enqueue spooled requests (0 = never; producers still do).
+    spool_flush_interval_s: float = Field(10.0, ge=0)
+    #: Redis Sentinel instead of one Redis host (then broker_url may be ``sentinel://...``).
+    sentinel: Sentinel | None = None
 
 
 class HealthCheck(_Section):

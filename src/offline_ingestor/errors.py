@@ -6,7 +6,8 @@
     ├── TransientError               retry with backoff: the same input may succeed later
     │   ├── FileNotReady             file missing size/mtime stability, locked or still being written
     │   ├── ScicatUnavailable        connection error, timeout, 5xx, 429
-    │   └── QueueUnavailable         Redis (the broker) cannot be reached
+    │   └── QueueUnavailable         Redis (the broker) cannot be reached or take writes
+    │       └── SpoolFull            ... and the producer's spool cannot hold the request either
     └── PermanentError               never retried: fix the input, then requeue
         ├── ConfigError              bad configuration file or environment
         ├── SchemaError              broken schema file, unknown operator/type/selector,
@@ -41,6 +42,7 @@ __all__ = [
     "ScicatAuthError",
     "ScicatRejected",
     "ScicatUnavailable",
+    "SpoolFull",
     "TransientError",
     "VariableError",
     "is_transient",
@@ -116,6 +118,10 @@ class ScicatUnavailable(TransientError):
 
 class QueueUnavailable(TransientError):
     """Redis, the broker and job store, cannot be reached."""
+
+
+class SpoolFull(QueueUnavailable):
+    """Redis cannot take a request and the local spool is full or cannot be written."""
 
 
 class ConfigError(PermanentError):

@@ -3,7 +3,8 @@
 Keys (``oi:`` prefix, all JSON-able, no secrets):
 
 * ``oi:job:{key}``   hash: file, job_id, state (queued/running/done/failed), ``step:<name>``
-  = done, pid, attempts, last_error, timestamps. Expires ``state_ttl_s`` after last change.
+  = done, pid, attempts, last_error, timestamps, ``claim``/``published`` (the producer's
+  request id and whether its chain was published). Expires ``state_ttl_s`` after last change.
 * ``oi:doc:{key}``   the job document the steps pass along (JSON), same TTL.
 * ``oi:lease:{key}`` the chain that may work on the key (``SET NX EX``).
 * ``oi:runs:{key}:{step}`` executions of a step, to cap redeliveries after worker loss.
@@ -21,7 +22,7 @@ from typing import Any, cast
 
 import redis
 
-from .config import Config
+from .config import Config, Queue
 from .job import Job, ingest_key
 from .ledger import Record, StepStart
 
@@ -31,6 +32,13 @@ ACTIVE_STATES = ("queued", "running", "done")
 PREFIX = "oi:"
 #: The failed registry (a hash); the metrics scrape reads its length.
 FAILED_KEY = f"{PREFIX}failed"
+#: release_claim: delete record and document only if the record is still this claim's.
+_RELEASE_CLAIM = """
+if redis.call('HGET', KEYS[1], 'claim') == ARGV[1] then
+  return redis.call('DEL', KEYS[1], KEYS[2])
+end
+return 0
+"""
 
 
 def job_key(key: str) -> str:
@@ -48,14 +56,20 @@ class JobStore:
 
     @classmethod
     def for_config(cls, config: Config) -> JobStore:
-        """The store of the Redis ``queue.broker_url`` names, with the queue's TTLs."""
-        queue = config.queue
-        return cls.from_url(queue.broker_url, state_ttl_s=queue.state_ttl_s, lease_ttl_s=queue.lease_ttl_s)
+        """The store of the Redis ``queue.broker_url`` (or ``queue.sentinel``) names, with its TTLs."""
+        return cls.for_queue(config.queue)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
         client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, decode_responses=True)
         return cls(client, **kwargs)
+
+    @classmethod
+    def for_queue(cls, queue: Queue) -> JobStore:
+        """The store of ``queue``'s Redis: one URL, or the master behind Redis Sentinel."""
+        from .redis_conn import redis_client
+
+        return cls(redis_client(queue), state_ttl_s=queue.state_ttl_s, lease_ttl_s=queue.lease_ttl_s)
 
     # -- records ------------------------------------------------------------------------------
 
@@ -72,18 +86,30 @@ class JobStore:
         pipe.expire(name, self.state_ttl_s)
         pipe.execute()
 
-    def claim_for_queue(self, job: Job, *, force: bool = False) -> tuple[bool, str]:
+    def claim_for_queue(
+        self, job: Job, *, force: bool = False, claim: str = "", with_doc: bool = False
+    ) -> tuple[bool, str]:
         """Mark a key queued unless it is queued, running or done; (claimed, previous state).
 
-        A WATCH transaction makes two concurrent enqueues of one file claim it once.
+        A WATCH transaction makes two concurrent enqueues of one file claim it once. With
+        ``with_doc`` the job document is written in the same MULTI, so a Redis that refuses
+        writes (OOM, read-only) leaves neither. ``claim`` tags the record with the producer's
+        request id: a request retried from the spool re-takes its own claim when its chain
+        was never published (the publish or its roll-back failed), and is a no-op once it was.
         """
         name = f"{PREFIX}job:{job['key']}"
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(name)  # type: ignore[no-untyped-call]
-                    previous = str(pipe.hget(name, "state") or "")
-                    if previous in ACTIVE_STATES and not force:
+                    previous, owner, published = (
+                        str(value or "") for value in pipe.hmget(name, "state", "claim", "published")
+                    )
+                    ours = bool(claim) and owner == claim
+                    if ours and (published or previous in ("running", "done")):
+                        pipe.unwatch()
+                        return False, previous
+                    if previous in ACTIVE_STATES and not force and not ours:
                         pipe.unwatch()
                         return False, previous
                     pipe.multi()
@@ -95,16 +121,43 @@ class JobStore:
                             "file": job["file"],
                             "job_id": job.get("job_id") or "",
                             "attempts": "0",
+                            "claim": claim,
                             "enqueued_at": _now(),
                             "updated_at": _now(),
                         },
                     )
                     pipe.expire(name, self.state_ttl_s)
+                    if with_doc:
+                        pipe.set(f"{PREFIX}doc:{job['key']}", json.dumps(job), ex=self.state_ttl_s)
                     pipe.hdel(FAILED_KEY, job["key"])
                     pipe.execute()
-                    return True, previous
+                    return True, "" if ours else previous
                 except redis.WatchError:
                     continue
+
+    def mark_published(self, key: str, claim: str, *, replicas: int = 0, timeout_ms: int = 1000) -> int:
+        """Note that the chain of ``claim`` is on the queue (see :meth:`claim_for_queue`).
+
+        With ``replicas``, also WAIT until that many replicas hold every write made so far
+        (this connection's HSET comes after the chain's publish on the master): a request is
+        reported queued only once a failover cannot lose it. Returns the replicas that did.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(f"{PREFIX}job:{key}", "published", claim or "1")
+        if replicas:
+            pipe.wait(replicas, timeout_ms)
+        answers = pipe.execute()
+        return int(answers[1]) if replicas else 0
+
+    def release_claim(self, key: str, claim: str) -> bool:
+        """Undo a claim whose chain could not be published: record and document go.
+
+        Only the claim's own record is removed (another producer may have forced a newer
+        one). A script, not WATCH/MULTI: a Redis at maxmemory refuses every command queued in
+        a MULTI, DEL included, but runs a script's DEL (DEL frees memory).
+        """
+        removed = self.redis.eval(_RELEASE_CLAIM, 2, f"{PREFIX}job:{key}", f"{PREFIX}doc:{key}", claim)
+        return bool(removed)
 
     # -- documents ----------------------------------------------------------------------------
 

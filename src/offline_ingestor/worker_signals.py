@@ -19,10 +19,10 @@ from typing import Any
 import structlog
 from celery import signals
 
-from . import kombu_patches  # noqa: F401  (applied on import: the worker needs it)
+from . import kombu_oom, kombu_patches  # noqa: F401  (applied on import: the worker needs them)
 from .logs import configure_logging, get_logger, register_config_secrets, scrub_url
 
-__all__ = ["json_mode", "json_say", "prepare_worker", "request_fields", "touch_heartbeat"]
+__all__ = ["flush_spool_once", "json_mode", "json_say", "prepare_worker", "request_fields", "touch_heartbeat"]
 
 _HEARTBEAT_EVERY_S = 10.0
 log = get_logger("offline_ingestor.worker")
@@ -259,3 +259,42 @@ def _start_background(sender: Any = None, **_: Any) -> None:
                 time.sleep(_HEARTBEAT_EVERY_S)
 
         threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
+def flush_spool_once(config: Any) -> int:
+    """Enqueue what producers on this host spooled while Redis was away; requests sent."""
+    from celery import current_app
+
+    from .chain import build_chain
+    from .spool import Spool
+    from .submission import Producer
+
+    spool = Spool.for_config(config)
+    if spool is None or not spool.has_pending():
+        return 0
+
+    def publish(job: Any) -> None:
+        build_chain(current_app, job, config).apply_async()
+
+    return len(Producer(config, spool=spool, publish=publish).flush().sent)
+
+
+@signals.worker_ready.connect
+def _start_spool_flusher(**_: Any) -> None:
+    # Producers flush on their next call; a host whose producers went quiet (the outage was
+    # at the end of a run) relies on this thread, and on `offline-ingestor spool flush`.
+    config = _config()
+    if config is None or not config.queue.spool_dir or not config.queue.spool_flush_interval_s:
+        return
+    every = config.queue.spool_flush_interval_s
+    logger = structlog.get_logger("offline_ingestor.spool")
+
+    def loop() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                flush_spool_once(config)
+            except Exception as exc:  # a bad moment must not end the thread
+                logger.warning("spool.flush_failed", error=f"{type(exc).__name__}: {exc}")
+
+    threading.Thread(target=loop, name="spool-flush", daemon=True).start()

@@ -13,6 +13,7 @@ from .health import health
 from .ingest import demo, ingest_now
 from .queue import enqueue, failed, requeue, status, worker
 from .schemas import schemas
+from .spool import spool
 
 __all__ = ["cli", "main"]
 
@@ -23,7 +24,7 @@ def cli() -> None:
     """Ingest NeXus files into SciCat, exactly once, from a Celery worker fed through Redis."""
 
 
-for command in (ingest_now, demo, enqueue, worker, status, failed, requeue, schemas, health):
+for command in (ingest_now, demo, enqueue, worker, status, failed, requeue, schemas, health, spool):
     cli.add_command(command)
 cli.add_command(audit)
 

@@ -31,6 +31,10 @@ def _guard_redis(call: Any) -> Any:
     try:
         return call()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if isinstance(exc, redis.AuthenticationError):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"Redis refused our login ({exc}): check queue.broker_url's password") from None
         raise QueueUnavailable(f"cannot reach Redis: {exc}") from None
 
 
@@ -48,18 +52,18 @@ def _read_paths(files: tuple[str, ...]) -> list[str]:
     return [os.fsdecode(line.strip()) for line in sys.stdin.buffer if line.strip()]
 
 
-def _enqueue_one(path: str, config: Any, store: Any, job_id: str | None, force: bool) -> dict[str, str]:
+def _enqueue_one(path: str, config: Any, producer: Any, job_id: str | None, force: bool) -> dict[str, str]:
     """Queue one path; a refusal is a result (``refused``, with why), not an exception, so
     that every line of a pipe is tried and reported."""
     from ..errors import IngestError, is_transient
     from ..job import new_job, printable_path
-    from ..producer import refusal_reason, submit_job
+    from ..producer import refusal_reason
 
     reason = refusal_reason(path, config)
     if reason is not None:
         return {"status": "refused", "key": "", "file": printable_path(path), "reason": reason}
     try:
-        result = submit_job(new_job(path, config, job_id=job_id), config, force=force, store=store)
+        result = producer.submit(new_job(path, config, job_id=job_id), force=force)
     except IngestError as exc:
         if is_transient(exc):  # Redis is gone: the next lines would fail the same way
             raise
@@ -78,17 +82,20 @@ def enqueue(
 ) -> None:
     """Queue FILE... for ingestion (paths are also read from stdin, one per line).
 
-    Every path is reported: queued, already <state>, or refused with the reason (missing,
-    outside the data roots); the exit status is 1 if any was refused, 75 if Redis is down.
+    Every path is reported: queued, already <state>, spooled (Redis cannot take it now and
+    queue.spool_dir is set), or refused with the reason (missing, outside the data roots); the
+    exit status is 1 if any was refused, 75 if Redis is down and there is no spool.
     """
     config = load(config_path)
     paths = _read_paths(files)
     if job_id and len(paths) != 1:
         raise click.UsageError("--job-id needs exactly one FILE")
-    store = _store(config)
+    from ..producer import producer_for
+
+    producer = producer_for(config)  # spools when Redis cannot take a file (queue.spool_dir)
     results = []
     for path in paths:
-        result = _enqueue_one(path, config, store, job_id, force)
+        result = _enqueue_one(path, config, producer, job_id, force)
         results.append(result)
         if not as_json:
             why = f"  ({result['reason']})" if result["reason"] else ""
@@ -181,15 +188,28 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
     config = load(config_path)
     store = _store(config)
     if not target:
-        counts = _guard_redis(store.counts)
-        failed_count = len(_guard_redis(store.failures))
-        data = {"states": counts, "failed_registry": failed_count}
+        from ..errors import QueueUnavailable
+        from .spool import spool_counts
+
+        spooled = spool_counts(config)
+        try:
+            counts = _guard_redis(store.counts)
+            failed_count = len(_guard_redis(store.failures))
+        except QueueUnavailable:
+            if spooled is not None:  # what is safe on local disk meanwhile
+                click.echo(f"spooled    {spooled['waiting']}  ({spooled['dir']})", err=True)
+            raise
+        data: dict[str, Any] = {"states": counts, "failed_registry": failed_count}
+        if spooled is not None:
+            data["spool"] = spooled
         if as_json:
             echo_json(data)
         else:
             for state, count in sorted(counts.items()):
                 click.echo(f"{state:<10} {count}")
             click.echo(f"{'failed registry':<10} {failed_count}")
+            if spooled is not None:
+                click.echo(f"{'spooled':<10} {spooled['waiting']}  ({spooled['dir']})")
         return
     key = target
     if os.path.exists(target) or "/" in target:
