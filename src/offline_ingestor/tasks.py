@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import redis
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
@@ -25,6 +24,7 @@ from .job import Job, new_job
 from .job_store import JobStore
 from .logs import get_logger
 from .producer import refusal_reason, store_for, submit_job
+from .redis_conn import REDIS_TRANSIENT_ERRORS
 from .retry import RetryPolicy
 from .runtime import RuntimeCache
 from .worker import app
@@ -73,7 +73,7 @@ def _run(task: Task, step: str, ref: Job) -> Job | None:
     owner = task.request.root_id or task.request.id
     try:
         outcome = _executor().run(step, ref, attempt=task.request.retries, owner=owner)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except REDIS_TRANSIENT_ERRORS as exc:
         # Our job store (Redis) went away mid-step. Failing would ack the message and end
         # the chain with the file half done; putting it back (or, if the broker is down
         # too, leaving it unacked until the visibility timeout) runs the step again later,
@@ -114,7 +114,7 @@ def _patiently(call: Callable[[], T], attempts: int = 30, pause_s: float = 1.0) 
     for _ in range(attempts - 1):
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_TRANSIENT_ERRORS:
             time.sleep(pause_s)
     return call()
 

@@ -229,11 +229,6 @@ def test_primary_killed_sentinel_promotes_the_replica(
     assert not client_of(config).hlen("oi:failed")
 
 
-@pytest.mark.xfail(
-    run=False,
-    reason="needs tasks.py (_run, _patiently) to catch redis_conn.REDIS_TRANSIENT_ERRORS (OOM, read-only) as "
-    "it catches ConnectionError (lead's file); passes with that change",
-)
 def test_worker_waits_while_redis_is_full(
     redis_server: RedisServer,
     standin: Any,
