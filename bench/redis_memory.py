@@ -47,7 +47,7 @@ def measure(work: Path, data_root: Path, count: int, listpack_value: int | None 
         client = redis.Redis.from_url(server.url)
         if listpack_value is not None:
             client.config_set("hash-max-listpack-value", listpack_value)
-        client.execute_command("MEMORY", "PURGE")
+        client.execute_command("MEMORY", "PURGE")  # type: ignore[no-untyped-call]
         before = int(client.info("memory")["used_memory"])
         store = store_for(config)
         jobs = [new_job(path, config) for path in files]
@@ -57,7 +57,9 @@ def measure(work: Path, data_root: Path, count: int, listpack_value: int | None 
         after = int(client.info("memory")["used_memory"])
         key = jobs[0]["key"]
         queue = config.queue.queue_name
-        queue_keys = [name.decode() for name in client.keys(f"{queue}*")]
+        queue_keys = [
+            name.decode() if isinstance(name, bytes) else str(name) for name in client.keys(f"{queue}*")
+        ]
         queue_bytes = sum(int(client.memory_usage(name, samples=0) or 0) for name in queue_keys)
         message = client.lindex(queue_keys[0], 0) if queue_keys else b""
         return {

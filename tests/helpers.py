@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import h5py
+import numpy as np
+
 from offline_ingestor.testing import scenario
 from offline_ingestor.testing.nexus_factory import write_ess_file, write_nexus
 from offline_ingestor.testing.processes import wait_for
@@ -45,6 +48,20 @@ def coverage_file(data_root: Path, name: str = "coverage-1.nxs") -> Path:
     return path
 
 
+def string_vds_file(data_root: Path) -> Path:
+    """A YMIR file whose title is a fixed-string VDS over a vlen-string source: SIGSEGV."""
+    folder = data_root / "ess/raw/ymir/2024/876380"
+    path = ymir_file(data_root)
+    with h5py.File(folder / "src.h5", "w") as handle:
+        handle["names"] = np.array(["abc", "de"], dtype=h5py.string_dtype())
+    layout = h5py.VirtualLayout(shape=(2,), dtype="S3")
+    layout[:] = h5py.VirtualSource("src.h5", "names", shape=(2,))
+    with h5py.File(path, "a") as handle:
+        del handle["/entry/title"]
+        handle.create_virtual_dataset("/entry/title", layout)
+    return path
+
+
 def schemas_with(tmp: Path, *files: Path) -> Path:
     """A schemas directory holding exactly ``files``."""
     directory = tmp / "schemas"
@@ -61,6 +78,7 @@ __all__ = [
     "coverage_file",
     "ingestor_cli",
     "schemas_with",
+    "string_vds_file",
     "wait_for",
     "write_config",
     "write_nexus",

@@ -92,7 +92,8 @@ class TestDropIn:
         """The ESS command line ingests, and a rerun is also exit 0 with nothing new."""
         config = write_config(tmp_path / "c.yml", standin, data_root)
         path = ymir_file(data_root)
-        message = tmp_path / "run.message.json"
+        message = data_root / "ingestor" / "run.message.json"  # where upstream writes it
+        message.parent.mkdir()
         message.write_text(json.dumps({"job_id": "wrdn-job-7", "file_name": str(path)}))
         args = (
             "scicat_background_ingestor",

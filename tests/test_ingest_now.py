@@ -180,6 +180,51 @@ class TestExactlyOnce:
             run(config, path)
         assert not standin.origdatablocks
 
+    def test_dataset_of_another_writer_job_is_not_ours(
+        self, standin: Any, make_config: Any, data_root: Path
+    ) -> None:
+        """Same pid, sourceFolder, ownerGroup and type, but another file writer job: a conflict."""
+        # Given SciCat holds our pid with every identity field equal but the job id
+        config = make_config(standin)
+        path = ymir_file(data_root, job_id="0b1e7c4e-0000-4000-8000-00000000beef")
+        job = run(config, path, dry_run=True)
+        meta = {**job["dataset"]["scientificMetadata"], "job_id": {"value": "another-job", "unit": ""}}
+        standin.add_dataset({**job["dataset"], "scientificMetadata": meta})
+        # When the file is ingested
+        with pytest.raises(IdempotencyConflict, match="job_id") as caught:
+            run(config, path)
+        # Then the error names the field and both values, and nothing is attached
+        assert "another-job" in str(caught.value) and "00000000beef" in str(caught.value)
+        assert not standin.origdatablocks
+
+    def test_409_for_our_own_dataset_is_ours(self, standin: Any, make_config: Any, data_root: Path) -> None:
+        """A rerun that does not look the pid up first gets 409 and takes the dataset as ours."""
+        # Given a file ingested once, and a config that POSTs without a GET first
+        config = make_config(standin, ingestion={"check_if_dataset_exists_by_pid": False})
+        path = ymir_file(data_root)
+        first = run(config, path)
+        # When it is ingested again
+        second = run(config, path)
+        # Then the POST got 409, the dataset is taken as ours, and nothing new is made
+        posts = [
+            status for method, p, status in standin.requests if method == "POST" and p.endswith("/datasets")
+        ]
+        assert posts == [201, 409]
+        assert second["pid"] == first["pid"] and second["dataset_created"] is False
+        assert len(standin.datasets) == 1 and len(odbs_of(standin, first["pid"])) == 1
+
+    def test_409_for_a_foreign_dataset_is_a_conflict(
+        self, standin: Any, make_config: Any, data_root: Path
+    ) -> None:
+        """A 409 whose dataset reads back as another file's is never ours."""
+        config = make_config(standin, ingestion={"check_if_dataset_exists_by_pid": False})
+        path = ymir_file(data_root, job_id="0b1e7c4e-0000-4000-8000-00000000f00d")
+        job = run(config, path, dry_run=True)
+        standin.add_dataset({**job["dataset"], "sourceFolder": "/somewhere/else"})
+        with pytest.raises(IdempotencyConflict, match="sourceFolder"):
+            run(config, path)
+        assert not standin.origdatablocks
+
 
 class TestScicatFaults:
     def test_503_is_retried(self, standin: Any, make_config: Any, data_root: Path) -> None:

@@ -16,7 +16,8 @@ __all__ = ["FIRST_STEP_PRIORITY", "STEP_PRIORITY", "celery_settings"]
 
 #: kombu's Redis transport serves lower numbers first. Steps of a started chain go ahead of
 #: new chains, so a backlog of thousands of files does not delay every file's completion
-#: until the whole backlog has passed its first step.
+#: until the whole backlog has passed its first step. Both are kombu default priority steps
+#: (0, 3, 6, 9; broker_layout.py), so the default transport layout keeps this behaviour.
 STEP_PRIORITY = 0
 FIRST_STEP_PRIORITY = 9
 
@@ -28,16 +29,25 @@ def celery_settings(config: Config) -> dict[str, Any]:
         # A late-acked message is redelivered if not acked within this many seconds. Every
         # task must finish well within it (task_time_limit below) or it runs twice.
         "visibility_timeout": queue.visibility_timeout_s,
-        "priority_steps": list(range(10)),
-        "sep": ":",
-        "queue_order_strategy": "priority",
+        # No "sep" and no "priority_steps": kombu's defaults, which stock Flower, `celery
+        # inspect` and celery-exporter assume when given only the broker URL
+        # (broker_layout.py). Priorities 0 and 9 are default steps.
         # Look for unacked messages of dead workers every few seconds instead of kombu's
         # ~100 s, so a lost message comes back soon after its visibility timeout.
         "unacked_restore_interval": max(1, min(10, queue.visibility_timeout_s // 4)),
         "unacked_restore_throttle": 1,
+        # The restore sweep holds a lock key for up to this long. A worker killed, or a
+        # primary lost to a failover, while a sweep ran left it for kombu's default 300 s,
+        # and nothing was restored meanwhile; a sweep takes milliseconds.
+        "unacked_mutex_expire": 30,
     }
+    # Redis Sentinel: kombu's documented sentinel:// transport with the master's name.
+    from .redis_conn import broker_settings
+
+    broker_url, sentinel_options = broker_settings(queue)
+    transport.update(sentinel_options)
     return {
-        "broker_url": queue.broker_url,
+        "broker_url": broker_url,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         # Messages are JSON only: no pickle from a shared Redis.
@@ -68,8 +78,10 @@ def celery_settings(config: Config) -> dict[str, Any]:
         # After a broker connection loss late-acked tasks are redelivered; stop running ones
         # instead of letting them run in parallel with their redelivered copies.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        # Give running steps 30 s to finish on SIGTERM before their messages are requeued.
-        "worker_soft_shutdown_timeout": 30.0,
+        # No soft shutdown: it applies only to a cold shutdown and then sleeps its whole
+        # timeout even when the steps are done. SIGTERM is bounded by queue.shutdown_grace_s
+        # instead (worker_stop.py), after which the cold shutdown requeues at once.
+        "worker_soft_shutdown_timeout": 0.0,
         # Recycle children now and then: h5py/HDF5 keep caches.
         "worker_max_tasks_per_child": 10_000,
         "worker_concurrency": queue.concurrency,

@@ -59,6 +59,25 @@ class FileHandling(_Section):
     data_file_open_retry_delay: list[float] = Field(default_factory=list)
 
 
+class NexusReading(_Section):
+    """Ours: bounds on what reading one file's metadata may cost (hostile or broken files)."""
+
+    #: Bytes one NeXus value may take in memory (fixed-size types are checked before reading).
+    max_value_bytes: int = Field(1_000_000, ge=1)
+    #: Bytes all values read from one file may take together.
+    max_file_bytes: int = Field(16_000_000, ge=1)
+    #: Datasets one wildcard path may match (``/entry/user_*/name``).
+    max_wildcard_matches: int = Field(1000, ge=1)
+    #: Seconds the extract step may spend reading one file.
+    time_limit_s: float = Field(120.0, gt=0)
+    #: Read the file in a child process, so that a libhdf5 crash (segfault) or a runaway
+    #: read ends the child, not the command: ``auto`` = in synchronous commands
+    #: (``ingest-now``, the drop-in), ``always``, ``never``.
+    isolate: Literal["auto", "always", "never"] = "auto"
+    #: Address-space limit of that child process, MiB (0 = none).
+    child_memory_mb: int = Field(2048, ge=0)
+
+
 class Ingestion(_Section):
     dry_run: bool = False
     offline_ingestor_executable: list[str] | str = Field(
@@ -74,6 +93,7 @@ class Ingestion(_Section):
     #: Ours: files outside these directories are refused (empty list = no restriction).
     allowed_data_roots: list[str] = Field(default_factory=list)
     file_handling: FileHandling = Field(default_factory=FileHandling)
+    nexus_reading: NexusReading = Field(default_factory=NexusReading)
 
 
 class Logging(_Section):
@@ -152,6 +172,26 @@ class Scicat(_Section):
         return self.api_base.rsplit("/", 1)[0] + "/v3"
 
 
+class Sentinel(_Section):
+    """Redis Sentinel (``queue.sentinel``): the broker and job store follow the master."""
+
+    #: The name the sentinels monitor the master under (``sentinel monitor NAME ...``).
+    master_name: str
+    #: ``host:port`` of each sentinel; empty = taken from a ``sentinel://`` broker_url.
+    sentinels: list[str] = Field(default_factory=list)
+    #: Password of the Redis master/replicas (``requirepass``); a URL password also works.
+    password: SecretStr = SecretStr("")
+    #: ACL user for the master/replicas, if not ``default``.
+    username: str = ""
+    #: Password of the sentinels themselves (``requirepass`` in sentinel.conf), if any.
+    sentinel_password: SecretStr = SecretStr("")
+    db: int = Field(0, ge=0)
+    #: A producer reports a file queued once this many replicas hold it (Redis WAIT), so a
+    #: failover right after cannot lose it; 0 = do not wait.
+    wait_replicas: int = Field(1, ge=0)
+    wait_timeout_ms: int = Field(1000, ge=1)
+
+
 class Queue(_Section):
     enabled: bool = False
     broker_url: str = "redis://127.0.0.1:6379/0"
@@ -170,6 +210,9 @@ class Queue(_Section):
     lease_ttl_s: int = Field(3 * 3600 + 600, ge=10)
     heartbeat_file: str = ""
     metrics_port: int = Field(0, ge=0)
+    #: On SIGTERM running steps get this long to finish; then they are abandoned and their
+    #: messages requeued at once (worker_stop.py). Keep it below the container's stop grace.
+    shutdown_grace_s: float = Field(25.0, ge=0)
     #: Celery task events (task-sent/received/started/succeeded) for Flower and
     #: celery-exporter. On by default so those tools work; they cost about 4 % of small-file
     #: throughput (more consumer CPU, bench/RESULTS.md), so a site without them may turn
@@ -180,6 +223,15 @@ class Queue(_Section):
     #: Empty: every step on ``queue_name``.
     io_queue_name: str = ""
     io_concurrency: int = Field(16, ge=1)
+    #: Producers write requests here when Redis cannot take them and enqueue them when it
+    #: answers again (spool.py). Empty = no spool: enqueue exits 75 while Redis is down.
+    spool_dir: str = ""
+    #: The spool refuses new requests (exit 75, "spool full") beyond this many files.
+    spool_max_files: int = Field(100_000, ge=1)
+    #: How often a worker tries to enqueue spooled requests (0 = never; producers still do).
+    spool_flush_interval_s: float = Field(10.0, ge=0)
+    #: Redis Sentinel instead of one Redis host (then broker_url may be ``sentinel://...``).
+    sentinel: Sentinel | None = None
 
 
 class HealthCheck(_Section):
@@ -226,13 +278,33 @@ class Config(_Section):
         return self.model_copy(update={"ingestion": self.ingestion.model_copy(update={"dry_run": True})})
 
 
+#: Keys whose values are never printed, wherever they sit in the file.
+_SECRET_WORDS = ("password", "token", "secret", "credential", "key")
+
+
+def _echoable(loc: tuple[Any, ...], value: Any) -> bool:
+    """Whether a bad value may be shown: never a secret's, never a whole section's."""
+    names = [str(part).lower() for part in loc]
+    if any(word in name for name in names for word in _SECRET_WORDS):
+        return False
+    return not isinstance(value, dict | list)
+
+
+def _yaml_error(path: str, exc: yaml.YAMLError) -> str:
+    """Problem and line only: PyYAML's own text quotes the offending line (a password)."""
+    mark = getattr(exc, "problem_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or "cannot parse"
+    return f"config {path}{line}: invalid YAML: {problem}"
+
+
 def _format_validation_error(path: str, error: ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "<top level>"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
-    elif "input" in first and first["type"] != "missing":
+    elif "input" in first and first["type"] != "missing" and _echoable(first["loc"], first["input"]):
         message = f"{message} (got {first['input']!r})"
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
@@ -300,5 +372,5 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {chosen}: invalid YAML: {exc}".replace("\n", " ")) from None
+        raise ConfigError(_yaml_error(chosen, exc)) from None
     return parse_config(data, str(Path(chosen).resolve()))

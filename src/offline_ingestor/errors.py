@@ -6,7 +6,8 @@
     ├── TransientError               retry with backoff: the same input may succeed later
     │   ├── FileNotReady             file missing size/mtime stability, locked or still being written
     │   ├── ScicatUnavailable        connection error, timeout, 5xx, 429
-    │   └── QueueUnavailable         Redis (the broker) cannot be reached
+    │   └── QueueUnavailable         Redis (the broker) cannot be reached or take writes
+    │       └── SpoolFull            ... and the producer's spool cannot hold the request either
     └── PermanentError               never retried: fix the input, then requeue
         ├── ConfigError              bad configuration file or environment
         ├── SchemaError              broken schema file, unknown operator/type/selector,
@@ -15,15 +16,19 @@
         ├── InputFileError           missing/empty/non-HDF5/unreadable data file, path refused
         │   └── NexusReadError       a NeXus path is missing or has an unusable type
         ├── ScicatRejected           4xx from SciCat (status and the server's message)
-        └── IdempotencyConflict      a pid exists in SciCat but is not the dataset we made
+        │   └── ScicatAuthError      login failed, or SciCat took our token as anonymous
+        ├── IdempotencyConflict      a pid exists in SciCat but is not the dataset we made
+        └── CannotVerify             SciCat refuses the reads exactly-once needs (403)
 
 Every error carries the ``step`` and ``file`` it happened in when known, so a one-line
-message names what to fix.
+message names what to fix; ``hint`` (optional) says what to do about it, e.g. how to finish a
+file SciCat holds only half of.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CannotVerify",
     "ConfigError",
     "FileNotReady",
     "IdempotencyConflict",
@@ -34,8 +39,10 @@ __all__ = [
     "PermanentError",
     "QueueUnavailable",
     "SchemaError",
+    "ScicatAuthError",
     "ScicatRejected",
     "ScicatUnavailable",
+    "SpoolFull",
     "TransientError",
     "VariableError",
     "is_transient",
@@ -45,11 +52,14 @@ __all__ = [
 class IngestError(Exception):
     """Base class: a failure with a message a human can act on."""
 
-    def __init__(self, message: str, *, step: str | None = None, file: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, step: str | None = None, file: str | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.step = step
         self.file = file
+        self.hint = hint
 
     def __str__(self) -> str:
         where = ", ".join(
@@ -65,13 +75,16 @@ class IngestError(Exception):
 
     def to_dict(self) -> dict[str, str | None]:
         """JSON-able form for the failed registry and ``--json`` output."""
-        return {
+        record = {
             "error_class": type(self).__name__,
             "message": self.message,
             "step": self.step,
             "file": self.file,
             "transient": str(is_transient(self)).lower(),
         }
+        if self.hint:
+            record["hint"] = self.hint
+        return record
 
 
 class TransientError(IngestError):
@@ -107,6 +120,10 @@ class QueueUnavailable(TransientError):
     """Redis, the broker and job store, cannot be reached."""
 
 
+class SpoolFull(QueueUnavailable):
+    """Redis cannot take a request and the local spool is full or cannot be written."""
+
+
 class ConfigError(PermanentError):
     """The configuration file or environment is invalid."""
 
@@ -140,8 +157,20 @@ class ScicatRejected(PermanentError):
         self.detail = detail
 
 
+class ScicatAuthError(ScicatRejected):
+    """Login refused, or SciCat treated our token as anonymous (its 403 for a bad token)."""
+
+
 class IdempotencyConflict(PermanentError):
     """A dataset with our pid exists in SciCat but was not made from this file."""
+
+
+class CannotVerify(PermanentError):
+    """SciCat answers 403 to a read the exactly-once check needs: writing could duplicate.
+
+    A 403 is never "absent" and never "ours": an account that may create a dataset but not
+    read it back cannot tell a rerun from a first run, so nothing is written.
+    """
 
 
 def is_transient(error: BaseException) -> bool:

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import metrics
+from .current import clear_current, set_current
 from .errors import IngestError, PermanentError
 from .job import Job
 from .ledger import StepLedger
@@ -96,7 +97,7 @@ class StepExecutor:
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: Runtime | Callable[[], Runtime],
         ledger: StepLedger,
         policy: RetryPolicy,
         *,
@@ -104,7 +105,9 @@ class StepExecutor:
         time_limit_errors: tuple[type[BaseException], ...] = (),
         functions: Mapping[str, StepFunction] = STEP_FUNCTIONS,
     ) -> None:
-        self.rt = rt
+        # A callable is asked after the attempt is counted: loading the schemas (slow, and
+        # able to crash on a hostile file) then counts towards the redelivery cap.
+        self._runtime = rt if callable(rt) else lambda: rt
         self.ledger = ledger
         self.policy = policy
         self.max_redeliveries = max_redeliveries
@@ -112,6 +115,11 @@ class StepExecutor:
         self.time_limit_errors = time_limit_errors
         #: The step functions (``steps.STEP_FUNCTIONS``; tests put their own).
         self.functions = functions
+
+    @property
+    def rt(self) -> Runtime:
+        """The runtime the steps run with (the worker's may be reloaded between attempts)."""
+        return self._runtime()
 
     def run(self, step: str, ref: Job, *, attempt: int, owner: str) -> Outcome:
         """Run attempt number ``attempt`` (0 = first) of ``step`` for the file in ``ref``.
@@ -129,7 +137,10 @@ class StepExecutor:
                 step=step,
                 file=file,
             )
-            return self._fail(key, step, owner, lost, start.runs, error_class="WorkerLost")
+            schema_id = (start.doc or {}).get("schema_id", "")
+            return self._fail(
+                key, step, owner, lost, start.runs, error_class="WorkerLost", schema_id=schema_id
+            )
         if not start.leased:
             log.warning(
                 "chain.duplicate", step=step, file=file, key=key, reason="another chain holds the file"
@@ -152,6 +163,7 @@ class StepExecutor:
         record = start.record
         first_write = not redelivered and record is not None and record.write_started(step) is None
         log.info("step.started", step=step, file=file, key=key, attempt=attempt)
+        set_current(key, file, step)
         self.ledger.mark_running(key, step, attempt + 1)
         started = time.perf_counter()
         try:
@@ -176,6 +188,8 @@ class StepExecutor:
                 )
                 return Retry(delay, error)
             return self._fail(key, step, owner, error, attempt + 1, schema_id=job.get("schema_id", ""))
+        finally:
+            clear_current()
         return self._finish(job, step, owner, attempt, time.perf_counter() - started)
 
     def _as_ingest_error(self, exc: Exception, step: str) -> IngestError:
@@ -272,7 +286,7 @@ class StepExecutor:
             "attempts": attempts,
         }
         self.ledger.fail_step(key, step, owner, failure)
-        metrics.count_file("failed", schema_id)
+        metrics.count_failed(schema_id or None)
         log.error(
             "ingest.failed",
             step=step,

@@ -11,13 +11,22 @@ from typing import Any
 
 from .checksums import Progress, file_checksum
 from .config import FileHandling
-from .errors import InputFileError
+from .errors import IdempotencyConflict, InputFileError
+from .file_identity import FileIdentity, check_stable, open_no_follow
 
-__all__ = ["build_file_list", "hash_file_path"]
+__all__ = ["build_file_list", "hash_file_path", "refuse_changed_file"]
 
 
 def _iso(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _stat_entry(path: Path, info: os.stat_result, options: FileHandling) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": path.as_posix(), "size": info.st_size, "time": _iso(info.st_mtime)}
+    if options.compute_file_stats:
+        # SciCat's DataFile DTO wants these as strings (an int uid is a 400).
+        entry.update(uid=str(info.st_uid), gid=str(info.st_gid), perm=oct(info.st_mode))
+    return entry
 
 
 def _entry(
@@ -27,16 +36,55 @@ def _entry(
         info = path.stat()
     except OSError as exc:
         raise InputFileError(f"cannot stat {path}: {exc.strerror}") from None
-    entry: dict[str, Any] = {"path": path.as_posix(), "size": info.st_size, "time": _iso(info.st_mtime)}
-    if options.compute_file_stats:
-        # SciCat's DataFile DTO wants these as strings (an int uid is a 400).
-        entry.update(uid=str(info.st_uid), gid=str(info.st_gid), perm=oct(info.st_mode))
+    entry = _stat_entry(path, info, options)
     if with_hash and options.compute_file_hash:
         try:
             entry["chk"] = file_checksum(path, options.file_hash_algorithm, progress)
         except OSError as exc:
             raise InputFileError(f"cannot read {path} to hash it: {exc.strerror}") from None
     return entry
+
+
+def _data_file_entry(
+    path: Path, options: FileHandling, expected: FileIdentity | None, progress: Progress | None
+) -> dict[str, Any]:
+    """The data file's entry, from one descriptor opened without following symlinks.
+
+    Stated before and after hashing: a file that grew or was touched meanwhile is not
+    finished (``FileNotReady``), whatever wrote it (cp and rsync hold no HDF5 lock).
+    """
+    with open_no_follow(path, expected) as fd:
+        before = os.fstat(fd)
+        entry = _stat_entry(path, before, options)
+        if options.compute_file_hash:
+            try:
+                entry["chk"] = file_checksum(path, options.file_hash_algorithm, progress, fd=fd)
+            except OSError as exc:
+                raise InputFileError(f"cannot read {path} to hash it: {exc.strerror}") from None
+            check_stable(path, FileIdentity.of(before), FileIdentity.of(os.fstat(fd)))
+    return entry
+
+
+def refuse_changed_file(block: dict[str, Any], entry: dict[str, Any], pid: str) -> None:
+    """Refuse to call a file "already catalogued" when its size or checksum changed since.
+
+    Policy: a catalogued file is never updated in place (SciCat's origdatablocks are
+    append-only records of what was measured); a rewritten file is an operator's decision,
+    so the run fails naming the field instead of succeeding silently.
+    """
+    for listed in block.get("dataFileList") or []:
+        if listed.get("path") != entry["path"]:
+            continue
+        changed = [
+            f"{name} {listed.get(name)!r} → {entry.get(name)!r}"
+            for name in ("size", "chk")
+            if name in listed and name in entry and listed[name] != entry[name]
+        ]
+        if changed:
+            raise IdempotencyConflict(
+                f"{entry['path']} changed since it was catalogued in dataset {pid}: {'; '.join(changed)}; "
+                "SciCat keeps the old record (delete it, or ingest the new file under another name)"
+            )
 
 
 def hash_file_path(data_file: Path, options: FileHandling) -> Path:
@@ -96,6 +144,7 @@ def build_file_list(
     extra_files: list[Path] | None = None,
     progress: Progress | None = None,
     write_hash_files: bool = True,
+    expected: FileIdentity | None = None,
 ) -> list[dict[str, Any]]:
     """Entries for the data file, extra files and, if configured, the saved hash file.
 
@@ -104,7 +153,11 @@ def build_file_list(
     """
     entries: list[dict[str, Any]] = []
     for path in [data_file, *(extra_files or [])]:
-        entry = _entry(path, options, with_hash=True, progress=progress if path == data_file else None)
+        entry = (
+            _data_file_entry(path, options, expected, progress)
+            if path == data_file
+            else _entry(path, options, with_hash=True, progress=None)
+        )
         entries.append(entry)
         if options.save_file_hash and "chk" in entry:
             target = hash_file_path(path, options)

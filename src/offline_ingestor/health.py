@@ -47,22 +47,67 @@ def _schemas(config: Config) -> str:
 def _redis(config: Config) -> str:
     import redis
 
-    client = redis.Redis.from_url(config.queue.broker_url, socket_timeout=3, socket_connect_timeout=3)
-    client.ping()
-    policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "?")
-    if policy != "noeviction":
+    from .redis_conn import describe, redis_client
+
+    client = redis_client(config.queue, socket_timeout=3, connect_timeout=3)
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        # A ConnectionError subclass in redis-py, but retrying cannot fix a wrong password.
+        raise ValueError(
+            f"Redis at {describe(config.queue)} refused our login ({exc}): a configuration error, "
+            "check the user/password in queue.broker_url or queue.sentinel"
+        ) from None
+    settings = _server_config(client, "maxmemory-policy", "appendonly", "save")
+    policy = settings.get("maxmemory-policy", "?")
+    if policy not in ("noeviction", "?"):
         raise ValueError(f"maxmemory-policy is {policy}; use noeviction (evicted keys lose messages)")
-    return "PING ok, maxmemory-policy noeviction"
+    if settings.get("appendonly") == "no" and settings.get("save", "?") == "":
+        raise ValueError(
+            'Redis has no persistence (appendonly no, save ""): a restart loses every queued file; '
+            "set appendonly yes (see README, Deploy)"
+        )
+    persistence = (
+        "AOF" if settings.get("appendonly") == "yes" else f"RDB only (save {settings.get('save', '?')!r})"
+    )
+    return f"PING ok, maxmemory-policy {policy}, persistence {persistence}"
+
+
+def _server_config(client: object, *names: str) -> dict[str, str]:
+    """CONFIG GET each name; a server that forbids CONFIG (managed Redis) answers "?"."""
+    import redis
+
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            found.update({str(k): str(v) for k, v in client.config_get(name).items()})  # type: ignore[attr-defined]
+        except redis.ResponseError:
+            found[name] = "?"
+    return found
 
 
 def _scicat(config: Config) -> str:
     from .scicat import ScicatClient
+    from .scicat.rights import FIX, account_rights
 
     client = ScicatClient(config.scicat)
     client.health()
     client.login()
     auth = "logged in" if config.scicat.username else ("token set" if client._token else "no credentials")
-    return f"{config.scicat.api_base} healthy, {auth}"
+    # The exactly-once checks read back what we write: say now what this account may read.
+    rights = account_rights(client)
+    if rights.username is None:
+        raise ValueError(
+            f"{config.scicat.api_base}: SciCat treats our requests as anonymous ({auth}): the token "
+            "is invalid, expired or from another SciCat; nothing could be written"
+        )
+    detail = f"{config.scicat.api_base} healthy, {auth}, {rights.describe()}"
+    if rights.reads_all is not True:
+        detail += (
+            f"; files whose ownerGroup/accessGroups name none of its groups are written only if it "
+            f"can read them back (else refused per file: {FIX})"
+        )
+    return detail
 
 
 def _data_roots(config: Config) -> str:
@@ -75,6 +120,21 @@ def _data_roots(config: Config) -> str:
     return f"{len(roots)} readable"
 
 
+def _spool(config: Config) -> str:
+    from .spool import Spool
+
+    spool = Spool.for_config(config)
+    assert spool is not None
+    spool.directory.mkdir(parents=True, exist_ok=True)
+    if not os.access(spool.directory, os.W_OK | os.X_OK):
+        raise ValueError(f"{spool.directory} is not writable")
+    waiting, age = spool.count(), spool.oldest_age_s()
+    if waiting >= spool.max_files:
+        raise ValueError(f"full: {waiting} requests wait in {spool.directory}")
+    oldest = f", oldest {age:.0f} s" if age is not None else ""
+    return f"{waiting} waiting in {spool.directory}{oldest}"
+
+
 def run_checks(config: Config, *, redis: bool = True, scicat: bool = True) -> list[Check]:
     """Run every readiness check; each reports instead of raising."""
     checks = [
@@ -83,6 +143,8 @@ def run_checks(config: Config, *, redis: bool = True, scicat: bool = True) -> li
     ]
     if redis:
         checks.append(_timed("redis", lambda: _redis(config)))
+        if config.queue.spool_dir:
+            checks.append(_timed("spool", lambda: _spool(config)))
     if scicat:
         checks.append(_timed("scicat", lambda: _scicat(config)))
     checks.append(_timed("data_roots", lambda: _data_roots(config)))

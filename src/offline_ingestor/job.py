@@ -7,15 +7,23 @@ The job is a plain JSON-able dict so that the Celery tasks can keep it in Redis 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, TypedDict
 
 from .config import Config
+from .done_writing import DoneWriting, read_done_writing
 from .errors import InputFileError
 
-__all__ = ["Job", "check_data_root", "ingest_key", "new_job", "read_message_file"]
+__all__ = [
+    "Job",
+    "check_data_root",
+    "ingest_key",
+    "new_job",
+    "printable_path",
+    "read_message_file",
+    "scicat_identity",
+]
 
 
 class Job(TypedDict, total=False):
@@ -32,6 +40,7 @@ class Job(TypedDict, total=False):
     message_file: str | None
     # select-schema
     schema_id: str
+    identity: dict[str, Any]  # device, inode, size, mtime: later steps check it is the same file
     # extract: stable per file, so retries and reruns render the same values
     run_id: str
     now: str
@@ -43,34 +52,59 @@ class Job(TypedDict, total=False):
     # post-dataset
     pid: str
     dataset_created: bool
+    requested_pid: str  # the pid we sent, when SciCat stored the dataset under another
     # post-origdatablock
     origdatablock_id: str | None
     origdatablock_created: bool
+    verifiable: bool  # False: attached by an account that cannot read the dataset back
+    totals_repaired: bool  # the dataset's size/numberOfFiles were PATCHed from its blocks
     # Set by the step executor for one write-step execution, never saved (steps.py).
     first_write: bool
 
 
 def ingest_key(path: Path, job_id: str | None = None) -> str:
-    """The file writer's job id when given, else a hash of resolved path, size and mtime."""
+    """The file writer's job id when given, else a hash of what makes this file this file.
+
+    Resolved path, size and mtime, plus device, inode and ctime: a different file put at the
+    same path with the same size and mtime (``touch -d``, a restore) is not "already done".
+    Only the queue uses this key; SciCat's identity is :func:`scicat_identity`.
+    """
     if job_id:
         return job_id
+    name = os.fsencode(path)
     try:
-        stat = path.stat()
-        identity = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        info = path.stat()
+        identity = b"\0".join(
+            [
+                name,
+                *(
+                    str(part).encode()
+                    for part in (info.st_size, info.st_mtime_ns, info.st_dev, info.st_ino, info.st_ctime_ns)
+                ),
+            ]
+        )
     except OSError:
-        identity = f"{path}\0missing"
-    return "f-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+        identity = name + b"\0missing"
+    return "f-" + hashlib.sha256(identity).hexdigest()[:32]
 
 
-def read_message_file(path: str) -> dict[str, Any]:
-    """The file writer's "done writing" message (JSON); ``job_id`` is what we use."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read done-writing message file {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputFileError(f"done-writing message file {path} is not a JSON object")
-    return data
+def scicat_identity(job: Job) -> str:
+    """What a dataset's derived pid is made from: the writer's job id, else the file's path.
+
+    Never size or mtime: touching or rewriting a file, or enqueueing it before it existed,
+    must find the same dataset again rather than create a second one.
+    """
+    return str(job.get("job_id") or job["file"])
+
+
+def printable_path(path: str | os.PathLike[str]) -> str:
+    """A file name as text that can always be printed (undecodable bytes as ``\\xNN``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def read_message_file(path: str, nexus_file: Path, config: Config) -> DoneWriting:
+    """The file writer's "done writing" message: job id and file to list (done_writing.py)."""
+    return read_done_writing(path, nexus_file, config)
 
 
 def check_data_root(path: Path, config: Config) -> None:
@@ -91,9 +125,16 @@ def new_job(
 ) -> Job:
     """Start a job for ``path``: resolve it (symlinks too), check roots, derive its key."""
     resolved = Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+    try:
+        os.fspath(resolved).encode("utf-8")
+    except UnicodeEncodeError:
+        # SciCat stores paths as JSON text; a name that is not UTF-8 cannot be catalogued as is.
+        raise InputFileError(f"refused: file name is not valid UTF-8: {printable_path(resolved)}") from None
     check_data_root(resolved, config)
-    if message_file and not job_id:
-        job_id = str(read_message_file(message_file).get("job_id") or "") or None
+    if message_file:
+        message = read_message_file(message_file, resolved, config)
+        job_id = job_id or message.job_id
+        message_file = message.listed_file
     return {
         "file": str(resolved),
         "job_id": job_id,

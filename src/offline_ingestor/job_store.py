@@ -3,7 +3,8 @@
 Keys (``oi:`` prefix, all JSON-able, no secrets):
 
 * ``oi:job:{key}``   hash: file, job_id, state (queued/running/done/failed), ``step:<name>``
-  = done, pid, attempts, last_error, timestamps. Expires ``state_ttl_s`` after last change.
+  = done, pid, attempts, last_error, timestamps, ``claim``/``published`` (the producer's
+  request id and whether its chain was published). Expires ``state_ttl_s`` after last change.
 * ``oi:doc:{key}``   the job document the steps pass along (JSON), same TTL.
 * ``oi:lease:{key}`` the chain that may work on the key (``SET NX EX``).
 * ``oi:runs:{key}:{step}`` executions of a step, to cap redeliveries after worker loss.
@@ -13,21 +14,36 @@ Keys (``oi:`` prefix, all JSON-able, no secrets):
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import redis
 
-from .job import Job
+from .config import Config, Queue
+from .job import Job, ingest_key
 from .ledger import Record, StepStart
 
-__all__ = ["ACTIVE_STATES", "FAILED_KEY", "PREFIX", "JobStore", "Record", "StepStart"]
+__all__ = ["ACTIVE_STATES", "FAILED_KEY", "PREFIX", "JobStore", "Record", "StepStart", "job_key"]
 
 ACTIVE_STATES = ("queued", "running", "done")
 PREFIX = "oi:"
 #: The failed registry (a hash); the metrics scrape reads its length.
 FAILED_KEY = f"{PREFIX}failed"
+#: release_claim: delete record and document only if the record is still this claim's.
+_RELEASE_CLAIM = """
+if redis.call('HGET', KEYS[1], 'claim') == ARGV[1] then
+  return redis.call('DEL', KEYS[1], KEYS[2])
+end
+return 0
+"""
+
+
+def job_key(key: str) -> str:
+    """The Redis key of a file's record (the metrics scrape reads its enqueue time)."""
+    return f"{PREFIX}job:{key}"
 
 
 class JobStore:
@@ -39,9 +55,21 @@ class JobStore:
         self.lease_ttl_s = lease_ttl_s
 
     @classmethod
+    def for_config(cls, config: Config) -> JobStore:
+        """The store of the Redis ``queue.broker_url`` (or ``queue.sentinel``) names, with its TTLs."""
+        return cls.for_queue(config.queue)
+
+    @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
         client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, decode_responses=True)
         return cls(client, **kwargs)
+
+    @classmethod
+    def for_queue(cls, queue: Queue) -> JobStore:
+        """The store of ``queue``'s Redis: one URL, or the master behind Redis Sentinel."""
+        from .redis_conn import redis_client
+
+        return cls(redis_client(queue), state_ttl_s=queue.state_ttl_s, lease_ttl_s=queue.lease_ttl_s)
 
     # -- records ------------------------------------------------------------------------------
 
@@ -58,18 +86,30 @@ class JobStore:
         pipe.expire(name, self.state_ttl_s)
         pipe.execute()
 
-    def claim_for_queue(self, job: Job, *, force: bool = False) -> tuple[bool, str]:
+    def claim_for_queue(
+        self, job: Job, *, force: bool = False, claim: str = "", with_doc: bool = False
+    ) -> tuple[bool, str]:
         """Mark a key queued unless it is queued, running or done; (claimed, previous state).
 
-        A WATCH transaction makes two concurrent enqueues of one file claim it once.
+        A WATCH transaction makes two concurrent enqueues of one file claim it once. With
+        ``with_doc`` the job document is written in the same MULTI, so a Redis that refuses
+        writes (OOM, read-only) leaves neither. ``claim`` tags the record with the producer's
+        request id: a request retried from the spool re-takes its own claim when its chain
+        was never published (the publish or its roll-back failed), and is a no-op once it was.
         """
         name = f"{PREFIX}job:{job['key']}"
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(name)  # type: ignore[no-untyped-call]
-                    previous = str(pipe.hget(name, "state") or "")
-                    if previous in ACTIVE_STATES and not force:
+                    previous, owner, published = (
+                        str(value or "") for value in pipe.hmget(name, "state", "claim", "published")
+                    )
+                    ours = bool(claim) and owner == claim
+                    if ours and (published or previous in ("running", "done")):
+                        pipe.unwatch()
+                        return False, previous
+                    if previous in ACTIVE_STATES and not force and not ours:
                         pipe.unwatch()
                         return False, previous
                     pipe.multi()
@@ -81,16 +121,43 @@ class JobStore:
                             "file": job["file"],
                             "job_id": job.get("job_id") or "",
                             "attempts": "0",
+                            "claim": claim,
                             "enqueued_at": _now(),
                             "updated_at": _now(),
                         },
                     )
                     pipe.expire(name, self.state_ttl_s)
+                    if with_doc:
+                        pipe.set(f"{PREFIX}doc:{job['key']}", json.dumps(job), ex=self.state_ttl_s)
                     pipe.hdel(FAILED_KEY, job["key"])
                     pipe.execute()
-                    return True, previous
+                    return True, "" if ours else previous
                 except redis.WatchError:
                     continue
+
+    def mark_published(self, key: str, claim: str, *, replicas: int = 0, timeout_ms: int = 1000) -> int:
+        """Note that the chain of ``claim`` is on the queue (see :meth:`claim_for_queue`).
+
+        With ``replicas``, also WAIT until that many replicas hold every write made so far
+        (this connection's HSET comes after the chain's publish on the master): a request is
+        reported queued only once a failover cannot lose it. Returns the replicas that did.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(f"{PREFIX}job:{key}", "published", claim or "1")
+        if replicas:
+            pipe.wait(replicas, timeout_ms)
+        answers = pipe.execute()
+        return int(answers[1]) if replicas else 0
+
+    def release_claim(self, key: str, claim: str) -> bool:
+        """Undo a claim whose chain could not be published: record and document go.
+
+        Only the claim's own record is removed (another producer may have forced a newer
+        one). A script, not WATCH/MULTI: a Redis at maxmemory refuses every command queued in
+        a MULTI, DEL included, but runs a script's DEL (DEL frees memory).
+        """
+        removed = self.redis.eval(_RELEASE_CLAIM, 2, f"{PREFIX}job:{key}", f"{PREFIX}doc:{key}", claim)
+        return bool(removed)
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -114,6 +181,12 @@ class JobStore:
                 pass  # someone else changed it: not ours to delete any more
 
     # -- redelivery cap -----------------------------------------------------------------------
+
+    def forgive_run(self, key: str, step: str) -> None:
+        """Uncount one execution of ``step``: it was stopped on purpose, not lost (a bounded stop)."""
+        name = f"{PREFIX}runs:{key}:{step}"
+        if int(self.redis.decr(name)) <= 0:
+            self.redis.delete(name)
 
     def clear_runs(self, key: str, step: str) -> None:
         self.redis.delete(f"{PREFIX}runs:{key}:{step}")
@@ -176,6 +249,17 @@ class JobStore:
         self.record_failure(key, failure)
         self.release_lease(key, owner)
         self.clear_runs(key, step)
+
+    def record_refusal(self, path: str, job_id: str | None, reason: str, error_class: str) -> str:
+        """Record a file the worker refused at ``offline_ingestor.submit`` (failed registry and
+        record), so that ``failed``, ``status`` and a producer reading ``oi:job:<key>`` see it.
+        Returns the key (the producer's job id when it gave one)."""
+        resolved = Path(os.path.realpath(os.path.expanduser(path)))
+        key = ingest_key(resolved, job_id)
+        self.update(key, file=str(resolved), job_id=job_id or "", state="failed", step="submit")
+        failure = {"file": str(resolved), "step": "submit", "error_class": error_class, "message": reason}
+        self.record_failure(key, {**failure, "attempts": 1})
+        return key
 
     def unclaim(self, key: str) -> None:
         """Forget a claim whose chain could not be published (the producer rolls back)."""

@@ -1,93 +1,300 @@
 """Prometheus metrics of the worker (prefork: ``prometheus_client`` multiprocess mode).
 
 Children count; the main process serves ``/metrics`` on ``queue.metrics_port`` and also
-reports the queue depth and failed-registry size read from Redis at scrape time.
+reports, read at scrape time, the queue depth and the age of its oldest message, the failed
+registry's size, the heartbeat's age and the pool (processes, busy processes).
+
+Metrics never stop ingestion: a metrics folder that cannot be made, or any error inside
+``prometheus_client``, turns metrics off with one warning and the files go on.
+Every name starts with ``offline_ingestor_``; ``docs/operations.md`` lists them.
 """
 
 from __future__ import annotations
 
+import atexit
+import base64
+import contextlib
+import functools
+import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
 
-__all__ = ["count_file", "count_retry", "observe_step", "prepare_multiprocess_dir", "start_metrics_server"]
+__all__ = [
+    "ERROR_KINDS",
+    "OUTCOMES",
+    "PREFIX",
+    "count_failed",
+    "count_file",
+    "count_retry",
+    "count_scicat_error",
+    "init_series",
+    "observe_step",
+    "prepare_multiprocess_dir",
+    "start_metrics_server",
+]
+
+PREFIX = "offline_ingestor_"
+OUTCOMES = ("created", "duplicate", "failed", "refused")
+#: SciCat errors by kind (``count_scicat_error``): what the alert on SciCat errors watches.
+ERROR_KINDS = ("connection", "timeout", "server", "rate_limited", "client")
+STEP_NAMES = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock")
+#: Up to 4 h: a step hashing a multi-terabyte file may run for hours.
+STEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400)
+_TEMP_PREFIX = "oi-metrics-"
+_OWNED = re.compile(rf"^{_TEMP_PREFIX}(\d+)-")
+_STATE: dict[str, Any] = {"disabled": False, "metrics": None}
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def prepare_multiprocess_dir() -> str:
-    """Point prometheus_client at a shared folder; must run before it is imported."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="oi-metrics-")
+def _warn_and_disable(what: str, exc: BaseException) -> None:
+    if not _STATE["disabled"]:
+        from .logs import get_logger
+
+        get_logger("offline_ingestor.metrics").warning(
+            "metrics.disabled", reason=f"{what}: {type(exc).__name__}: {exc}", consequence="no metrics"
+        )
+    _STATE["disabled"] = True
+
+
+def _never_fail(function: F) -> F:
+    """Metrics are an aid: an error in them is logged once and never reaches the step."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _STATE["disabled"]:
+            return None
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:
+            _warn_and_disable(function.__name__, exc)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_dirs(parent: str | None = None) -> int:
+    """Remove the ``oi-metrics-<pid>-*`` folders of workers that are gone; how many."""
+    removed = 0
+    parent = parent or tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(parent):
+            match = _OWNED.match(entry.name)
+            if match and entry.is_dir() and not _alive(int(match.group(1))):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+    return removed
+
+
+def _remove_if_owner(directory: str, owner: int) -> None:
+    # Forked pool processes inherit atexit hooks; only the main process removes the folder.
+    if os.getpid() == owner:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def prepare_multiprocess_dir() -> str | None:
+    """Point prometheus_client at a shared folder; must run before it is imported.
+
+    ``$PROMETHEUS_MULTIPROC_DIR`` is created when missing; without it a folder of our own
+    is made in the temp dir and removed when this process exits (stale ones of dead workers
+    are removed here too). ``None``, with one warning, when no folder can be had.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    try:
+        if directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            if not os.access(directory, os.W_OK | os.X_OK):
+                raise PermissionError(f"{directory} is not writable")
+        else:
+            remove_stale_dirs()
+            directory = tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-")
+            owner = os.getpid()
+            atexit.register(_remove_if_owner, directory, owner)
+    except OSError as exc:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        _warn_and_disable(f"PROMETHEUS_MULTIPROC_DIR {directory}", exc)
+        return None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    _use_multiprocess_values()
     return directory
+
+
+def _use_multiprocess_values() -> None:
+    # prometheus_client picks its value class when first imported. `celery -A ... worker`
+    # loads every `celery.commands` entry point first, and Flower's imports prometheus_client:
+    # without this, values would stay per process and the scrape would show none of them.
+    import sys
+
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
 
 
 def _metrics() -> dict[str, Any]:
     from prometheus_client import Counter, Histogram
 
-    global _CACHE
-    if _CACHE is None:
-        _CACHE = {
+    if _STATE["metrics"] is None:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Without the folder each process would count alone, invisibly: no metrics.
+            raise RuntimeError("PROMETHEUS_MULTIPROC_DIR is not set")
+        _STATE["metrics"] = {
             "files": Counter(
-                "ingest_files_total", "Files finished, by outcome and schema", ["outcome", "schema"]
+                f"{PREFIX}files_total", "Files finished, by outcome and schema", ["outcome", "schema"]
             ),
-            "retries": Counter("ingest_retries_total", "Step retries after transient errors", ["step"]),
-            "steps": Histogram(
-                "ingest_step_seconds",
-                "Step duration",
-                ["step"],
-                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60, 600),
+            "retries": Counter(f"{PREFIX}retries_total", "Step retries after transient errors", ["step"]),
+            "scicat_errors": Counter(
+                f"{PREFIX}scicat_errors_total", "Failed SciCat requests, by kind", ["kind"]
             ),
+            "steps": Histogram(f"{PREFIX}step_seconds", "Step duration", ["step"], buckets=STEP_BUCKETS),
         }
-    return _CACHE
+    return _STATE["metrics"]  # type: ignore[no-any-return]
 
 
-_CACHE: dict[str, Any] | None = None
+@_never_fail
+def init_series(schemas: Iterable[str]) -> None:
+    """Create every series known at start at 0, so that alerts see 0 rather than no data."""
+    metrics = _metrics()
+    for schema in [*schemas, "unknown"]:
+        for outcome in OUTCOMES:
+            metrics["files"].labels(outcome=outcome, schema=schema)
+    for step in STEP_NAMES:
+        metrics["retries"].labels(step=step)
+        metrics["steps"].labels(step=step)
+    for kind in ERROR_KINDS:
+        metrics["scicat_errors"].labels(kind=kind)
 
 
+@_never_fail
 def observe_step(step: str, seconds: float) -> None:
     _metrics()["steps"].labels(step=step).observe(seconds)
 
 
-def count_file(outcome: str, schema: str) -> None:
+@_never_fail
+def count_file(outcome: str, schema: str | None) -> None:
     _metrics()["files"].labels(outcome=outcome, schema=schema or "unknown").inc()
 
 
+def count_failed(schema: str | None) -> None:
+    """A file went to the failed registry; ``schema`` is its schema id when one was selected."""
+    count_file("failed", schema)
+
+
+@_never_fail
 def count_retry(step: str) -> None:
     _metrics()["retries"].labels(step=step).inc()
 
 
-class _QueueCollector:
-    """Queue depth (all priority sub-queues) and failed files, read from Redis per scrape."""
+@_never_fail
+def count_scicat_error(kind: str) -> None:
+    """One failed SciCat request; ``kind`` is one of :data:`ERROR_KINDS`."""
+    _metrics()["scicat_errors"].labels(kind=kind if kind in ERROR_KINDS else "client").inc()
 
-    def __init__(self, broker_url: str, queue_name: str) -> None:
-        self.broker_url = broker_url
-        self.queue_name = queue_name
+
+def _oldest_age(client: Any, names: list[str], now: float) -> float:
+    """Seconds since the oldest waiting message's file was enqueued (0 when none waits).
+
+    kombu pushes on the left and pops on the right: the oldest message is at index -1.
+    """
+    from .job_store import job_key
+
+    oldest = 0.0
+    for name in names:
+        raw = client.lindex(name, -1)
+        if not raw:
+            continue
+        with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
+            message = json.loads(raw)
+            body = json.loads(base64.b64decode(message["body"]))
+            key = body[0][0]["key"]
+            stamp = client.hget(job_key(key), "enqueued_at")
+            if stamp:
+                stamp = stamp.decode() if isinstance(stamp, bytes) else stamp
+                started = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                oldest = max(oldest, now - started)
+    return oldest
+
+
+class _WorkerCollector:
+    """Read per scrape: queue depth and age, failed registry, heartbeat age, pool."""
+
+    def __init__(self, broker_url: str, queue_name: str, heartbeat: str, concurrency: int) -> None:
+        self.broker_url, self.queue_name = broker_url, queue_name
+        self.heartbeat, self.concurrency = heartbeat, concurrency
 
     def collect(self) -> Iterator[Any]:
         import redis
+        from celery.worker import state
         from prometheus_client.core import GaugeMetricFamily
 
+        from .broker_layout import queue_keys
         from .job_store import FAILED_KEY
 
-        depth = GaugeMetricFamily("ingest_queue_depth", "Messages waiting in the queue", labels=["queue"])
-        failed = GaugeMetricFamily("ingest_failed_files", "Files in the failed registry")
+        pool = GaugeMetricFamily(f"{PREFIX}pool_processes", "Pool processes configured")
+        pool.add_metric([], self.concurrency)
+        yield pool
+        busy = GaugeMetricFamily(f"{PREFIX}pool_busy_processes", "Pool processes running a step")
+        busy.add_metric([], len(state.active_requests))
+        yield busy
+        if self.heartbeat:
+            with contextlib.suppress(OSError):
+                age = time.time() - os.stat(self.heartbeat).st_mtime
+                beat = GaugeMetricFamily(f"{PREFIX}heartbeat_age_seconds", "Age of the liveness file")
+                beat.add_metric([], age)
+                yield beat
+        up_value = 1
         try:
             client = redis.Redis.from_url(self.broker_url, socket_timeout=2)
-            names = [self.queue_name] + [f"{self.queue_name}:{level}" for level in range(1, 10)]
-            depth.add_metric([self.queue_name], sum(int(client.llen(name)) for name in names))
-            failed.add_metric([], int(client.hlen(FAILED_KEY)))
+            names = queue_keys(self.queue_name)
+            depth_value = sum(int(client.llen(name)) for name in names)
+            age_value = _oldest_age(client, names, time.time())
+            failed_value = int(client.hlen(FAILED_KEY))
         except redis.RedisError:
+            up_value = 0
+        up = GaugeMetricFamily(f"{PREFIX}redis_up", "1 when the worker's scrape reached Redis")
+        up.add_metric([], up_value)
+        yield up
+        if not up_value:
             return
+        depth = GaugeMetricFamily(f"{PREFIX}queue_depth", "Messages waiting in the queue", labels=["queue"])
+        depth.add_metric([self.queue_name], depth_value)
         yield depth
+        oldest = GaugeMetricFamily(
+            f"{PREFIX}queue_oldest_age_seconds", "Age of the oldest waiting file", labels=["queue"]
+        )
+        oldest.add_metric([self.queue_name], age_value)
+        yield oldest
+        failed = GaugeMetricFamily(f"{PREFIX}failed_files", "Files in the failed registry")
+        failed.add_metric([], failed_value)
         yield failed
 
 
-def start_metrics_server(port: int, broker_url: str, queue_name: str) -> None:
+@_never_fail
+def start_metrics_server(
+    port: int, broker_url: str, queue_name: str, *, heartbeat: str = "", concurrency: int = 0
+) -> None:
     """Serve /metrics from the main worker process (aggregating every child)."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    _metrics()  # fails (and disables metrics, once) when there is no multiprocess folder
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    registry.register(_QueueCollector(broker_url, queue_name))
+    ProcessCollector(namespace="offline_ingestor_worker", registry=registry)
+    registry.register(_WorkerCollector(broker_url, queue_name, heartbeat, concurrency))
     start_http_server(port, addr="0.0.0.0", registry=registry)

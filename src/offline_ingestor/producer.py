@@ -5,61 +5,54 @@ done), then publishes the five-step chain. Non-Python producers can instead send
 task ``offline_ingestor.submit`` with arguments ``[path]`` and optional kwargs
 ``{"job_id": str, "force": bool}`` (JSON, queue from ``queue.queue_name``); the worker then
 does the same.
+
+All or nothing: the claim and the job document are one MULTI; when publishing then fails
+the claim is rolled back, and when even the roll-back fails (Redis gone mid-request) the
+claim carries the request's id, so the same request retried later re-takes it. When Redis
+cannot take the request at all (down, timed out, full, read-only replica) and
+``queue.spool_dir`` is set, the request goes to the local spool (spool.py) and the result is
+``spooled``; spooled requests are sent first by the next call that finds Redis answering.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-
-import redis
 
 from .config import CONFIG_ENV, Config, load_config
-from .errors import QueueUnavailable
 from .job import Job, new_job
 from .job_store import JobStore
+from .spool import Spool
+from .submission import EnqueueResult, Producer, store_for
 
-__all__ = ["EnqueueResult", "enqueue", "start_chain", "store_for", "submit_job"]
-
-
-@dataclass(frozen=True)
-class EnqueueResult:
-    """What happened to one path: ``queued`` or ``already <state>``."""
-
-    key: str
-    file: str
-    status: str
-
-    @property
-    def queued(self) -> bool:
-        return self.status == "queued"
+__all__ = [
+    "EnqueueResult",
+    "Producer",
+    "enqueue",
+    "producer_for",
+    "refusal_reason",
+    "start_chain",
+    "store_for",
+    "submit_job",
+]
 
 
-def store_for(config: Config) -> JobStore:
-    queue = config.queue
-    return JobStore.from_url(queue.broker_url, state_ttl_s=queue.state_ttl_s, lease_ttl_s=queue.lease_ttl_s)
+def producer_for(
+    config: Config, *, store: JobStore | None = None, spool: Spool | bool | None = True
+) -> Producer:
+    """A :class:`Producer` that publishes the chain with this process's Celery app."""
+    return Producer(config, store=store, spool=spool, publish=lambda job: start_chain(job, config))
 
 
 def submit_job(
-    job: Job, config: Config, *, force: bool = False, store: JobStore | None = None
+    job: Job,
+    config: Config,
+    *,
+    force: bool = False,
+    store: JobStore | None = None,
+    spool: Spool | bool | None = True,
 ) -> EnqueueResult:
-    """Claim ``job['key']`` and publish its chain; roll the claim back if publishing fails."""
-    store = store or store_for(config)
-    try:
-        claimed, previous = store.claim_for_queue(job, force=force)
-        if not claimed:
-            return EnqueueResult(job["key"], job["file"], f"already {previous}")
-        # No document yet: the first message carries the job (chain.build_chain).
-        try:
-            start_chain(job, config)
-        except Exception:
-            store.unclaim(job["key"])
-            raise
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise QueueUnavailable(
-            f"cannot reach Redis at {_redact(config.queue.broker_url)}: {exc}", file=job["file"]
-        ) from None
-    return EnqueueResult(job["key"], job["file"], "queued")
+    """Claim ``job['key']`` and publish its chain (or spool it); see :class:`Producer`."""
+    return producer_for(config, store=store, spool=spool).submit(job, force=force)
 
 
 def start_chain(job: Job, config: Config) -> None:
@@ -80,18 +73,32 @@ def enqueue(
     config: Config | None = None,
     message_file: str | None = None,
 ) -> EnqueueResult:
-    """Queue one file for ingestion; the config defaults to ``$OFFLINE_INGESTOR_CONFIG``."""
+    """Queue one file for ingestion; the config defaults to ``$OFFLINE_INGESTOR_CONFIG``.
+
+    Returns ``spooled`` (not an error) when Redis cannot take the file and the spool can.
+    """
     config = config or load_config(os.environ.get(CONFIG_ENV))
     job = new_job(path, config, job_id=job_id, message_file=message_file)
     return submit_job(job, config, force=force)
 
 
-def _redact(url: str) -> str:
-    """A broker URL without its password, for messages."""
-    from urllib.parse import urlsplit, urlunsplit
+def refusal_reason(path: str | os.PathLike[str], config: Config) -> str | None:
+    """Why ``path`` cannot be queued (missing, not a file, outside the data roots), or None.
 
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    Checked at enqueue so that a typo is refused on the spot rather than failing later.
+    """
+    from pathlib import Path
+
+    from .errors import InputFileError
+    from .job import check_data_root
+
+    resolved = os.path.realpath(os.path.expanduser(os.fspath(path)))
+    try:
+        check_data_root(Path(resolved), config)
+    except InputFileError as exc:
+        return str(exc).removeprefix("refused: ")
+    if not os.path.exists(resolved):
+        return f"{resolved} does not exist"
+    if not os.path.isfile(resolved):
+        return f"{resolved} is not a file"
+    return None

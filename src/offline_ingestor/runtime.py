@@ -15,7 +15,6 @@ from .config import Config
 from .schema import SchemaSet, load_schemas
 from .scicat import ScicatClient
 from .scicat.lookups import LookupCache
-from .scicat.write_order import DatasetOrder
 
 if TYPE_CHECKING:  # ingest-now and the drop-in never import the Redis client
     import redis
@@ -32,11 +31,12 @@ class Runtime:
     scicat: ScicatClient
     #: Called with byte counts while the data file is hashed (progress bars).
     progress: Progress | None = None
+    #: A command's own process (ingest-now, the drop-in), not a worker's pool child: a crash
+    #: in libhdf5 would end it without a word, so ``isolate: auto`` reads in a child process.
+    command: bool = False
     #: GETs of schema variables (proposals, instruments, samples), cached per process
     #: (``scicat/lookups.py``); built from ``scicat`` when not given.
     lookup: Callable[[str], Any] = field(default=None)  # type: ignore[assignment]
-    #: POST-first or GET-first in post-dataset, from this process's recent files.
-    dataset_order: DatasetOrder = field(default_factory=DatasetOrder)
 
     def __post_init__(self) -> None:
         if self.lookup is None:

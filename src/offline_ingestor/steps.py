@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import IdempotencyConflict, PermanentError, SchemaError, ScicatRejected, ScicatUnavailable
+from .errors import SchemaError
+from .file_identity import FileIdentity
 from .filelist import build_file_list
-from .job import Job, check_data_root
-from .nexus import check_hdf5, open_nexus
+from .job import Job, check_data_root, scicat_identity
+from .nexus import ReadLimits, check_hdf5, open_nexus
+from .nexus_child import read_isolated
 from .runtime import Runtime
 from .schema import Resolved, builtin_variables, extract_variables, now_iso, render_schema
 from .schema.samples import sample_ids
 from .scicat.payloads import V4_NAMES, for_api, missing_required
+from .writes import post_dataset, post_origdatablock
 
 __all__ = [
     "STEPS",
@@ -49,14 +53,56 @@ PID_NAMESPACE = uuid.UUID("6f1b1c57-2d0e-4c1f-9a52-0f6a3e4b7c10")
 
 
 def select_schema(rt: Runtime, job: Job) -> Job:
-    """Check the file is a readable HDF5 file and pick the first matching schema."""
+    """Check the file is a readable HDF5 file and pick the first matching schema.
+
+    The file's device/inode/size/mtime are recorded: later steps refuse another file at
+    the same path (``file_identity.py``).
+    """
     path = Path(job["file"])
     # Again here, not only at enqueue: a message put on the queue by other means (or for a
     # symlink changed since) must not make the worker read files outside the data roots.
     check_data_root(Path(os.path.realpath(path)), rt.config)
-    check_hdf5(path)
+    identity = check_hdf5(path)
     schema = rt.schemas.select(str(path))
-    return {**job, "schema_id": schema.id}
+    return {**job, "schema_id": schema.id, "identity": identity.to_dict()}
+
+
+def _recorded_identity(rt: Runtime, job: Job) -> FileIdentity | None:
+    """The identity select-schema recorded, after checking the path is still in the roots."""
+    check_data_root(Path(os.path.realpath(job["file"])), rt.config)
+    return FileIdentity.from_dict(job["identity"]) if job.get("identity") else None
+
+
+def _isolate(rt: Runtime) -> bool:
+    """Whether to read the file in a child process (``ingestion.nexus_reading.isolate``)."""
+    mode = rt.config.ingestion.nexus_reading.isolate
+    if mode != "auto":
+        return mode == "always"
+    # In a worker a crash costs only the pool child (WorkerLost, redelivery cap); in a
+    # command (ingest-now, the drop-in) it would end the command without a word.
+    return rt.command
+
+
+def _nexus_paths(schema: Any) -> list[str]:
+    """Every NeXus path a schema reads (variables, then the sample look-up)."""
+    paths = [variable.path for variable in schema.variables.values() if variable.source == "NXS"]
+    options = schema.sample_attachment
+    if options and options.query_sample_name:
+        paths += [options.sample_name_path, options.proposal_id_path]
+    return paths
+
+
+@contextmanager
+def _opened(rt: Runtime, job: Job, schema: Any) -> Iterator[Any]:
+    path = Path(job["file"])
+    expected = _recorded_identity(rt, job)
+    limits = ReadLimits.from_config(rt.config)
+    if _isolate(rt):
+        memory = rt.config.ingestion.nexus_reading.child_memory_mb
+        yield read_isolated(path, _nexus_paths(schema), limits, expected, memory)
+        return
+    with open_nexus(path, limits, expected) as handle:
+        yield handle
 
 
 def extract(rt: Runtime, job: Job) -> Job:
@@ -64,7 +110,7 @@ def extract(rt: Runtime, job: Job) -> Job:
     schema = rt.schemas.by_id(job["schema_id"])
     path = Path(job["file"])
     # Stable per file: retries and reruns render the same <now>/<ingestor_run_id>.
-    run_id = job.get("run_id") or str(uuid.uuid5(PID_NAMESPACE, job["key"]))
+    run_id = job.get("run_id") or str(uuid.uuid5(PID_NAMESPACE, scicat_identity(job)))
     now = job.get("now") or now_iso()
     builtins = builtin_variables(
         data_file=path,
@@ -73,7 +119,7 @@ def extract(rt: Runtime, job: Job) -> Job:
         now=now,
         ingestor_files_directory=rt.config.ingestion.file_handling.ingestor_files_directory,
     )
-    with open_nexus(path) as handle:
+    with _opened(rt, job, schema) as handle:
         registry = extract_variables(schema, handle, builtins, rt.lookup)
         samples = (
             sample_ids(schema.sample_attachment, handle, rt.lookup, rt.config.scicat.api_endpoints.samples)
@@ -91,7 +137,9 @@ def _pid(rt: Runtime, job: Job, high_level: dict[str, Any]) -> str | None:
     if high_level.get("pid") and not options.generate_dataset_pid:
         return str(high_level["pid"])
     # Upstream generates a random uuid4 here, which duplicates the dataset on every rerun.
-    derived = str(uuid.uuid5(PID_NAMESPACE, job["key"]))
+    # Derived from what names the file (writer's job id, else its path), not from the queue
+    # key: a touched, rewritten or early-enqueued file keeps its pid (issue 12, item 9).
+    derived = str(uuid.uuid5(PID_NAMESPACE, scicat_identity(job)))
     prefix = options.dataset_pid_prefix.rstrip("/")
     return f"{prefix}/{derived}" if prefix else derived
 
@@ -151,6 +199,7 @@ def build_dataset(rt: Runtime, job: Job, progress: Callable[[int], None] | None 
         extra_files=[Path(message)] if (message := job.get("message_file")) else [],
         progress=progress or rt.progress,
         write_hash_files=not rt.dry_run,
+        expected=_recorded_identity(rt, job),
     )
     origdatablock: dict[str, Any] = {
         "size": sum(int(entry["size"]) for entry in datafiles),
@@ -163,153 +212,6 @@ def build_dataset(rt: Runtime, job: Job, progress: Callable[[int], None] | None 
     if dataset.get("accessGroups"):
         origdatablock["accessGroups"] = dataset["accessGroups"]
     return {**job, "dataset": dataset, "origdatablock": origdatablock}
-
-
-# -- writing ---------------------------------------------------------------------------------
-
-_IDENTITY_FIELDS = ("sourceFolder", "ownerGroup", "type")
-
-
-def _is_ours(existing: dict[str, Any], dataset: dict[str, Any]) -> bool:
-    """Same file's dataset: identity fields and (when present) the job id agree."""
-    if any(existing.get(key) != dataset.get(key) for key in _IDENTITY_FIELDS if key in dataset):
-        return False
-    ours = dataset.get("scientificMetadata", {}).get("job_id", {}).get("value")
-    theirs = (existing.get("scientificMetadata") or {}).get("job_id", {})
-    theirs = theirs.get("value") if isinstance(theirs, dict) else theirs
-    return ours is None or theirs is None or ours == theirs
-
-
-def _readable(rt: Runtime, pid: str) -> dict[str, Any] | None:
-    """GET a dataset; a 403 (privileged-only account) counts as "cannot tell"."""
-    try:
-        return rt.scicat.get_dataset(pid)
-    except ScicatRejected as exc:
-        if exc.status == 403:
-            return None
-        raise
-
-
-def _validate_first(rt: Runtime, job: Job) -> None:
-    endpoints = rt.config.scicat.api_endpoints
-    valid, reason = rt.scicat.is_valid(endpoints.datasets, job["dataset"])
-    if not valid:
-        raise ScicatRejected(f"SciCat isValid rejected the dataset: {reason}", status=400, detail=reason)
-
-
-def _find_by_metadata(rt: Runtime, job: Job) -> dict[str, Any] | None:
-    key = rt.config.ingestion.check_if_dataset_exists_by_metadata_key
-    value = job["dataset"].get("scientificMetadata", {}).get(key, {}).get("value")
-    if not rt.config.ingestion.check_if_dataset_exists_by_metadata or value is None:
-        return None
-    found = rt.scicat.find_datasets({f"scientificMetadata.{key}.value": value})
-    return found[0] if found else None
-
-
-def post_dataset(rt: Runtime, job: Job) -> Job:
-    """Create the dataset unless SciCat already has it; record the pid."""
-    if job.get("pid"):
-        return job
-    dataset = job["dataset"]
-    pid = dataset.get("pid")
-    existing = None
-    # POST-first skips this GET: the POST's 409 tells us the pid exists (scicat/write_order.py).
-    # Only on a first write: a retry after a sent POST is likely to find its dataset.
-    post_first = bool(job.get("first_write")) and rt.dataset_order.post_first()
-    if pid and rt.config.ingestion.check_if_dataset_exists_by_pid and not post_first:
-        existing = _readable(rt, pid)
-    elif not pid:
-        existing = _find_by_metadata(rt, job)
-    if existing is not None:
-        if not _is_ours(existing, dataset):
-            raise IdempotencyConflict(
-                f"SciCat already has dataset {existing.get('pid')} from another source "
-                f"(sourceFolder {existing.get('sourceFolder')!r}); refusing to attach files to it"
-            )
-        rt.dataset_order.note(created=False)
-        return {**job, "pid": str(existing.get("pid", pid)), "dataset_created": False}
-    if rt.config.scicat.validate_before_write:
-        _validate_first(rt, job)
-    try:
-        status, body = rt.scicat.create_dataset(dataset)
-    except ScicatRejected as exc:
-        # An account that may not create with a pid is refused before the duplicate check;
-        # GET-first would have found our dataset, so look before failing.
-        if not (pid and post_first and exc.status == 403):
-            raise
-        existing = _readable(rt, str(pid))
-        if existing is None or not _is_ours(existing, dataset):
-            raise
-        rt.dataset_order.note(created=False)
-        return {**job, "pid": str(pid), "dataset_created": False}
-    if status == 409:
-        try:
-            existing = rt.scicat.get_dataset(str(pid))
-        except ScicatRejected as exc:
-            if exc.status != 403:
-                raise
-            existing = None  # a privileged-only account cannot read: taken as ours, as before
-        else:
-            if existing is None:
-                # 409 says the pid exists, the GET finds none (a stale read): look again
-                # later rather than attach files to a dataset we could not check.
-                raise ScicatUnavailable(f"SciCat answered 409 for pid {pid} but GET finds no such dataset")
-        if existing is not None and not _is_ours(existing, dataset):
-            raise IdempotencyConflict(f"pid {pid} exists in SciCat with other content")
-        rt.dataset_order.note(created=False)
-        return {**job, "pid": str(pid), "dataset_created": False}
-    created_pid = body.get("pid") if isinstance(body, dict) else None
-    if not created_pid:
-        raise PermanentError(f"SciCat created the dataset but returned no pid: {body!r:.200}")
-    rt.dataset_order.note(created=True)
-    return {**job, "pid": created_pid, "dataset_created": True}
-
-
-def _has_our_files(block: dict[str, Any], paths: set[str]) -> bool:
-    return any(entry.get("path") in paths for entry in block.get("dataFileList") or [])
-
-
-def _blocks_unseen(job: Job) -> bool:
-    """No block of ours can exist yet, so listing the dataset's blocks would be a wasted GET.
-
-    True when this chain created the dataset (``dataset_created``) and the executor says no
-    earlier execution of this step may have sent a block (``first_write``, see ``STEPS``).
-    """
-    return bool(job.get("first_write")) and job.get("dataset_created") is True
-
-
-def post_origdatablock(rt: Runtime, job: Job) -> Job:
-    """Attach the file list unless the dataset already holds a block with our file."""
-    if job.get("origdatablock_id"):
-        return job
-    pid = job["pid"]
-    payload = {"datasetId": pid, **job["origdatablock"]}
-    ours = {entry["path"] for entry in payload["dataFileList"][:1]}
-    if _blocks_unseen(job):
-        blocks: list[dict[str, Any]] = []
-    else:
-        try:
-            blocks = rt.scicat.origdatablocks_of(pid)
-        except ScicatRejected as exc:
-            if exc.status != 403:
-                raise
-            blocks = []  # a privileged-only account cannot read; the job record guards instead
-    for block in blocks:
-        if _has_our_files(block, ours):
-            return {
-                **job,
-                "origdatablock_id": block.get("_id") or block.get("id"),
-                "origdatablock_created": False,
-            }
-    if rt.config.scicat.validate_before_write:
-        valid, reason = rt.scicat.is_valid(rt.config.scicat.api_endpoints.origdatablocks, payload)
-        if not valid:
-            raise ScicatRejected(
-                f"SciCat isValid rejected the origdatablock: {reason}", status=400, detail=reason
-            )
-    body = rt.scicat.create_origdatablock(payload)
-    block_id = body.get("_id") or body.get("id") if isinstance(body, dict) else None
-    return {**job, "origdatablock_id": block_id, "origdatablock_created": True}
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Runtime, Job], Job]] = {

@@ -13,19 +13,19 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import redis
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from . import metrics
 from .chain import FAILURE_TASK, SUBMIT_TASK, TASK_NAMES, next_step, step_of_task, step_signature
 from .config import Config
-from .errors import PermanentError
+from .errors import InputFileError, PermanentError
 from .executor import Done, Failed, Retry, StepExecutor, Stopped
 from .job import Job, new_job
 from .job_store import JobStore
 from .logs import get_logger
-from .producer import store_for, submit_job
+from .producer import refusal_reason, store_for, submit_job
+from .redis_conn import REDIS_TRANSIENT_ERRORS
 from .retry import RetryPolicy
 from .runtime import RuntimeCache
 from .worker import app
@@ -61,7 +61,7 @@ def _executor() -> StepExecutor:
     if not hasattr(_thread, "runtime"):
         _thread.runtime = RuntimeCache(config, shared_limit=_store().redis)
     return StepExecutor(
-        _thread.runtime.get(),
+        _thread.runtime.get,
         _store(),
         RetryPolicy.for_worker(config),
         max_redeliveries=config.queue.max_redeliveries,
@@ -79,7 +79,7 @@ def _run(task: Task, step: str, ref: Job) -> Job | None:
     owner = task.request.root_id or task.request.id
     try:
         outcome = _executor().run(step, ref, attempt=task.request.retries, owner=owner)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except REDIS_TRANSIENT_ERRORS as exc:
         # Our job store (Redis) went away mid-step. Failing would ack the message and end
         # the chain with the file half done; putting it back (or, if the broker is down
         # too, leaving it unacked until the visibility timeout) runs the step again later,
@@ -134,7 +134,7 @@ def _patiently(call: Callable[[], T], attempts: int = 30, pause_s: float = 1.0) 
     for _ in range(attempts - 1):
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_TRANSIENT_ERRORS:
             time.sleep(pause_s)
     return call()
 
@@ -157,7 +157,7 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
         "attempts": (request.retries or 0) + 1,
     }
     _patiently(lambda: store.fail_step(key, step, request.root_id or request.id, failure))
-    metrics.count_file("failed", "")
+    metrics.count_failed(record.fields.get("schema_id") if record else None)
     log.error("ingest.failed", file=ref.get("file"), key=key, step=step, error_class=failure["error_class"],
               error=failure["message"])  # fmt: skip
 
@@ -166,5 +166,9 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
 def submit(path: str, job_id: str | None = None, force: bool = False) -> str:
     """Entry point for non-Python producers: enqueue ``path`` as ``enqueue()`` would."""
     config = _config()
+    refused = refusal_reason(path, config)
+    if refused is not None:
+        # Recorded in the failed registry by worker_signals' task_failure hook.
+        raise InputFileError(refused, file=path)
     result = submit_job(new_job(path, config, job_id=job_id), config, force=force, store=_store())
     return result.status

@@ -7,8 +7,10 @@ an app from their own config through :func:`app_for`.
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from .celery_config import celery_settings
 from .config import CONFIG_ENV, Config, load_config
@@ -40,3 +42,21 @@ def app_for(config: Config) -> Celery:
 
 if os.environ.get(CONFIG_ENV):
     configure(app, load_config(os.environ[CONFIG_ENV]))
+
+
+@signals.celeryd_init.connect
+def _full_setup(instance: Any = None, **_: Any) -> None:
+    """A worker started as ``celery -A offline_ingestor.worker worker`` gets the same set-up
+    as ``offline-ingestor worker`` (logs, redaction, metrics, heartbeat, kombu fix), and one
+    without a config refuses to start instead of consuming from a default Redis."""
+    config = app.conf.get("offline_ingestor_config")
+    if config is None:
+        sys.exit(
+            f"offline-ingestor: no config for the worker: set ${CONFIG_ENV} "
+            "(or run `offline-ingestor worker --config FILE`)"
+        )
+    from .worker_signals import json_mode, prepare_worker
+
+    prepare_worker(config)
+    if instance is not None and json_mode(config):
+        instance.quiet = True  # no banner: JSON lines only (worker.starting says the same)

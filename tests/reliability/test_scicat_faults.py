@@ -114,9 +114,11 @@ def test_409_for_our_own_dataset_is_ours(
 ) -> None:
     """POST answered 409 for the pid we stored before a lost answer: taken as ours, one block added."""
     # Given a dataset POST whose answer is lost after SciCat stored it, and a stale read
-    # that does not see it yet, so the retry's POST gets 409
+    # that does not see it yet (by pid, nor by job id: the look-up before the POST, the one
+    # right after the lost answer and the retry's), so the retry's POST gets 409
     standin.inject(Fault(method="POST", path_regex=r"/datasets$", reset_connection=True, after_handling=True))
-    standin.inject(Fault(method="GET", path_regex=r"/datasets/[^/]+$", status=404, times=2))
+    standin.inject(Fault(method="GET", path_regex=r"/datasets/[^/]+$", status=404, times=3))
+    standin.inject(Fault(method="GET", path_regex=r"/datasets$", status=200, body=[], times=None))
     figures(ingest(standin, fast_config(), start_worker, make_files(data_root, 1)))
     assert posts(standin) == [0, 409]
 

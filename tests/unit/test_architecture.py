@@ -20,6 +20,7 @@ GLUE = {
     "offline_ingestor.celery_config",
     "offline_ingestor.worker_signals",
     "offline_ingestor.kombu_patches",
+    "offline_ingestor.worker_stop",
 }
 #: The layers above the domain: they may import the glue.
 ENTRY_POINTS = ("offline_ingestor.cli", "offline_ingestor.background_ingestor", "offline_ingestor.producer")

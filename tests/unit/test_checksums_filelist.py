@@ -294,5 +294,5 @@ def test_missing_data_file_is_an_input_error(tmp_path: Path) -> None:
     """A data file that vanished is an InputFileError naming it."""
     from offline_ingestor.errors import InputFileError
 
-    with pytest.raises(InputFileError, match=r"cannot stat .*gone\.hdf"):
+    with pytest.raises(InputFileError, match=r"file not found: .*gone\.hdf"):
         build_file_list(tmp_path / "gone.hdf", options(), source_folder="")

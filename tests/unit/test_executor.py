@@ -398,3 +398,25 @@ def test_the_first_step_starts_from_its_message_not_an_old_document(ledger: Step
     # Then its result is built from the message alone: no pid of the last run is carried on
     assert isinstance(outcome, Done)
     assert outcome.job.get("job_id") == "writer-7" and "pid" not in outcome.job
+
+
+def test_runtime_is_loaded_after_the_attempt_is_counted(ledger: StepLedger, steps: Steps) -> None:
+    """Loading the schemas happens inside the counted attempt: a crash there meets the cap."""
+    counted: list[int] = []
+
+    def runs() -> int:
+        if isinstance(ledger, MemoryLedger):
+            return ledger.runs.get(("k1", "select-schema"), 0)
+        assert isinstance(ledger, JobStore)
+        return int(ledger.redis.get("oi:runs:k1:select-schema") or 0)
+
+    built = executor(ledger, steps)
+    rt = built.rt
+
+    def load() -> Runtime:
+        counted.append(runs())
+        return rt
+
+    run = StepExecutor(load, ledger, POLICY, max_redeliveries=2, functions=steps.mapping())
+    assert isinstance(run.run("select-schema", REF, attempt=0, owner="chain-a"), Done)
+    assert counted and counted[0] == 1

@@ -444,12 +444,12 @@ def test_new_job_explicit_job_id_beats_message_file(roots: tuple[Path, Path], tm
 
 
 @pytest.mark.parametrize("content", ["not json", "[1, 2]"])
-def test_bad_message_file_is_an_input_error(tmp_path: Path, content: str) -> None:
-    """A message file that is not a JSON object is an InputFileError naming it."""
+def test_bad_message_file_falls_back_to_the_path_key(tmp_path: Path, content: str) -> None:
+    """A message file we cannot use gives no job id (the path key) but is still listed."""
     message = tmp_path / "m.json"
     message.write_text(content)
-    with pytest.raises(InputFileError, match=r"m\.json"):
-        read_message_file(str(message))
+    found = read_message_file(str(message), tmp_path / "run.hdf", parse_config({}))
+    assert found.job_id is None and found.listed_file == str(message.resolve())
 
 
 # -- begin_step / finish_step (the worker's one-round-trip hot path) -------------------------
@@ -479,3 +479,13 @@ def test_finish_step_saves_marks_done_and_resets_runs(store: JobStore) -> None:
     start = store.begin_step("k1", "post-dataset", "chain-a")
     assert start.doc == {**job(), "variables": {}}
     assert store.begin_step("k1", "extract", "chain-a").runs == 1
+
+
+def test_forgive_run_uncounts_one_execution(store: JobStore) -> None:
+    """An execution stopped on purpose (bounded stop) does not count towards the cap."""
+    store.begin_step("k1", "build-dataset", "a")
+    store.begin_step("k1", "build-dataset", "a")
+    store.forgive_run("k1", "build-dataset")
+    assert store.begin_step("k1", "build-dataset", "a").runs == 2
+    store.forgive_run("k2", "build-dataset")  # nothing counted: stays uncounted
+    assert store.begin_step("k2", "build-dataset", "a").runs == 1

@@ -11,12 +11,12 @@ import pytest
 
 from offline_ingestor import nexus
 from offline_ingestor.errors import InputFileError, NexusReadError
-from offline_ingestor.nexus import NexusValue, open_nexus, read_path
+from offline_ingestor.nexus import NexusValue, ReadLimits, open_nexus, read_path
 from offline_ingestor.testing.nexus_factory import write_nexus
 
 
-def read(path: Path, nexus_path: str) -> list[NexusValue]:
-    with open_nexus(path) as handle:
+def read(path: Path, nexus_path: str, limits: ReadLimits | None = None) -> list[NexusValue]:
+    with open_nexus(path, limits) as handle:
         return read_path(handle, nexus_path)
 
 
@@ -192,26 +192,23 @@ def test_dataset_at_the_element_limit_is_read(tmp_path: Path, monkeypatch: pytes
 def test_string_longer_than_limit_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | bytes
 ) -> None:
-    """A string above MAX_STRING_BYTES is refused (variable and fixed length)."""
-    monkeypatch.setattr(nexus, "MAX_STRING_BYTES", 10)
+    """A string above the per-value byte budget is refused (variable and fixed length)."""
     path = write_nexus(tmp_path / "f.nxs", {"/entry/x": value})
-    with pytest.raises(NexusReadError, match="/entry/x: string of 11 bytes exceeds 10"):
-        read(path, "/entry/x")
+    with pytest.raises(NexusReadError, match="/entry/x: value of 11 bytes exceeds the limit of 10"):
+        read(path, "/entry/x", ReadLimits(max_value_bytes=10))
 
 
 def test_string_limit_counts_bytes_not_characters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Six two-byte characters are 12 bytes, over a 10-byte limit."""
-    monkeypatch.setattr(nexus, "MAX_STRING_BYTES", 10)
     path = write_nexus(tmp_path / "f.nxs", {"/entry/x": "øøøøøø"})
-    with pytest.raises(NexusReadError, match="string of 12 bytes"):
-        read(path, "/entry/x")
+    with pytest.raises(NexusReadError, match="value of 12 bytes"):
+        read(path, "/entry/x", ReadLimits(max_value_bytes=10))
 
 
 def test_string_at_the_limit_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A string of exactly MAX_STRING_BYTES bytes is accepted."""
-    monkeypatch.setattr(nexus, "MAX_STRING_BYTES", 10)
+    """A string of exactly the per-value budget is accepted."""
     path = write_nexus(tmp_path / "f.nxs", {"/entry/x": "x" * 10})
-    assert read(path, "/entry/x")[0].value == "x" * 10
+    assert read(path, "/entry/x", ReadLimits(max_value_bytes=10))[0].value == "x" * 10
 
 
 # -- opening files ---------------------------------------------------------------------------

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import click
 
+from .audit import audit
 from .common import main_entry
 from .health import health
 from .ingest import demo, ingest_now
 from .queue import enqueue, failed, requeue, status, worker
 from .schemas import schemas
+from .spool import spool
 
 __all__ = ["cli", "main"]
 
@@ -22,8 +24,9 @@ def cli() -> None:
     """Ingest NeXus files into SciCat, exactly once, from a Celery worker fed through Redis."""
 
 
-for command in (ingest_now, demo, enqueue, worker, status, failed, requeue, schemas, health):
+for command in (ingest_now, demo, enqueue, worker, status, failed, requeue, schemas, health, spool):
     cli.add_command(command)
+cli.add_command(audit)
 
 
 def main() -> None:

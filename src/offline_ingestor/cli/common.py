@@ -40,9 +40,10 @@ def echo_json(data: Any) -> None:
 def load(config_path: str | None, *, dry_run: bool = False) -> Any:
     """Load the config and set up logging from it; ``dry_run`` turns ``ingestion.dry_run`` on."""
     from ..config import load_config
-    from ..logs import configure_logging
+    from ..logs import configure_logging, register_config_secrets
 
     config = load_config(config_path)
+    register_config_secrets(config)
     configure_logging(config.logging.format, config.logging.logging_level)
     return config.as_dry_run() if dry_run else config
 

@@ -14,7 +14,7 @@ __all__ = ["health"]
 
 @click.command("health")
 @config_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts and jq) instead of text.")
 @click.option("--no-redis", is_flag=True, help="Skip the Redis check (ingest-now hosts).")
 @click.option("--liveness", is_flag=True, help="Only check the worker's heartbeat file is fresh.")
 @click.option("--max-age", default=60.0, show_default=True, help="Heartbeat age limit in seconds.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,17 @@ from .common import config_option, echo_json, load
 __all__ = ["demo", "ingest_now", "run_ingest_now"]
 
 
-def _progress_bar(path: Path) -> Any:
-    """A hashing progress bar on a terminal; a no-op context otherwise."""
+@contextlib.contextmanager
+def _progress_bar(path: Path) -> Iterator[Any]:
+    """A hashing progress bar on a terminal (log lines print above it); else ``None``."""
     if not sys.stderr.isatty() or not path.is_file():
-        return contextlib.nullcontext(None)
-    return click.progressbar(length=path.stat().st_size, label=f"hashing {path.name}", file=sys.stderr)
+        yield None
+        return
+    from ..logs import progress_bar
+
+    bar = click.progressbar(length=path.stat().st_size, label=f"hashing {path.name}", file=sys.stderr)
+    with bar, progress_bar(bar):
+        yield bar
 
 
 def run_ingest_now(
@@ -30,6 +37,7 @@ def run_ingest_now(
     from ..runtime import Runtime
 
     rt = Runtime.from_config(config)
+    rt.command = True
     for problem in rt.schema_problems():
         click.echo(f"warning: schema not loaded: {problem}", err=True)
     job = new_job(file, config, job_id=job_id, message_file=message_file)

@@ -31,7 +31,44 @@ def _guard_redis(call: Any) -> Any:
     try:
         return call()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if isinstance(exc, redis.AuthenticationError):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"Redis refused our login ({exc}): check queue.broker_url's password") from None
         raise QueueUnavailable(f"cannot reach Redis: {exc}") from None
+
+
+JSON_HELP = "Print JSON (for scripts and jq) instead of text."
+
+
+def _read_paths(files: tuple[str, ...]) -> list[str]:
+    """FILE arguments, else one path per stdin line (a hint first when stdin is a terminal)."""
+    if files:
+        return list(files)
+    if sys.stdin.isatty():
+        click.echo("reading paths from stdin, one per line (Ctrl-D to end; see --help)", err=True)
+    # Bytes, decoded as the OS does (surrogate escapes): a non-UTF-8 name is then refused by
+    # new_job in one line instead of a UnicodeDecodeError traceback here.
+    return [os.fsdecode(line.strip()) for line in sys.stdin.buffer if line.strip()]
+
+
+def _enqueue_one(path: str, config: Any, producer: Any, job_id: str | None, force: bool) -> dict[str, str]:
+    """Queue one path; a refusal is a result (``refused``, with why), not an exception, so
+    that every line of a pipe is tried and reported."""
+    from ..errors import IngestError, is_transient
+    from ..job import new_job, printable_path
+    from ..producer import refusal_reason
+
+    reason = refusal_reason(path, config)
+    if reason is not None:
+        return {"status": "refused", "key": "", "file": printable_path(path), "reason": reason}
+    try:
+        result = producer.submit(new_job(path, config, job_id=job_id), force=force)
+    except IngestError as exc:
+        if is_transient(exc):  # Redis is gone: the next lines would fail the same way
+            raise
+        return {"status": "refused", "key": "", "file": printable_path(path), "reason": str(exc)}
+    return {"status": result.status, "key": result.key, "file": result.file, "reason": ""}
 
 
 @click.command("enqueue")
@@ -39,45 +76,73 @@ def _guard_redis(call: Any) -> Any:
 @config_option
 @click.option("--job-id", default=None, help="The file writer's job id (one FILE only).")
 @click.option("--force", is_flag=True, help="Queue again even if queued, running or done.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def enqueue(
     files: tuple[str, ...], config_path: str | None, job_id: str | None, force: bool, as_json: bool
 ) -> None:
-    """Queue FILE... for ingestion (paths are also read from stdin, one per line)."""
-    from ..job import new_job
-    from ..producer import submit_job
+    """Queue FILE... for ingestion (paths are also read from stdin, one per line).
 
+    Every path is reported: queued, already <state>, spooled (Redis cannot take it now and
+    queue.spool_dir is set), or refused with the reason (missing, outside the data roots); the
+    exit status is 1 if any was refused, 75 if Redis is down and there is no spool.
+    """
     config = load(config_path)
-    paths = list(files) or [line.strip() for line in sys.stdin if line.strip()]
+    paths = _read_paths(files)
     if job_id and len(paths) != 1:
         raise click.UsageError("--job-id needs exactly one FILE")
-    store = _store(config)
-    results = [
-        submit_job(new_job(path, config, job_id=job_id), config, force=force, store=store) for path in paths
-    ]
+    from ..producer import producer_for
+
+    producer = producer_for(config)  # spools when Redis cannot take a file (queue.spool_dir)
+    results = []
+    for path in paths:
+        result = _enqueue_one(path, config, producer, job_id, force)
+        results.append(result)
+        if not as_json:
+            why = f"  ({result['reason']})" if result["reason"] else ""
+            click.echo(f"{result['status']:<16} {result['key'] or '-'}  {result['file']}{why}")
     if as_json:
-        echo_json([result.__dict__ for result in results])
-    else:
-        for result in results:
-            click.echo(f"{result.status:<16} {result.key}  {result.file}")
+        echo_json(results)
+    sys.exit(1 if any(result["status"] == "refused" for result in results) else 0)
+
+
+def _concurrency_hint(ctx: click.Context, _: click.Parameter, value: str | None) -> str | None:
+    """``-c`` is Celery's concurrency for ``worker``; a path there is a mistake worth a hint."""
+    if value is not None and not value.isdigit():
+        raise click.BadParameter(
+            f"{value!r} is not a number. For `worker`, -c is Celery's --concurrency; "
+            "give the config file with --config FILE (or $OFFLINE_INGESTOR_CONFIG)."
+        )
+    return value
 
 
 @click.command("worker", context_settings={"ignore_unknown_options": True})
-@config_option
-@click.option("--concurrency", type=int, default=None, help="Processes (default: queue.concurrency).")
-@click.option("--loglevel", default="INFO")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="OFFLINE_INGESTOR_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (ESS ingestor YAML format). Default: $OFFLINE_INGESTOR_CONFIG.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    callback=_concurrency_hint,
+    default=None,
+    help="Pool processes, as in `celery worker -c` (default: queue.concurrency).",
+)
+@click.option("--loglevel", "-l", default="INFO", help="Celery's log level.")
 @click.option("--io", "io", is_flag=True, help="Serve queue.io_queue_name with a thread pool.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(
-    config_path: str | None, concurrency: int | None, loglevel: str, io: bool, celery_args: tuple[str, ...]
+    config_path: str | None, concurrency: str | None, loglevel: str, io: bool, celery_args: tuple[str, ...]
 ) -> None:
-    """Run the Celery worker with our settings (extra arguments go to Celery)."""
-    config = load(config_path)
-    os.environ["OFFLINE_INGESTOR_CONFIG"] = config.source_path
-    from ..metrics import prepare_multiprocess_dir
+    """Run the Celery worker with our settings (extra arguments go to `celery worker`)."""
+    from ..config import load_config
 
-    prepare_multiprocess_dir()
-    from .. import worker_signals  # noqa: F401  (liveness, metrics, log context)
+    config = load_config(config_path)
+    from ..worker_signals import json_mode, prepare_worker
+
+    prepare_worker(config)  # logs, redaction, metrics folder: before Celery and its pool start
     from ..worker import app_for
 
     app = app_for(config)
@@ -86,6 +151,8 @@ def worker(
     queue = config.queue.io_queue_name if io else config.queue.queue_name
     processes = concurrency or (config.queue.io_concurrency if io else config.queue.concurrency)
     argv = [
+        # JSON logs: no banner (a worker.starting event says the same in one JSON line).
+        *(["--quiet"] if json_mode(config) else []),
         "worker",
         "-Q",
         queue,
@@ -104,24 +171,50 @@ def worker(
     sys.exit(code if isinstance(code, int) else 0)
 
 
+#: Record fields shown under the names used in logs and docs (Redis keeps the old names).
+_RENAMED = {"job_id": "writer_job_id", "pid": "dataset_pid"}
+_INTEGERS = ("attempts",)
+
+
+def public_fields(fields: dict[str, str]) -> dict[str, Any]:
+    """A job record for people and scripts: unambiguous names, numbers as numbers."""
+    shown: dict[str, Any] = {}
+    for name, value in fields.items():
+        shown[_RENAMED.get(name, name)] = int(value) if name in _INTEGERS and value.isdigit() else value
+    return shown
+
+
 @click.command("status")
 @click.argument("target", required=False)
 @config_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def status(target: str | None, config_path: str | None, as_json: bool) -> None:
     """Show one file's or key's record, or counts per state when no TARGET is given."""
     config = load(config_path)
     store = _store(config)
     if not target:
-        counts = _guard_redis(store.counts)
-        failed_count = len(_guard_redis(store.failures))
-        data = {"states": counts, "failed_registry": failed_count}
+        from ..errors import QueueUnavailable
+        from .spool import spool_counts
+
+        spooled = spool_counts(config)
+        try:
+            counts = _guard_redis(store.counts)
+            failed_count = len(_guard_redis(store.failures))
+        except QueueUnavailable:
+            if spooled is not None:  # what is safe on local disk meanwhile
+                click.echo(f"spooled    {spooled['waiting']}  ({spooled['dir']})", err=True)
+            raise
+        data: dict[str, Any] = {"states": counts, "failed_registry": failed_count}
+        if spooled is not None:
+            data["spool"] = spooled
         if as_json:
             echo_json(data)
         else:
             for state, count in sorted(counts.items()):
                 click.echo(f"{state:<10} {count}")
             click.echo(f"{'failed registry':<10} {failed_count}")
+            if spooled is not None:
+                click.echo(f"{'spooled':<10} {spooled['waiting']}  ({spooled['dir']})")
         return
     key = target
     if os.path.exists(target) or "/" in target:
@@ -130,16 +223,17 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
     if record is None:
         click.echo(f"no record for {target}", err=True)
         sys.exit(1)
+    fields = public_fields(record.fields)
     if as_json:
-        echo_json({"key": record.key, **record.fields})
+        echo_json({"key": record.key, **fields})
         return
-    for name, value in sorted(record.fields.items()):
+    for name, value in sorted(fields.items()):
         click.echo(f"{name:<24} {value}")
 
 
 @click.command("failed")
 @config_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def failed(config_path: str | None, as_json: bool) -> None:
     """List files in the failed registry with step, error and attempts."""
     config = load(config_path)

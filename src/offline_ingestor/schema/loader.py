@@ -67,16 +67,34 @@ def _check_references(schema: Schema, path: Path, text: str) -> None:
             raise SchemaError(f"{path}:{line or 1}: schema.{key}.value: <{ref}> is not a variable")
 
 
+def _refuse_aliases(text: str, loader: Any) -> None:
+    """Refuse YAML anchors/aliases before building anything.
+
+    An alias is expanded by reference, so a "billion laughs" file of a few hundred bytes
+    becomes a graph whose walk (reference checking, validation) never ends. Schema files
+    have no need for them (upstream's and ours use none).
+    """
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1 if event.start_mark is not None else 1
+            raise SchemaError(
+                f"{{path}}:{line}: YAML aliases (*{event.anchor}) are not allowed in schema files"
+            )
+
+
 def _parse_yaml(text: str) -> Any:
     """Parse with libyaml's safe loader, falling back to the pure-Python one on errors.
 
     libyaml is about 5x faster (~30 ms of every CLI start and worker Runtime with the shipped
     schemas, bench/RESULTS.md); a broken file is parsed again in Python so that its message
-    and line number stay exactly the ones users and tests know.
+    and line number stay exactly the ones users and tests know. Aliases are refused first.
     """
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        _refuse_aliases(text, loader)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError:
+        _refuse_aliases(text, yaml.SafeLoader)
         return yaml.safe_load(text)
 
 
@@ -88,6 +106,8 @@ def load_schema_file(path: Path) -> Schema:
         raise SchemaError(f"{path}: cannot read: {exc}") from None
     try:
         data = _parse_yaml(text)
+    except SchemaError as exc:
+        raise SchemaError(exc.message.replace("{path}", str(path))) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -110,7 +130,7 @@ def load_schema_file(path: Path) -> Schema:
 def _salvage(path: Path, message: str) -> BrokenSchema:
     """Keep order and selector of a broken file when they are readable."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _parse_yaml(path.read_text(encoding="utf-8"))  # aliases refused here too
         check_selector(data["selector"])
         return BrokenSchema(str(path), message, int(data.get("order", 0)), data["selector"])
     except Exception:

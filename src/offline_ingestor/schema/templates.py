@@ -6,7 +6,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Resolved", "UnresolvedVariable", "references", "render"]
+__all__ = ["MAX_RENDERED_CHARS", "Resolved", "TemplateTooLarge", "UnresolvedVariable", "references", "render"]
+
+#: A rendered string longer than this is refused: templates that feed each other can grow
+#: exponentially (16x per level ends in a MemoryError), and SciCat's body limit is 16 MB.
+MAX_RENDERED_CHARS = 1_000_000
 
 _REFERENCE = re.compile(r"<([A-Za-z_][A-Za-z0-9_.\-]*)>")
 
@@ -17,6 +21,10 @@ class Resolved:
 
     value: Any
     unit: str = ""
+
+
+class TemplateTooLarge(ValueError):
+    """A template rendered to more than :data:`MAX_RENDERED_CHARS` characters."""
 
 
 class UnresolvedVariable(KeyError):
@@ -48,7 +56,10 @@ def _render_string(template: str, registry: dict[str, Resolved]) -> Resolved:
         except KeyError:
             raise UnresolvedVariable(match.group(1)) from None
 
-    return Resolved(_REFERENCE.sub(substitute, template))
+    rendered = _REFERENCE.sub(substitute, template)
+    if len(rendered) > MAX_RENDERED_CHARS:
+        raise TemplateTooLarge(f"template output of {len(rendered)} characters exceeds {MAX_RENDERED_CHARS}")
+    return Resolved(rendered)
 
 
 def render(template: Any, registry: dict[str, Resolved]) -> Resolved:

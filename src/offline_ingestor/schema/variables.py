@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import IngestError, ScicatRejected, TransientError, VariableError
+from ..errors import IngestError, ScicatAuthError, ScicatRejected, TransientError, VariableError
 from ..nexus import read_path
 from .models import NexusVariable, Schema, ScicatVariable, ValueVariable
 from .operators import apply_operator
@@ -123,8 +123,8 @@ def extract_variables(
             raise VariableError(
                 f"schema {schema.id}: variable {name} uses <{exc.args[0]}>, which is not defined before it"
             ) from None
-        except TransientError:
-            raise
+        except (TransientError, ScicatAuthError):
+            raise  # SciCat down or our credentials: not this variable's fault
         except IngestError as exc:
             exc.message = f"schema {schema.id}: variable {name} ({_describe(variable)}): {exc.message}"
             exc.args = (exc.message,)

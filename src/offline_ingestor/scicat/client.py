@@ -19,9 +19,10 @@ from urllib.parse import quote
 
 import requests
 
+from .. import metrics
 from ..config import Scicat as ScicatSettings
-from ..errors import ScicatRejected, ScicatUnavailable
-from .errors import error_for_response, server_message
+from ..errors import ScicatAuthError, ScicatUnavailable
+from .errors import TRANSIENT_STATUSES, error_for_response, server_message
 
 __all__ = ["ScicatClient"]
 
@@ -65,6 +66,10 @@ class ScicatClient:
         self._login_lock = threading.Lock()
         #: Called just before a request that creates something is sent (see executor.py).
         self.before_write: Callable[[], None] | None = None
+        #: Whether SciCat takes our token as anonymous (None = not asked since the last login).
+        self._anonymous: bool | None = None
+        #: What the account may read, probed once (see ``scicat.rights``); steps cache it here.
+        self.rights: Any = None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -96,14 +101,22 @@ class ScicatClient:
             )
             body = _json(response)
             token = body.get("access_token") or body.get("id") if isinstance(body, dict) else None
+            if response.status_code in TRANSIENT_STATUSES:
+                raise ScicatUnavailable(
+                    f"SciCat login as {settings.username!r}: answered {response.status_code}",
+                    status=response.status_code,
+                )
             if response.status_code >= 400 or not token:
                 detail = server_message(body) if response.status_code >= 400 else "no token in the answer"
-                raise ScicatRejected(
-                    f"SciCat login as {settings.username!r} failed ({response.status_code}: {detail})",
+                raise ScicatAuthError(
+                    f"SciCat login as {settings.username!r} failed ({response.status_code}: {detail}) "
+                    f"at {_path(response.url or '')}; check scicat.username and the password "
+                    "(OFFLINE_INGESTOR_SCICAT_PASSWORD or scicat.password_file)",
                     status=response.status_code,
                     detail=detail,
                 )
             self._token = str(token)
+            self._anonymous = None
 
     def _send(
         self, method: str, url: str, *, json: Any = None, params: Any = None, authenticated: bool = True
@@ -119,8 +132,10 @@ class ScicatClient:
                 timeout=self.settings.timeout,
             )
         except requests.Timeout:
+            metrics.count_scicat_error("timeout")
             raise ScicatUnavailable(f"SciCat {method} {_path(url)} timed out") from None
         except requests.ConnectionError as exc:
+            metrics.count_scicat_error("connection")
             reason = type(exc.__context__ or exc).__name__
             raise ScicatUnavailable(f"SciCat {method} {_path(url)}: connection failed ({reason})") from None
 
@@ -143,17 +158,46 @@ class ScicatClient:
             self.login()
         url = self.url(path, base=base)
         response = self._send(method, url, json=json, params=params)
-        if response.status_code == 401 and self.settings.username:
+        # A bad or foreign token is anonymous to SciCat: 403, never 401 (CONTRACT §0).
+        if self._expired(response.status_code) and self.settings.username:
             self.login()
             response = self._send(method, url, json=json, params=params)
         status = response.status_code
         body = _json(response)
         if status < 300 or status in ok_statuses:
+            _check_readable(method, url, response, body)
             return status, body
         error = error_for_response(method, _path(url), status, body)
+        metrics.count_scicat_error(_error_kind(status))
         if isinstance(error, ScicatUnavailable):
             error.retry_after = _retry_after(response)
+        if self._expired(status):
+            raise ScicatAuthError(
+                f"{error.message} - SciCat does not accept our credentials: it treats the "
+                f"request as anonymous ({self._credential_source()}); a token from another or "
+                "restarted SciCat, an expired or mistyped token, or a failed login",
+                status=status,
+                detail=getattr(error, "detail", ""),
+            )
         raise error
+
+    def _expired(self, status: int) -> bool:
+        return status == 401 or (status == 403 and self._rejects_token())
+
+    def _credential_source(self) -> str:
+        if self.settings.username:
+            return f"logged in as {self.settings.username!r}"
+        return "scicat.token / OFFLINE_INGESTOR_SCICAT_TOKEN" if self._token else "no credentials configured"
+
+    def _rejects_token(self) -> bool:
+        """Whether SciCat takes our requests as anonymous (whoami answers an empty body)."""
+        if self._anonymous is None:
+            try:
+                response = self._send("GET", self.url("auth/whoami", base=self.settings.v3_base))
+            except ScicatUnavailable:
+                return False
+            self._anonymous = response.status_code == 200 and not isinstance(_json(response), dict)
+        return self._anonymous
 
     # -- the calls an ingestor makes ------------------------------------------------------
 
@@ -187,6 +231,9 @@ class ScicatClient:
             self.settings.api_endpoints.datasets,
             params={"filter": _json_module.dumps({"where": where})},
         )
+        if body is not None and not isinstance(body, list):
+            # "not found" must come from SciCat saying so, not from an answer we cannot read
+            raise ScicatUnavailable(f"SciCat dataset search answered {type(body).__name__}, not a list")
         return list(body or [])
 
     def _announce_write(self) -> None:
@@ -202,6 +249,10 @@ class ScicatClient:
         """The origdatablocks attached to a dataset (read through the v3 route)."""
         path = f"datasets/{self.quote_pid(pid)}/origdatablocks"
         _, body = self.request("GET", path, base=self.settings.v3_base)
+        if body is not None and not isinstance(body, list):
+            raise ScicatUnavailable(
+                f"SciCat's origdatablock list of {pid} is {type(body).__name__}, not a list"
+            )
         return list(body or [])
 
     def create_origdatablock(self, payload: dict[str, Any]) -> Any:
@@ -209,12 +260,24 @@ class ScicatClient:
         self._announce_write()
         return self.request("POST", self.settings.api_endpoints.origdatablocks, json=payload)[1]
 
-    def is_valid(self, endpoint: str, payload: dict[str, Any]) -> tuple[bool, str]:
-        """Ask SciCat's ``isValid`` route; (valid, reason)."""
-        _, body = self.request("POST", f"{endpoint}/isValid", json=payload)
+    def is_valid(
+        self, endpoint: str, payload: dict[str, Any], *, base: str | None = None
+    ) -> tuple[bool, str]:
+        """Ask SciCat's ``isValid`` route; (valid, reason). v4 gives no reason (``""``)."""
+        _, body = self.request("POST", f"{endpoint}/isValid", json=payload, base=base)
         body = body if isinstance(body, dict) else {}
         reason = body.get("error") or body.get("reason") or body.get("errors") or ""
         return bool(body.get("valid")), reason if isinstance(reason, str) else _short(reason)
+
+    def whoami(self) -> dict[str, Any] | None:
+        """The account as SciCat sees it (``currentGroups``), None when we are anonymous."""
+        _, body = self.request("GET", "auth/whoami", base=self.settings.v3_base)
+        return body if isinstance(body, dict) else None
+
+    def patch_dataset(self, pid: str, fields: dict[str, Any]) -> Any:
+        """PATCH some fields of a dataset (used to repair ``size``/``numberOfFiles``)."""
+        path = f"{self.settings.api_endpoints.datasets}/{self.quote_pid(pid)}"
+        return self.request("PATCH", path, json=fields)[1]
 
     def health(self) -> Any:
         """GET the health endpoint (no auth needed)."""
@@ -239,13 +302,34 @@ def _freeze_environment(session: requests.Session, settings: ScicatSettings) -> 
     session.trust_env = False
 
 
+class _Unreadable(str):
+    """A body that was not JSON, kept as text for messages."""
+
+
 def _json(response: requests.Response) -> Any:
     if not response.content:
         return None
     try:
         return response.json()
     except ValueError:
-        return response.text[:500]
+        return _Unreadable(response.text[:500])
+
+
+def _check_readable(method: str, url: str, response: requests.Response, body: Any) -> None:
+    """A 2xx whose body is not JSON (a maintenance page, a proxy's HTML) is transient.
+
+    SciCat only answers JSON; anything else came from something in front of it. For a create
+    the write may or may not have happened: the step's retry looks the dataset up first.
+    """
+    if not isinstance(body, _Unreadable):
+        return
+    ctype = response.headers.get("Content-Type", "")
+    kind = "HTML" if body.lstrip()[:1] == "<" or "html" in ctype.lower() else "non-JSON"
+    raise ScicatUnavailable(
+        f"SciCat {method} {_path(url)} answered {response.status_code} with an unreadable "
+        f"{kind} body (a proxy or maintenance page?): {body[:80]!r}",
+        status=response.status_code,
+    )
 
 
 def _path(url: str) -> str:
@@ -267,3 +351,10 @@ def _short(value: Any) -> str:
 
     text = json.dumps(value)
     return text if len(text) < 500 else text[:497] + "..."
+
+
+def _error_kind(status: int) -> str:
+    """The ``kind`` label of a failed request in the metrics."""
+    if status == 429:
+        return "rate_limited"
+    return "server" if status >= 500 else "client"

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["RedisServer", "WorkerProcess", "free_port", "wait_for"]
+__all__ = ["RedisServer", "SentinelServer", "WorkerProcess", "free_port", "wait_for"]
 
 
 def free_port() -> int:
@@ -38,18 +38,33 @@ class RedisServer:
     """A redis-server on a free loopback port with AOF, which its owner may kill and restart.
 
     ``appendfsync`` is ``always`` for tests (a restart loses nothing) and may be
-    ``everysec`` (the production setting) for benchmarks.
+    ``everysec`` (the production setting) for benchmarks. ``appendonly=False`` runs it
+    without any persistence; ``password`` sets ``requirepass`` (and ``masterauth``, so a
+    replica of a server with the same password can sync); ``extra_args`` go to redis-server
+    (e.g. ``["--replicaof", "127.0.0.1", "6379"]``).
     """
 
-    def __init__(self, directory: Path, *, appendfsync: str = "always") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        appendfsync: str = "always",
+        appendonly: bool = True,
+        password: str = "",
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.directory = directory
         self.appendfsync = appendfsync
+        self.appendonly = appendonly
+        self.password = password
+        self.extra_args = list(extra_args or [])
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         """Start (or restart on the same port and data folder) and wait for PONG."""
@@ -57,6 +72,7 @@ class RedisServer:
         if binary is None:
             raise FileNotFoundError("redis-server is not installed (scripts/setup installs it)")
         self.directory.mkdir(parents=True, exist_ok=True)
+        auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
         self.process = subprocess.Popen(
             [
                 binary,
@@ -67,7 +83,7 @@ class RedisServer:
                 "--dir",
                 str(self.directory),
                 "--appendonly",
-                "yes",
+                "yes" if self.appendonly else "no",
                 "--appendfsync",
                 self.appendfsync,
                 "--save",
@@ -76,6 +92,8 @@ class RedisServer:
                 "noeviction",
                 "--loglevel",
                 "warning",
+                *auth,
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -84,12 +102,7 @@ class RedisServer:
         return self
 
     def _pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+        return _ping(self.port, self.password)
 
     def stop(self, kill: bool = False) -> None:
         """Terminate (or SIGKILL) the server and wait for it."""
@@ -100,6 +113,95 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def _ping(port: int, password: str = "") -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            if password:
+                sock.sendall(f"AUTH {password}\r\n".encode())
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class SentinelServer:
+    """``redis-server --sentinel`` on a free loopback port, monitoring one master.
+
+    Short timings so that a test sees a failover within seconds: the master is "down" after
+    ``down_after_ms`` without an answer, and a quorum of sentinels then promotes a replica.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        master_port: int,
+        *,
+        master_name: str = "oi-master",
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+        auth_pass: str = "",
+    ) -> None:
+        self.directory = directory
+        self.master_port = master_port
+        self.master_name = master_name
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.auth_pass = auth_pass
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> SentinelServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server is not installed (scripts/setup installs it)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = self.master_name
+        lines = [
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            f"dir {self.directory}",
+            f"sentinel monitor {name} 127.0.0.1 {self.master_port} {self.quorum}",
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
+            f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {name} 1",
+            *([f"sentinel auth-pass {name} {self.auth_pass}"] if self.auth_pass else []),
+        ]
+        # The sentinel rewrites its config file (it records what it learns): one per process.
+        conf = self.directory / "sentinel.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        self.process = subprocess.Popen(
+            [binary, str(conf), "--sentinel", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: _ping(self.port), 10, f"redis sentinel on port {self.port}")
+        return self
+
+    def master_port_now(self) -> int | None:
+        """The port this sentinel currently names as the master's."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(f"SENTINEL get-master-addr-by-name {self.master_name}\r\n".encode())
+                reply = sock.recv(256).decode(errors="replace").split("\r\n")
+        except OSError:
+            return None
+        # *2 $9 127.0.0.1 $4 6380
+        return int(reply[4]) if len(reply) > 4 and reply[4].isdigit() else None
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is not None and self.process.poll() is None:
+            (self.process.kill if kill else self.process.terminate)()
+            self.process.wait(10)
 
 
 class WorkerProcess:
@@ -127,7 +229,7 @@ class WorkerProcess:
     def worker_args(self) -> list[str]:
         return [
             "worker",
-            "-c",
+            "--config",
             str(self.config),
             "--concurrency",
             str(self.concurrency),

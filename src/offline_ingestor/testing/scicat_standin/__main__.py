@@ -26,12 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print-url", action="store_true", help="print the base URL on stdout")
     parser.add_argument("--admin-groups", type=_csv, default=["admin", "ingestor"])
     parser.add_argument("--create-dataset-groups", type=_csv, default=["group1"])
-    parser.add_argument("--privileged-groups", type=_csv, default=[])
-    parser.add_argument("--with-pid-groups", type=_csv, default=[])
+    parser.add_argument("--privileged-groups", type=_csv, default=["privgroup"])
+    parser.add_argument("--with-pid-groups", type=_csv, default=["owngroup"])
     parser.add_argument("--delete-groups", type=_csv, default=["admin"])
     parser.add_argument("--pid-prefix", default="20.500.12269")
     parser.add_argument("--pid-regex", default=None)
     parser.add_argument("--token-ttl-s", type=float, default=3600.0)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added before each answer")
+    parser.add_argument("--jitter-ms", type=float, default=0.0, help="latency varies by ± this")
     args = parser.parse_args(argv)
     standin = ScicatStandin(
         admin_groups=args.admin_groups,
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         pid_regex=args.pid_regex,
         token_ttl_s=args.token_ttl_s,
         port=args.port,
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
     )
     done = threading.Event()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +22,15 @@ JsonDict = dict[str, Any]
 Reply = tuple[int, Any]  # (status, JSON-able body); body None = empty body, as Nest sends null
 _Check = Callable[[st.Principal | None, JsonDict], bool]
 
+#: The functional accounts of the recordings (observed-accounts/README.md): with the default
+#: groups, ``ingestor`` is admin, ``privingest`` privileged-only, ``owningest`` may create with
+#: a pid in its own group, ``user1`` may create in its own group without a pid.
 DEFAULT_ACCOUNTS = (
     st.Account("admin", "adminpw", roles=["admin"], global_access=True),
     st.Account("ingestor", "ingestorpw", roles=["ingestor"], global_access=True),
     st.Account("user1", "user1pw", roles=["group1"]),
+    st.Account("owningest", "owningestpw", roles=["owngroup"]),
+    st.Account("privingest", "privingestpw", roles=["privgroup"]),
 )
 
 
@@ -127,6 +133,10 @@ class Api:
         self, store: st.Store, policy: st.Policy, pid_prefix: str | None, pid_regex: str | None
     ) -> None:
         self.store, self.policy = store, policy
+        #: Not the backend: a SciCat deployment or proxy that stores client pids prefixed.
+        self.rewrite_pid_prefix = ""
+        #: Per request thread; ``crash_before_totals``: store the block, skip the dataset totals.
+        self.request_local = threading.local()
         self.pid_prefix = (pid_prefix or "undefined").rstrip("/") or "undefined"
         self.pid_regex = re.compile(pid_regex) if pid_regex else None
         P = "{}"  # a placeholder for one percent-decoded path segment
@@ -145,6 +155,7 @@ class Api:
             ("POST", "3", ("datasets", P, "origdatablocks"), h.create_scoped_odb),
             ("POST", "3", ("datasets", P, "origdatablocks", "isvalid"), h.scoped_odb_is_valid),
             ("POST", "34", ("origdatablocks",), h.create_odb),
+            ("GET", "3", ("origdatablocks",), h.list_origdatablocks),
             ("POST", "34", ("origdatablocks", "isvalid"), h.odb_is_valid),
             ("GET", "3", ("auth", "whoami"), h.whoami),
             ("GET", "3", ("users", "my", "self"), h.my_self),
@@ -153,6 +164,21 @@ class Api:
             ("GET", "3", ("instruments",), h.list_instruments),
             ("GET", "3", ("samples",), h.list_samples),
         ]
+
+    def route_of(self, method: str, path: str) -> str:
+        """The kind of a request: method and route template, e.g. ``GET /api/v3/datasets/{}``."""
+        segs = [s for s in path.partition("?")[0].split("/")[1:] if s]
+        low = [s.lower() for s in segs]
+        if len(low) >= 2 and low[0] == "api" and low[1] in ("v3", "v4"):
+            version, rest = low[1][1], low[2:]
+            if method == "POST" and version == "3" and rest in (["auth", "login"], ["users", "login"]):
+                return f"POST /api/v3/{'/'.join(rest)}"
+            for r_method, versions, pattern, _ in self.routes:
+                if r_method != method or version not in versions or len(pattern) != len(rest):
+                    continue
+                if all(p == "{}" or p == s for p, s in zip(pattern, rest, strict=True)):
+                    return f"{method} /api/v{version}/{'/'.join(pattern)}"
+        return f"{method} (no route)"
 
     def dispatch(self, method: str, url: str, auth: str | None, raw: bytes, ctype: str) -> Reply:
         """Route one request; body parsing comes first as Express's json middleware does."""
@@ -269,6 +295,8 @@ class Api:
 
     def _insert(self, body: JsonDict, version: str, user: str) -> Reply:
         pid = body.get("pid")
+        if pid and self.rewrite_pid_prefix:
+            pid = f"{self.rewrite_pid_prefix}{pid}"  # a deployment (or proxy) that prefixes pids
         if pid is None:
             pid = f"{self.pid_prefix}/{uuid.uuid4()}"
         required = {k: body.get(k) for k in ("owner", "datasetName")}
@@ -282,7 +310,7 @@ class Api:
                 return _err(409, f"A dataset with pid {pid} already exists!")
             doc = st.build_dataset(body, version, user, pid, self.store.started)
             self.store.datasets[pid] = doc
-            out = st.v3_output(doc) if version == "3" else st.v4_output(doc)
+            out = st.v3_output(doc, created=True) if version == "3" else st.v4_output(doc)
         return 201, out
 
     def dataset_is_valid(self, c: Call) -> Reply:
@@ -329,7 +357,8 @@ class Api:
         """``checkPermissionsForDatasetExtended``: 404 if absent, else 403 unless allowed."""
         doc = self.store.datasets.get(c.params[0])
         if doc is None:
-            return _err(404, f"dataset: {c.params[0]} not found")
+            # v4 prints the looked-up document, which is null (observed "dataset: null not found")
+            return _err(404, f"dataset: {c.params[0] if c.version == '3' else 'null'} not found")
         return doc if may(c.principal, doc) else UNAUTHORIZED_ACCESS
 
     def get_dataset(self, c: Call) -> Reply:
@@ -383,6 +412,9 @@ class Api:
     def _attach(self, body: JsonDict, dataset: JsonDict, user: str) -> Reply:
         odb = st.build_origdatablock(body, dataset, user)
         self.store.origdatablocks.append(odb)
+        if getattr(self.request_local, "crash_before_totals", False):
+            # The backend updates the totals in a second write; a crash in between skips it.
+            return 201, copy.deepcopy(odb)
         # updateDatasetSizeAndFiles: $inc, so duplicates count twice (observed)
         dataset["size"] = dataset.get("size", 0) + body["size"]
         dataset["numberOfFiles"] = dataset.get("numberOfFiles", 0) + len(body["dataFileList"])
@@ -452,23 +484,32 @@ class Api:
 
     # -- proposals / instruments (seeded by tests) --------------------------------------------
     def get_proposal(self, c: Call) -> Reply:
-        if c.principal is None:
-            return FORBIDDEN_RESOURCE
+        """404 first (even anonymous), then 403 ``Unauthorized to this proposal`` (observed)."""
         with self.store.lock:
             doc = self.store.proposals.get(c.params[0])
             if doc is None:
                 return _err(404, f"Proposal: {c.params[0]} not found")
             owner = doc.get("ownerGroup")
-            readable = owner is None or self.policy.can_read(c.principal, doc)
-            return (200, copy.deepcopy(doc)) if readable else UNAUTHORIZED_ACCESS
+            readable = c.principal is not None and (owner is None or self.policy.can_read(c.principal, doc))
+            return (200, copy.deepcopy(doc)) if readable else _err(403, "Unauthorized to this proposal")
 
     def list_instruments(self, c: Call) -> Reply:
         return self._filtered(c, self.store.instruments)
 
     def list_samples(self, c: Call) -> Reply:
-        if c.principal is None:
-            return FORBIDDEN_RESOURCE
-        return self._filtered(c, self.store.samples)
+        """Anyone may list; anonymous callers see published samples only (observed ``[]``)."""
+        with self.store.lock:
+            visible = [
+                doc for doc in self.store.samples if c.principal is not None or doc.get("isPublished") is True
+            ]
+        return self._filtered(c, visible)
+
+    def list_origdatablocks(self, c: Call) -> Reply:
+        """``GET /api/v3/origdatablocks``: the blocks of datasets the caller may read."""
+        with self.store.lock:
+            readable = {pid for pid, d in self.store.datasets.items() if self.policy.can_read(c.principal, d)}
+            blocks = [o for o in self.store.origdatablocks if o.get("datasetId") in readable]
+        return self._filtered(c, blocks)
 
     def _filtered(self, c: Call, collection: list[JsonDict]) -> Reply:
         """``GET <collection>?filter={"where": ...}`` over a seeded list."""

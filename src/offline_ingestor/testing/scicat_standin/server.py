@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import re
 import socket
 import struct
@@ -16,6 +17,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -41,6 +43,10 @@ class Fault:
     reset_connection: bool = False  # close the socket with RST instead of answering
     after_handling: bool = False  # run the real request first, then delay and/or fail the reply
     headers: dict[str, str] = field(default_factory=dict)  # extra reply headers, e.g. Retry-After
+    # SciCat dies between its two writes of an origdatablock POST: the block is stored, the
+    # dataset's size/numberOfFiles are not updated, and the client's connection is reset.
+    crash_before_totals: bool = False
+    raw_body: bytes | None = None  # send these bytes as the (2xx or error) body, e.g. an HTML page
 
 
 @dataclass
@@ -69,6 +75,7 @@ class _Server(ThreadingHTTPServer):
     api: Api
     faults: _Faults
     log: Callable[[str, str, int], None]
+    latency: Callable[[], float]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -100,9 +107,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         raw = self._body()
         path = self.path.partition("?")[0]
+        delay = self.server.latency()
+        if delay > 0:
+            time.sleep(delay)  # a real SciCat takes 19-61 ms a request
         fault = self.server.faults.take(self.command, path)
         if fault is not None and fault.delay_s and not fault.after_handling:
             time.sleep(fault.delay_s)
+        if fault is not None and fault.crash_before_totals:
+            fault = Fault(reset_connection=True, after_handling=True)
+            self.server.api.request_local.crash_before_totals = True
         failing = fault is not None and (fault.reset_connection or fault.status is not None)
         if fault is not None and failing and not fault.after_handling:
             self._fail(fault, path)
@@ -120,10 +133,22 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = 500, "Internal server error"
         if fault is not None and fault.after_handling and fault.delay_s:
             time.sleep(fault.delay_s)  # stored, but the answer is late (a client may die meanwhile)
+        self.server.api.request_local.crash_before_totals = False
         if fault is not None and failing:
             self._fail(fault, path)
             return
+        if fault is not None and fault.raw_body is not None:
+            self._send_raw(status, fault.raw_body, path)
+            return
         self._send(status, body, path)
+
+    def _send_raw(self, status: int, data: bytes, path: str) -> None:
+        self.server.log(self.command, path, status)
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _fail(self, fault: Fault, path: str) -> None:
         if fault.reset_connection:
@@ -133,6 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         status = fault.status or 500
+        if fault.raw_body is not None:
+            self._send_raw(status, fault.raw_body, path)
+            return
         body = (
             fault.body
             if fault.body is not None
@@ -162,14 +190,18 @@ class ScicatStandin:
         *,
         admin_groups: Sequence[str] = ("admin", "ingestor"),
         create_dataset_groups: Sequence[str] = ("group1",),
-        privileged_groups: Sequence[str] = (),
-        with_pid_groups: Sequence[str] = (),
+        privileged_groups: Sequence[str] = ("privgroup",),
+        with_pid_groups: Sequence[str] = ("owngroup",),
         delete_groups: Sequence[str] = ("admin",),
         lifecycle_groups: Sequence[str] = (),
         pid_prefix: str | None = "20.500.12269",
         pid_regex: str | None = None,
         token_ttl_s: float = 3600.0,
         port: int = 0,
+        latency_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        seed: int | None = None,
+        rewrite_pid_prefix: str = "",
     ) -> None:
         accs = list(accounts if accounts is not None else copy.deepcopy(DEFAULT_ACCOUNTS))
         self._store = st.Store({a.username: a for a in accs}, token_ttl_s=token_ttl_s)
@@ -182,9 +214,13 @@ class ScicatStandin:
             lifecycle_groups,
         )
         self._api = Api(self._store, st.Policy(groups), pid_prefix, pid_regex)
+        self._api.rewrite_pid_prefix = rewrite_pid_prefix  # misbehaving deployments (tests only)
         self._faults = _Faults()
-        self._log: list[tuple[str, str, int]] = []
+        self._log: list[tuple[float, str, str, int]] = []
+        self._kinds: Counter[str] = Counter()
         self._log_lock = threading.Lock()
+        self.latency_ms, self.jitter_ms = latency_ms, jitter_ms
+        self._random = random.Random(seed)
         self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -196,6 +232,7 @@ class ScicatStandin:
             return self
         server = _Server(("127.0.0.1", self._port), _Handler)
         server.api, server.faults, server.log = self._api, self._faults, self._record
+        server.latency = self.latency_s
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -237,6 +274,18 @@ class ScicatStandin:
     def login_token(self, username: str) -> str:
         """A valid token for ``username`` without going through HTTP."""
         return self._store.issue_token(username)
+
+    def expired_token(self, username: str) -> str:
+        """A token for ``username`` that SciCat already answers with 401 SESSION_EXPIRED."""
+        token = self._store.issue_token(username)
+        with self._store.lock:
+            self._store._tokens[token] = (username, 0.0)
+        return token
+
+    def forget_tokens(self) -> None:
+        """Every token issued so far becomes anonymous (a SciCat restarted with a new JWT secret)."""
+        with self._store.lock:
+            self._store._tokens.clear()
 
     def expire_tokens(self) -> None:
         """Every token issued so far answers 401 SESSION_EXPIRED from now on."""
@@ -293,13 +342,37 @@ class ScicatStandin:
         with self._faults.lock:
             self._faults.items.clear()
 
-    def _record(self, method: str, path: str, status: int) -> None:
+    def latency_s(self) -> float:
+        """Seconds to wait before answering: ``latency_ms`` ± uniform ``jitter_ms``, never < 0."""
+        if not self.latency_ms and not self.jitter_ms:
+            return 0.0
         with self._log_lock:
-            self._log.append((method, path, status))
+            jitter = self._random.uniform(-self.jitter_ms, self.jitter_ms)
+        return max(0.0, self.latency_ms + jitter) / 1000
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        kind = self._api.route_of(method, path)
+        with self._log_lock:
+            self._log.append((time.time(), method, path, status))
+            self._kinds[kind] += 1
+
+    def request_counts(self) -> dict[str, int]:
+        """Answered requests per kind, e.g. ``{"POST /api/v3/datasets": 10, ...}``.
+
+        A kind is the method and the route template (``{}`` for a pid segment, lower case),
+        so v3 and v4 count apart; resets (status 0) count too. ``reset()`` clears them.
+        """
+        with self._log_lock:
+            return dict(self._kinds)
 
     @property
     def requests(self) -> list[tuple[str, str, int]]:
         """(method, path without query, status) per answered request; status 0 = reset."""
+        with self._log_lock:
+            return [(method, path, status) for _, method, path, status in self._log]
+
+    def timed_requests(self) -> list[tuple[float, str, str, int]]:
+        """:attr:`requests` with the time each was answered (epoch seconds), for rates."""
         with self._log_lock:
             return list(self._log)
 
@@ -310,4 +383,5 @@ class ScicatStandin:
             self._store.origdatablocks.clear()
         with self._log_lock:
             self._log.clear()
+            self._kinds.clear()
         self.clear_faults()

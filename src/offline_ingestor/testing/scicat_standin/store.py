@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .si import to_si
+
 __all__ = [
     "Account",
     "Groups",
@@ -221,15 +223,20 @@ def _metadata(value: Any) -> JsonDict:
 
 
 def _physical(v: Any) -> Any:
-    """FormatPhysicalQuantitiesInterceptor: ``{value, unit}`` gains ``valueSI/unitSI``."""
-    if isinstance(v, dict) and "value" in v and "unit" in v and "valueSI" not in v:
-        return {**v, "valueSI": v["value"], "unitSI": v["unit"]}  # no unit conversion here
+    """FormatPhysicalQuantitiesInterceptor: ``{value, unit}`` with a unit gains ``valueSI/unitSI``."""
+    if isinstance(v, dict) and "value" in v and isinstance(v.get("unit"), str) and v["unit"]:
+        value_si, unit_si = to_si(v["value"], v["unit"])
+        return {**v, "valueSI": value_si, "unitSI": unit_si}
     return v
 
 
 def build_dataset(body: JsonDict, version: str, user: str, pid: str, started: datetime) -> JsonDict:
     """The document ``datasetsService.create`` stores for a validated v3/v4 body."""
     src = dict(body)
+    if version == "3" and src.get("type") == "raw":
+        # The v3 -> v4 conversion wraps these unconditionally: absent -> [null] (observed).
+        src.setdefault("sampleId", None)
+        src.setdefault("instrumentId", None)
     for old, new in _V3_TO_V4.items():
         if old in src:
             src[new] = [src.pop(old)]
@@ -281,11 +288,15 @@ def build_dataset(body: JsonDict, version: str, user: str, pid: str, started: da
     return doc
 
 
-def v3_output(doc: JsonDict, *, history: bool = False) -> JsonDict:
-    """``OutputDatasetObsoleteDto``: the stored doc plus the v3 scalars (+ ``history`` on GET)."""
+def v3_output(doc: JsonDict, *, history: bool = False, created: bool = False) -> JsonDict:
+    """``OutputDatasetObsoleteDto``: the stored doc plus the v3 scalars (+ ``history`` on GET).
+
+    A ``[null]`` array gives no scalar in the create answer (the in-memory document holds
+    ``undefined``) but ``null`` once read back from the database (observed).
+    """
     out = copy.deepcopy(doc)
     for scalar, array in (*_V3_TO_V4.items(), ("principalInvestigator", "principalInvestigators")):
-        if out.get(array):
+        if out.get(array) and (not created or out[array][0] is not None):
             if scalar == "principalInvestigator" and out.get("type") == "derived":
                 scalar = "investigator"
             out[scalar] = out[array][0]

@@ -338,8 +338,11 @@ def _message(check: Check, prop: str, value: Any) -> str:
     return "each value in " + text if check.each else text
 
 
-def _error(prop: str, target: Any | None) -> JsonDict:
+def _error(prop: str, target: Any | None, value: Any = MISSING) -> JsonDict:
+    """A ValidationError; isValid (``target`` given) also shows the ``value`` (observed)."""
     err: JsonDict = {} if target is None else {"target": target}
+    if target is not None and value is not MISSING:
+        err["value"] = value
     err.update({"property": prop, "children": [], "constraints": {}})
     return err
 
@@ -359,7 +362,7 @@ def _validate_props(dto: tuple[Prop, ...], obj: JsonDict, with_target: bool) -> 
     known = {p.name for p in dto}
     for key in obj:
         if key not in known:
-            err: JsonDict = {} if target is None else {"target": target}
+            err: JsonDict = {} if target is None else {"target": target, "value": obj[key]}
             err.update(
                 {
                     "property": key,
@@ -375,7 +378,7 @@ def _validate_props(dto: tuple[Prop, ...], obj: JsonDict, with_target: bool) -> 
         value = obj.get(prop.name, MISSING)
         if prop.optional and value in (None, MISSING):
             continue
-        err = _error(prop.name, target)
+        err = _error(prop.name, target, value)
         for check in prop.checks:
             ok = (
                 all(check.ok(v) for v in value) if check.each and isinstance(value, list) else check.ok(value)
@@ -392,7 +395,7 @@ def _validate_nested(prop: Prop, value: Any, err: JsonDict, with_target: bool) -
     assert prop.nested is not None
     if isinstance(value, list):
         for index, item in enumerate(value):
-            child = _error(str(index), value if with_target else None)
+            child = _error(str(index), value if with_target else None, item)
             if isinstance(item, dict):
                 child["children"] = _validate_props(prop.nested, item, with_target)
             else:

@@ -1,0 +1,78 @@
+"""``--enqueue-missing`` and ``--repair``: the writes an audit may make, never a deletion.
+
+* missing / failed files are enqueued through the producer: the idempotency key makes a
+  file already queued, running or done a no-op, so a second audit never doubles work;
+* ``totals-mismatch``: the dataset's ``size``/``numberOfFiles`` are PATCHed to the sums over
+  its origdatablocks (what SciCat's ``$inc`` would have left had it not crashed);
+* ``no-files``: the file goes through the normal chain again (queue, or in-process when
+  the queue is off); ``post-dataset`` finds the dataset and ``post-origdatablock`` attaches
+  the block.
+"""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..errors import IngestError
+from ..job import new_job
+from ..logs import get_logger
+from ..scicat import ScicatClient
+from ..scicat.totals import check_totals, repair_totals
+from .classify import FileResult
+
+__all__ = ["enqueue_missing", "repair"]
+
+log = get_logger("offline_ingestor.audit")
+
+
+def enqueue_missing(config: Config, results: list[FileResult]) -> list[str]:
+    """Enqueue ``missing`` and ``failed`` files; one line per file saying what happened."""
+    from ..producer import store_for, submit_job
+
+    store = store_for(config)
+    done = []
+    for result in results:
+        if result.cls not in ("missing", "failed"):
+            continue
+        try:
+            outcome = submit_job(new_job(result.file, config), config, store=store)
+            done.append(f"enqueue {result.file}: {outcome.status}")
+            log.info("audit.enqueued", file=result.file, key=outcome.key, status=outcome.status)
+        except IngestError as exc:
+            done.append(f"enqueue {result.file}: error: {exc.message}")
+    return done
+
+
+def repair(config: Config, results: list[FileResult], client: ScicatClient | None = None) -> list[str]:
+    """Fix ``totals-mismatch`` in place and send ``no-files`` files through the chain."""
+    client = client or ScicatClient(config.scicat)
+    done = []
+    for result in results:
+        try:
+            if result.cls == "totals-mismatch" and result.pid:
+                done.append(_patch_totals(client, result.pid))
+            elif result.cls == "no-files":
+                done.append(_attach_block(config, result))
+        except IngestError as exc:
+            done.append(f"repair {result.file}: error: {exc.message}")
+    return done
+
+
+def _patch_totals(client: ScicatClient, pid: str) -> str:
+    fixed = repair_totals(client, check_totals(client, pid))
+    log.info("audit.repaired_totals", dataset_pid=pid, size=fixed.size, number_of_files=fixed.number_of_files)
+    return f"patch {pid}: size={fixed.size} numberOfFiles={fixed.number_of_files}"
+
+
+def _attach_block(config: Config, result: FileResult) -> str:
+    job = new_job(result.file, config)
+    if config.queue.enabled:
+        from ..producer import submit_job
+
+        # force: SciCat shows the chain did not finish, whatever an old record says.
+        outcome = submit_job(job, config, force=True)
+        return f"requeue {result.file} (no-files): {outcome.status}"
+    from ..pipeline import ingest
+    from ..runtime import Runtime
+
+    final = ingest(Runtime.from_config(config), job)
+    return f"ingest {result.file} (no-files): block {final.get('origdatablock_id')} on {final.get('pid')}"

@@ -1,0 +1,134 @@
+"""What the SciCat account may read back, and whether exactly-once can hold for a dataset.
+
+The exactly-once checks (``steps.post_dataset``/``post_origdatablock``) read SciCat before
+writing: GET the dataset, list its origdatablocks. They work only for datasets the account
+may *read*. SciCat's read rule (CONTRACT.md §6.2): the dataset is published, or its
+``ownerGroup``/``accessGroups``/``sharedWith`` names one of the account's groups, or the
+account is in ``ADMIN_GROUPS`` (or ``UPDATE_DATASET_LIFECYCLE_GROUPS``). An account only in
+``CREATE_DATASET_PRIVILEGED_GROUPS`` may create datasets for any group but not read them back:
+for those datasets a rerun cannot tell whether it already wrote, so we refuse before writing.
+
+The account's groups come from ``auth/whoami``. Whether it reads every dataset cannot be asked
+directly; it is *proven* when SciCat shows it a dataset of a group it is not in (one probe
+at start-up; any such read later also proves it) and *disproven* by a 403 on a read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CannotVerify
+
+if TYPE_CHECKING:
+    from .client import ScicatClient
+
+__all__ = ["AccountRights", "account_rights", "refuse_unreadable"]
+
+#: What an operator can change so that the account may read back what it writes.
+FIX = (
+    "put the account's group in SciCat's ADMIN_GROUPS (what every reference deployment does), "
+    "or have the schema put one of the account's groups in accessGroups"
+)
+
+
+@dataclass
+class AccountRights:
+    """The account's groups and whether it may read datasets of other groups."""
+
+    username: str | None
+    groups: tuple[str, ...]
+    #: True: proven (saw a foreign dataset); False: SciCat answered 403 to a read; None: unknown.
+    reads_all: bool | None = None
+
+    def readable(self, dataset: dict[str, Any]) -> bool | None:
+        """Whether SciCat will let this account read ``dataset`` back (None = cannot tell yet)."""
+        if dataset.get("isPublished") is True:
+            return True
+        names = {
+            dataset.get("ownerGroup"),
+            *_list(dataset.get("accessGroups")),
+            *_list(dataset.get("sharedWith")),
+        }
+        if names & set(self.groups):
+            return True
+        return self.reads_all
+
+    def foreign(self, dataset: dict[str, Any]) -> bool:
+        """The dataset names none of the account's groups (reading it proves "reads all")."""
+        names = {
+            dataset.get("ownerGroup"),
+            *_list(dataset.get("accessGroups")),
+            *_list(dataset.get("sharedWith")),
+        }
+        return not (names & set(self.groups)) and dataset.get("isPublished") is not True
+
+    def describe(self) -> str:
+        """One line for ``health`` and error messages."""
+        who = self.username or "anonymous"
+        reads = {True: "reads every dataset", False: "reads only its groups' datasets (403 seen)"}.get(
+            self.reads_all,  # type: ignore[arg-type]
+            "reading other groups' datasets not proven yet",
+        )
+        return f"account {who} (groups {', '.join(self.groups) or 'none'}): {reads}"
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value] if value else []
+
+
+def _names(dataset: dict[str, Any]) -> set[Any]:
+    """The groups a dataset is readable by (besides admins)."""
+    return {dataset.get("ownerGroup"), *_list(dataset.get("accessGroups")), *_list(dataset.get("sharedWith"))}
+
+
+def account_rights(client: ScicatClient, *, probe: bool = True) -> AccountRights:
+    """The client's account rights, asked once per client (whoami + one list probe)."""
+    cached = client.rights
+    if isinstance(cached, AccountRights):
+        return cached
+    me = client.whoami()
+    if me is None:
+        rights = AccountRights(None, ())
+    else:
+        rights = AccountRights(str(me.get("username") or ""), tuple(me.get("currentGroups") or ()))
+        if probe:
+            rights.reads_all = _sees_foreign(client, rights) or None
+    client.rights = rights
+    return rights
+
+
+def _sees_foreign(client: ScicatClient, rights: AccountRights) -> bool:
+    """Whether SciCat lists a dataset of a group the account is not in (proves read-any)."""
+    groups = list(rights.groups)
+    where = {
+        "ownerGroup": {"$nin": groups},
+        "accessGroups": {"$nin": groups},
+        "sharedWith": {"$nin": groups},
+        "isPublished": False,
+    }
+    try:
+        _, body = client.request(
+            "GET",
+            client.settings.api_endpoints.datasets,
+            params={
+                "filter": json.dumps(
+                    {"where": where, "fields": ["pid", "ownerGroup"], "limits": {"limit": 1}}
+                )
+            },
+        )
+    except Exception:  # a probe: any failure leaves "unknown", never blocks start-up
+        return False
+    return isinstance(body, list) and any(isinstance(d, dict) and rights.foreign(d) for d in body)
+
+
+def refuse_unreadable(rights: AccountRights, dataset: dict[str, Any], pid: str | None) -> None:
+    """Raise before any write when SciCat will not let the account read this dataset back."""
+    if rights.readable(dataset) is False:
+        raise CannotVerify(
+            f"nothing was written: not creating dataset {pid or '(pid from SciCat)'} for ownerGroup "
+            f"{dataset.get('ownerGroup')!r}: {rights.describe()}, so a rerun could not see what "
+            f"was already written (no exactly-once). To ingest it, {FIX}; then requeue",
+            hint=f"nothing was written; {FIX}, then requeue",
+        )

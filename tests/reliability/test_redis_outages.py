@@ -1,0 +1,349 @@
+"""Redis outages with real processes: files enqueued while Redis is down (spool), a Sentinel
+failover after the primary is SIGKILLed mid-run, Redis at maxmemory under a running worker.
+
+Each case records files / lost / duplicated for RELIABILITY.md's "Redis outages" table.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from helpers import BIN, wait_for
+from offline_ingestor.config import load_config
+from offline_ingestor.redis_conn import redis_client
+from offline_ingestor.spool import Spool
+from offline_ingestor.testing import Fault
+from offline_ingestor.testing.processes import RedisServer, SentinelServer
+from reliability.runs import enqueue_all, make_files, tally
+
+pytestmark = [pytest.mark.redis, pytest.mark.worker]
+
+
+def client_of(config: Path) -> redis.Redis:
+    """The Redis a config points at (plain URL or through its sentinels)."""
+    return redis_client(load_config(config).queue, socket_timeout=2, connect_timeout=1)
+
+
+def settled(config: Path, files: int) -> bool:
+    """Every job done or failed, nothing queued, nothing unacked, nothing spooled."""
+    try:
+        client = client_of(config)
+        states = [client.hget(name, "state") for name in client.scan_iter("oi:job:*", count=1000)]
+        if len(states) < files or any(state not in ("done", "failed") for state in states):
+            return False
+        queued = sum(client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list")
+        spool = Spool.for_config(load_config(config))
+        return queued == 0 and client.hlen("unacked") == 0 and (spool is None or spool.count() == 0)
+    except redis.RedisError:
+        return False
+
+
+def snapshot(config: Path) -> str:
+    """States, queue lengths, unacked and spool, for a failure message."""
+    try:
+        client = client_of(config)
+        states: dict[str, int] = {}
+        for name in client.scan_iter("oi:job:*", count=1000):
+            state = str(client.hget(name, "state"))
+            steps = ",".join(sorted(f for f in client.hkeys(name) if f.startswith("step:")))
+            label = state if state in ("done",) else f"{state}[{steps}]"
+            states[label] = states.get(label, 0) + 1
+        queues = {
+            name: client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list"
+        }
+        spool = Spool.for_config(load_config(config))
+        unacked = client.hlen("unacked")
+        return f"states={states} queues={queues} unacked={unacked} spool={spool and spool.count()}"
+    except redis.RedisError as exc:
+        return f"Redis: {exc}"
+
+
+def drop_in(config: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    """The online ingestor's call: ``scicat_background_ingestor -c CONFIG --nexus-file FILE``."""
+    return subprocess.run(
+        [str(BIN / "scicat_background_ingestor"), "-c", str(config), "--nexus-file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "count", [pytest.param(20, id="20-files"), pytest.param(200, id="200-files", marks=pytest.mark.slow)]
+)
+def test_redis_down_while_the_drop_in_enqueues(
+    count: int,
+    redis_server: RedisServer,
+    standin: Any,
+    fast_config: Any,
+    start_worker: Any,
+    data_root: Path,
+    tmp_path: Path,
+    figures: Any,
+) -> None:
+    """Redis down while files finish: every drop-in exits 0 "spooled"; Redis back: all ingested once."""
+    # Given the drop-in configured for the queue with a spool, and Redis down
+    config = fast_config(queue={"spool_dir": str(tmp_path / "spool"), "spool_flush_interval_s": 1})
+    files = make_files(data_root, count)
+    redis_server.stop()
+    # When the online ingestor spawns the drop-in for each file
+    results = [drop_in(config, path) for path in files]
+    # Then none fails (the online ingestor never retries) and each says it spooled the file
+    assert [result.returncode for result in results] == [0] * count, results[0]
+    assert all(result.stdout.startswith("spooled: ") for result in results), results[0].stdout
+    assert Spool(tmp_path / "spool").count() == count
+    # When Redis is back and a worker runs (its flusher sends the spool; no producer call needed)
+    redis_server.start()
+    start_worker(config)
+    wait_for(lambda: settled(config, count), timeout=120 + count, what="every spooled file to be ingested")
+    # Then every file is in SciCat exactly once
+    result = tally(standin, files)
+    figures(result, outage="Redis down at enqueue (drop-in, spool)")
+    assert (result.lost, result.duplicated) == (0, 0)
+
+
+def _replication_up(replica: RedisServer) -> bool:
+    try:
+        info = redis.Redis.from_url(replica.url).info("replication")
+    except redis.RedisError:
+        return False
+    return info.get("master_link_status") == "up"
+
+
+def _sentinels_ready(sentinels: list[SentinelServer], name: str) -> bool:
+    for sentinel in sentinels:
+        try:
+            state = redis.Redis(port=sentinel.port, decode_responses=True).sentinel_master(name)
+        except redis.RedisError:
+            return False
+        if (
+            int(state.get("num-other-sentinels", 0)) < len(sentinels) - 1
+            or int(state.get("num-slaves", 0)) < 1
+        ):
+            return False
+    return True
+
+
+@pytest.fixture
+def sentinel_set(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The test's Redis as primary, one replica, three sentinels (quorum 2) on loopback ports."""
+    replica = RedisServer(
+        tmp_path / "replica", extra_args=["--replicaof", "127.0.0.1", str(redis_server.port)]
+    )
+    replica.start()
+    sentinels = [
+        SentinelServer(
+            tmp_path / f"sentinel-{index}", redis_server.port, down_after_ms=1000, failover_timeout_ms=4000
+        )
+        for index in range(3)
+    ]
+    try:
+        wait_for(lambda: _replication_up(replica), 20, "the replica to sync")
+        for sentinel in sentinels:
+            sentinel.start()
+        wait_for(lambda: _sentinels_ready(sentinels, "oi-master"), 30, "the sentinels to find each other")
+        yield {"primary": redis_server, "replica": replica, "sentinels": sentinels}
+    finally:
+        for sentinel in sentinels:
+            sentinel.stop(kill=True)
+        replica.stop(kill=True)
+
+
+@pytest.mark.parametrize(
+    "count", [pytest.param(60, id="60-files"), pytest.param(1000, id="1000-files", marks=pytest.mark.slow)]
+)
+def test_primary_killed_sentinel_promotes_the_replica(
+    count: int,
+    sentinel_set: dict[str, Any],
+    standin: Any,
+    fast_config: Any,
+    start_worker: Any,
+    data_root: Path,
+    tmp_path: Path,
+    figures: Any,
+) -> None:
+    """SIGKILL of the Redis primary mid-run: replica promoted, worker and producers go on, each file once."""
+    primary: RedisServer = sentinel_set["primary"]
+    replica: RedisServer = sentinel_set["replica"]
+    sentinels: list[SentinelServer] = sentinel_set["sentinels"]
+    # Given a worker and producers that reach Redis through the sentinels
+    config = fast_config(
+        queue={
+            "broker_url": ";".join(f"sentinel://{sentinel.address}" for sentinel in sentinels),
+            "sentinel": {"master_name": "oi-master"},
+            "spool_dir": str(tmp_path / "spool"),
+            "spool_flush_interval_s": 1,
+        }
+    )
+    health = subprocess.run(
+        [str(BIN / "offline-ingestor"), "health", "--json", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"},
+    )
+    redis_check = next(check for check in yaml.safe_load(health.stdout) if check["name"] == "redis")
+    assert redis_check["ok"] and "persistence AOF" in redis_check["detail"], redis_check
+    files = make_files(data_root, count)
+    paths = list(files)
+    first, second = paths[: count // 2], paths[count // 2 :]
+    standin.inject(Fault(status=None, delay_s=0.02, times=None))  # a run that lasts a while
+    worker = start_worker(config)
+    enqueue_all(config, first)
+    wait_for(lambda: len(standin.origdatablocks) >= count // 6, timeout=60 + count, what="a sixth of the run")
+    # When the primary's host dies mid-run
+    primary.stop(kill=True)
+    killed_at = time.monotonic()
+    # ... and producers keep enqueueing during the failover
+    enqueue_all(config, second)
+    # Then a sentinel promotes the replica
+    wait_for(
+        lambda: all(sentinel.master_port_now() == replica.port for sentinel in sentinels),
+        timeout=60,
+        what="the sentinels to promote the replica",
+    )
+    promoted_s = time.monotonic() - killed_at
+
+    # And the worker (still the same process) finishes every file exactly once
+    def settled_while_alive() -> bool:
+        code = worker.process.poll()
+        assert code is None, f"the worker exited (status {code}) after the failover; see its log"
+        return settled(config, count)
+
+    try:
+        wait_for(settled_while_alive, timeout=120 + count, what="the run to settle after the failover")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {snapshot(config)}") from None
+    result = tally(standin, files)
+    figures(result, outage="primary SIGKILLed, Sentinel failover", failover_s=round(promoted_s, 1))
+    assert (result.lost, result.duplicated) == (0, 0)
+    assert not client_of(config).hlen("oi:failed")
+
+
+def test_worker_waits_while_redis_is_full(
+    redis_server: RedisServer,
+    standin: Any,
+    fast_config: Any,
+    start_worker: Any,
+    data_root: Path,
+    tmp_path: Path,
+    figures: Any,
+) -> None:
+    """Redis at maxmemory (noeviction) under a running worker: it waits, then finishes every file once."""
+    count = 40
+    config = fast_config(queue={"spool_dir": str(tmp_path / "spool"), "spool_flush_interval_s": 1})
+    files = make_files(data_root, count)
+    standin.inject(Fault(status=None, delay_s=0.02, times=None))
+    worker = start_worker(config)
+    enqueue_all(config, files)
+    wait_for(lambda: len(standin.origdatablocks) >= count // 5, timeout=120, what="a fifth of the run")
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.config_set("maxmemory", 1)  # every write is refused with OOM from now on
+    time.sleep(5)  # the worker meets the full Redis for a while
+    assert worker.process.poll() is None, "the worker exited when Redis was full; see its log"
+    admin.config_set("maxmemory", 0)
+
+    def settled_while_alive() -> bool:
+        code = worker.process.poll()
+        assert code is None, f"the worker exited (status {code}) at maxmemory; see its log"
+        return settled(config, count)
+
+    wait_for(settled_while_alive, timeout=240, what="the run to settle after Redis had room again")
+    result = tally(standin, files)
+    figures(result, outage="Redis at maxmemory (noeviction) mid-run")
+    assert (result.lost, result.duplicated) == (0, 0)
+    failed = client_of(config).hgetall("oi:failed")
+    assert not failed, failed
+
+
+def test_restart_without_persistence_loses_queued_files_and_health_says_so(
+    standin: Any,
+    fast_config: Any,
+    start_worker: Any,
+    data_root: Path,
+    tmp_path: Path,
+    figures: Any,
+) -> None:
+    """A Redis with no AOF and no RDB, SIGKILLed mid-run, comes back empty: the queued files are
+    gone (measured), `health` fails on such a Redis beforehand, and enqueueing the same files
+    again ingests the lost ones without duplicating the others (SciCat-side checks)."""
+    count = 40
+    volatile = RedisServer(tmp_path / "volatile", appendonly=False).start()
+    try:
+        config = fast_config(queue={"broker_url": volatile.url})
+        health = subprocess.run(
+            [str(BIN / "offline-ingestor"), "health", "--json", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"},
+        )
+        redis_check = next(check for check in yaml.safe_load(health.stdout) if check["name"] == "redis")
+        assert health.returncode == 1 and "no persistence" in redis_check["detail"]
+        files = make_files(data_root, count)
+        standin.inject(Fault(status=None, delay_s=0.02, times=None))
+        worker = start_worker(config)
+        enqueue_all(config, files)
+        wait_for(lambda: len(standin.origdatablocks) >= count // 5, timeout=120, what="a fifth of the run")
+        volatile.stop(kill=True)
+        volatile.start()  # empty: the queue and every job record are gone
+        time.sleep(8)  # the worker reconnects; nothing is left to do
+
+        def quiet() -> bool:
+            assert worker.process.poll() is None
+            client = client_of(config)
+            return not any(client.llen(n) for n in client.scan_iter("ingest*") if client.type(n) == "list")
+
+        wait_for(quiet, timeout=60, what="the queue to be empty")
+        lost_on_restart = tally(standin, files).lost
+        # Re-enqueueing every file recovers the lost ones and duplicates nothing
+        enqueue_all(config, files)
+        wait_for(lambda: settled(config, count), timeout=180, what="the re-enqueued run to settle")
+        result = tally(standin, files)
+        figures(result, outage="restart without AOF/RDB (kill -9)", lost_before_reenqueue=lost_on_restart)
+        assert (result.lost, result.duplicated) == (0, 0)
+    finally:
+        volatile.stop(kill=True)
+
+
+def test_worker_and_producers_with_an_acl_user_never_log_the_password(
+    redis_server: RedisServer,
+    standin: Any,
+    fast_config: Any,
+    start_worker: Any,
+    data_root: Path,
+    tmp_path: Path,
+    figures: Any,
+) -> None:
+    """Redis with requirepass and an ACL user in the URL: files ingested; the password in no output."""
+    password = "Acl-pw-7d1e"
+    redis.Redis.from_url(redis_server.url).execute_command(
+        "ACL", "SETUSER", "ingestor", "on", f">{password}", "~*", "&*", "+@all"
+    )
+    redis.Redis.from_url(redis_server.url).execute_command("ACL", "SETUSER", "default", "off")
+    url = f"redis://ingestor:{password}@127.0.0.1:{redis_server.port}/0"
+    config = fast_config(queue={"broker_url": url, "spool_dir": str(tmp_path / "spool")})
+    files = make_files(data_root, 5)
+    worker = start_worker(config)
+    enqueued = enqueue_all(config, files)
+    wait_for(lambda: settled(config, len(files)), timeout=120, what="the files to be ingested")
+    status = subprocess.run(
+        [str(BIN / "offline-ingestor"), "status", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    result = tally(standin, files)
+    figures(result, outage="requirepass + ACL user in the URL")
+    assert (result.lost, result.duplicated) == (0, 0)
+    outputs = enqueued.stdout + enqueued.stderr + status.stdout + status.stderr + worker.log.read_text()
+    assert password not in outputs

@@ -1,0 +1,130 @@
+"""SIGTERM during a long step: the worker stops within its grace, the message is back at once.
+
+The long step is a real hash: build-dataset reading a 2 GiB (sparse) NeXus file, which takes
+seconds to tens of seconds here. The visibility timeout is an hour, so a second worker that
+finishes the file during the test got the message from the requeue, not from Redis'
+redelivery of an unacked message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from helpers import ingestor_cli, wait_for, ymir_file
+
+pytestmark = [pytest.mark.redis, pytest.mark.worker]
+
+BIG = 3 << 30
+#: What a container runtime allows after SIGTERM before it SIGKILLs (Kubernetes: 30 s).
+CONTAINER_GRACE_S = 8
+
+
+def log_events(log: Path) -> list[dict[str, Any]]:
+    events = []
+    for line in log.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line))
+    return [event for event in events if isinstance(event, dict)]
+
+
+def step_of(client: Any, key: str) -> tuple[str, str]:
+    fields = client.hgetall(f"oi:job:{key}")
+    return fields.get(b"state", b"").decode(), fields.get(b"step", b"").decode()
+
+
+def test_sigterm_during_a_long_hash_requeues_at_once(
+    standin: Any, redis_server: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """The worker abandons the hash after its grace; a second worker ingests the file once."""
+    config = queue_config(
+        queue={
+            "concurrency": 1,
+            "visibility_timeout_s": 3600,
+            "task_time_limit_s": 3000,
+            "lease_ttl_s": 3300,
+            "shutdown_grace_s": 1,
+        }
+    )
+    path = ymir_file(data_root, name="big.hdf")
+    with path.open("r+b") as handle:
+        handle.truncate(BIG)  # HDF5 ignores bytes past its end; we hash all of them
+    first = start_worker(config, concurrency=1)
+    queued = ingestor_cli("enqueue", "-c", str(config), "--json", str(path))
+    (result,) = json.loads(queued.stdout)
+    client = redis.Redis.from_url(redis_server.url)
+    wait_for(lambda: step_of(client, result["key"]) == ("running", "build-dataset"), 60, "the hash to start")
+
+    assert first.process is not None
+    os.kill(first.process.pid, signal.SIGTERM)
+    try:
+        first.process.wait(CONTAINER_GRACE_S)
+    except subprocess.TimeoutExpired:
+        first.kill()  # as the runtime would: the message then waits for the visibility timeout
+    assert first.process.returncode == 0  # it exited by itself, not SIGKILLed by the "runtime"
+    events = log_events(first.log)
+    assert "worker.stop_grace_exceeded" in [event.get("event") for event in events]
+    assert not [e for e in events if e.get("event") == "step.done" and e.get("step") == "build-dataset"]
+    assert not standin.origdatablocks
+
+    start_worker(config, concurrency=1)
+    wait_for(lambda: len(standin.origdatablocks) == 1, 240, "the second worker to ingest the file")
+    assert len(standin.datasets) == 1
+    (block,) = standin.origdatablocks
+    (entry,) = [item for item in block["dataFileList"] if item["path"].endswith("big.hdf")]
+    assert int(entry["size"]) == BIG
+
+
+def test_sigterm_lets_a_short_step_finish(
+    standin: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """A stop with no running step, or one that ends within the grace, is a clean exit 0."""
+    config = queue_config(queue={"shutdown_grace_s": 30})
+    worker = start_worker(config)
+    assert ingestor_cli("enqueue", "-c", str(config), str(ymir_file(data_root))).returncode == 0
+    wait_for(lambda: len(standin.origdatablocks) == 1, what="the origdatablock")
+    assert worker.process is not None
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(60) == 0
+    assert "worker.stop_grace_exceeded" not in worker.log.read_text()
+
+
+def test_step_ending_within_the_grace_is_acked_not_redelivered(
+    standin: Any, redis_server: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """SIGTERM during a hash that ends within the grace: it finishes, and an idle second
+    worker never runs the step again (the message is acked, not put back at shutdown)."""
+    config = queue_config(
+        queue={
+            "concurrency": 1,
+            "visibility_timeout_s": 3600,
+            "task_time_limit_s": 3000,
+            "lease_ttl_s": 3300,
+            "shutdown_grace_s": 300,
+        }
+    )
+    path = ymir_file(data_root, name="mid.hdf")
+    with path.open("r+b") as handle:
+        handle.truncate(1 << 30)
+    first = start_worker(config, concurrency=1)
+    (result,) = json.loads(ingestor_cli("enqueue", "-c", str(config), "--json", str(path)).stdout)
+    client = redis.Redis.from_url(redis_server.url)
+    wait_for(lambda: step_of(client, result["key"]) == ("running", "build-dataset"), 60, "the hash to start")
+    second = start_worker(config, concurrency=1)  # idle, consuming the same queue
+    assert first.process is not None
+    os.kill(first.process.pid, signal.SIGTERM)
+    assert first.process.wait(300) == 0
+    wait_for(lambda: len(standin.origdatablocks) == 1, 120, "the second worker to finish the chain")
+    events = log_events(first.log) + log_events(second.log)
+    hashed = [e for e in events if e.get("event") == "step.done" and e.get("step") == "build-dataset"]
+    assert len(hashed) == 1 and hashed[0] in log_events(first.log)
+    assert "worker.stop_grace_exceeded" not in [e.get("event") for e in events]
+    assert len(standin.datasets) == 1
