@@ -103,6 +103,7 @@ class StepExecutor:
         *,
         max_redeliveries: int,
         time_limit_errors: tuple[type[BaseException], ...] = (),
+        ledger_errors: tuple[type[BaseException], ...] = (),
         functions: Mapping[str, StepFunction] = STEP_FUNCTIONS,
     ) -> None:
         # A callable is asked after the attempt is counted: loading the schemas (slow, and
@@ -113,6 +114,9 @@ class StepExecutor:
         self.max_redeliveries = max_redeliveries
         #: Raised inside a step when its time is up (Celery's soft time limit): final.
         self.time_limit_errors = time_limit_errors
+        #: The ledger's own outages (Redis unreachable, full): met inside a step too (a write
+        #: is noted before it is sent), they leave the attempt to the caller, never fail the file.
+        self.ledger_errors = ledger_errors
         #: The step functions (``steps.STEP_FUNCTIONS``; tests put their own).
         self.functions = functions
 
@@ -169,6 +173,8 @@ class StepExecutor:
         try:
             job = self._call(step, job, first_write=first_write)
         except Exception as exc:  # everything unexpected is final, never silently retried
+            if isinstance(exc, self.ledger_errors):
+                raise
             error = self._as_ingest_error(exc, step)
             error.at(step=step, file=file)
             if self.policy.should_retry(error, attempt):

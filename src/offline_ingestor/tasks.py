@@ -66,6 +66,7 @@ def _executor() -> StepExecutor:
         RetryPolicy.for_worker(config),
         max_redeliveries=config.queue.max_redeliveries,
         time_limit_errors=(SoftTimeLimitExceeded,),
+        ledger_errors=REDIS_TRANSIENT_ERRORS,
     )
 
 

@@ -420,3 +420,23 @@ def test_runtime_is_loaded_after_the_attempt_is_counted(ledger: StepLedger, step
     run = StepExecutor(load, ledger, POLICY, max_redeliveries=2, functions=steps.mapping())
     assert isinstance(run.run("select-schema", REF, attempt=0, owner="chain-a"), Done)
     assert counted and counted[0] == 1
+
+
+def test_a_ledger_outage_inside_a_step_leaves_the_attempt_to_the_caller(
+    ledger: StepLedger, steps: Steps
+) -> None:
+    """Redis full while a write is noted: the attempt is handed back (requeued), not failed."""
+
+    class Full(Exception):
+        pass
+
+    def post(rt: Runtime, job: Job) -> Job:
+        raise Full("OOM command not allowed")  # what note_write meets at maxmemory
+
+    run = executor(ledger, steps, ledger_errors=(Full,))
+    for step in STEPS[:3]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    run.functions = {**run.functions, "post-dataset": post}
+    with pytest.raises(Full):
+        run.run("post-dataset", REF, attempt=0, owner="chain-a")
+    assert failure_of(ledger) is None
