@@ -46,7 +46,7 @@ class StepLog:
             name = event.get("event")
             if name == "step.done":
                 end = _seconds(event["timestamp"])
-                log.done[event["job_id"]][event["step"]] = (end - event["duration_ms"] / 1000, end)
+                log.done[event["key"]][event["step"]] = (end - event["duration_ms"] / 1000, end)
             elif name == "ingest.finished":
                 log.finished += 1
             elif name == "ingest.failed":

@@ -75,10 +75,11 @@ def _enqueue_all(config_path: Path, files: list[Path]) -> float:
         [str(PYTHON), "-m", "bench.producer", str(config_path), str(listing)],
         capture_output=True,
         text=True,
-        check=True,
         cwd=ROOT,
         env=ingest_env(),
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.producer failed ({out.returncode}): {out.stderr[-2000:]}")
     return float(out.stdout.strip())
 
 
