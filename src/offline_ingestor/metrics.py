@@ -68,7 +68,9 @@ def _never_fail(function: F) -> F:
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if _STATE["disabled"]:
+        # No folder: a command (ingest-now, the drop-in) or a worker that could make none
+        # (prepare_multiprocess_dir warned once then). Either way there is nothing to count.
+        if _STATE["disabled"] or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             return None
         try:
             return function(*args, **kwargs)
