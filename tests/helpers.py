@@ -62,6 +62,17 @@ def string_vds_file(data_root: Path) -> Path:
     return path
 
 
+def linked_out_of_the_root(data_root: Path, outside: Path) -> Path:
+    """A YMIR file in the root whose ``/entry/title`` is an external link to ``outside``."""
+    with h5py.File(outside, "w") as handle:
+        handle["/entry/title"] = "OUTSIDE VALUE"
+    path = ymir_file(data_root)
+    with h5py.File(path, "a") as handle:
+        del handle["/entry/title"]
+        handle["/entry/title"] = h5py.ExternalLink(str(outside), "/entry/title")
+    return path
+
+
 def schemas_with(tmp: Path, *files: Path) -> Path:
     """A schemas directory holding exactly ``files``."""
     directory = tmp / "schemas"
@@ -77,6 +88,7 @@ __all__ = [
     "cli",
     "coverage_file",
     "ingestor_cli",
+    "linked_out_of_the_root",
     "schemas_with",
     "string_vds_file",
     "wait_for",

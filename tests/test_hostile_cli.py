@@ -10,10 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import h5py
 import pytest
 
-from helpers import cli, string_vds_file, write_config, ymir_file
+from helpers import cli, linked_out_of_the_root, string_vds_file, write_config, ymir_file
 from offline_ingestor.config import load_config
 from offline_ingestor.errors import ConfigError
 
@@ -36,13 +35,7 @@ class TestEscapes:
     def test_external_link_out_of_the_root_is_refused_by_ingest_now(
         self, standin: Any, data_root: Path, tmp_path: Path
     ) -> None:
-        outside = tmp_path / "outside.h5"
-        with h5py.File(outside, "w") as handle:
-            handle["/entry/title"] = "OUTSIDE VALUE"
-        path = ymir_file(data_root)
-        with h5py.File(path, "a") as handle:
-            del handle["/entry/title"]
-            handle["/entry/title"] = h5py.ExternalLink(str(outside), "/entry/title")
+        path = linked_out_of_the_root(data_root, tmp_path / "outside.h5")
         config = write_config(tmp_path / "c.yml", standin, data_root)
         result = cli("offline-ingestor", "ingest-now", str(path), config=config)
         line = assert_one_line(result)

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import h5py
 import pytest
 
-from helpers import ingestor_cli, string_vds_file, wait_for, ymir_file
+from helpers import ingestor_cli, linked_out_of_the_root, string_vds_file, wait_for, ymir_file
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -18,13 +17,7 @@ def test_external_link_out_of_the_root_goes_to_the_failed_registry(
     standin: Any, start_worker: Any, queue_config: Any, data_root: Path, tmp_path: Path
 ) -> None:
     # Given a file in the root whose title is an external link to a file outside it
-    outside = tmp_path / "outside.h5"
-    with h5py.File(outside, "w") as handle:
-        handle["/entry/title"] = "OUTSIDE VALUE"
-    path = ymir_file(data_root)
-    with h5py.File(path, "a") as handle:
-        del handle["/entry/title"]
-        handle["/entry/title"] = h5py.ExternalLink(str(outside), "/entry/title")
+    path = linked_out_of_the_root(data_root, tmp_path / "outside.h5")
     config = queue_config()
     start_worker(config)
     # When it is enqueued
