@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import ingestor_cli, wait_for, ymir_file
+from monitoring_queries import unknown_metrics
 from offline_ingestor.testing import Fault
-from test_monitoring import unknown_metrics
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 YMIR = "3d0c1f5e-ymir-offline-ingestor"
