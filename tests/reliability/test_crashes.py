@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from helpers import ROOT, wait_for
 from offline_ingestor.testing import Fault
@@ -205,7 +206,12 @@ def test_random_kills(
             kill_children(worker)
         done += 1
     # Then every file ends with exactly one dataset and one origdatablock
-    wait_for(lambda: settled(config, count), timeout=60 + count, what="all files to settle")
+    # Each kill may leave a write step to wait out its orphaned POST (scicat.timeout + 2 s,
+    # executor.py) before it runs again, on top of a visibility timeout for whole-worker kills.
+    orphan_wait = float(yaml.safe_load(config.read_text())["scicat"]["timeout"]) + 2
+    wait_for(
+        lambda: settled(config, count), timeout=60 + count + done * orphan_wait, what="all files to settle"
+    )
     result = tally(standin, files)
     figures(result, kills=done)
     assert not store_of(config).failures()
