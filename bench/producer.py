@@ -12,13 +12,14 @@ from pathlib import Path
 
 from offline_ingestor.config import load_config
 from offline_ingestor.job import new_job
-from offline_ingestor.producer import store_for, submit_job
+from offline_ingestor.job_store import JobStore
+from offline_ingestor.producer import submit_job
 
 
 def main() -> None:
     config = load_config(sys.argv[1])
     paths = Path(sys.argv[2]).read_text().split("\n")
-    store = store_for(config)
+    store = JobStore.for_config(config)
     started = time.perf_counter()
     for path in paths:
         result = submit_job(new_job(path, config), config, store=store)

@@ -19,8 +19,8 @@ import redis
 
 from offline_ingestor.config import load_config
 from offline_ingestor.job import new_job
-from offline_ingestor.job_store import PREFIX
-from offline_ingestor.producer import store_for, submit_job
+from offline_ingestor.job_store import PREFIX, JobStore
+from offline_ingestor.producer import submit_job
 
 from .corpus import small_files
 from .services import redis_server, write_config
@@ -49,7 +49,7 @@ def measure(work: Path, data_root: Path, count: int, listpack_value: int | None 
             client.config_set("hash-max-listpack-value", listpack_value)
         client.execute_command("MEMORY", "PURGE")  # type: ignore[no-untyped-call]
         before = int(client.info("memory")["used_memory"])
-        store = store_for(config)
+        store = JobStore.for_config(config)
         jobs = [new_job(path, config) for path in files]
         statuses = {submit_job(job, config, store=store).status for job in jobs}
         if statuses != {"queued"}:

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from helpers import BIN, write_config, ymir_file
 from offline_ingestor.cli import cli
+from offline_ingestor.config import load_config
 
 pytestmark = [pytest.mark.redis]
 
@@ -105,7 +106,7 @@ def test_queue_gauges_read_depth_and_the_oldest_files_age(
     run("enqueue", "-c", str(config), "--job-id", "fw-old", str(ymir_file(data_root)))
     redis.Redis.from_url(redis_server.url).hset("oi:job:fw-old", "enqueued_at", "2020-01-01T00:00:00.000Z")
     families = {
-        family.name: family for family in _WorkerCollector(redis_server.url, "ingest", "", 2).collect()
+        family.name: family for family in _WorkerCollector(load_config(str(config)).queue, "", 2).collect()
     }
     value = {name: family.samples[0].value for name, family in families.items()}
     assert value["offline_ingestor_queue_depth"] == 1

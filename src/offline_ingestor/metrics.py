@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .config import Queue
+
 __all__ = [
     "ERROR_KINDS",
     "OUTCOMES",
@@ -235,8 +237,8 @@ def _oldest_age(client: Any, names: list[str], now: float) -> float:
 class _WorkerCollector:
     """Read per scrape: queue depth and age, failed registry, heartbeat age, pool."""
 
-    def __init__(self, broker_url: str, queue_name: str, heartbeat: str, concurrency: int) -> None:
-        self.broker_url, self.queue_name = broker_url, queue_name
+    def __init__(self, queue: Queue, heartbeat: str, concurrency: int) -> None:
+        self.queue, self.queue_name = queue, queue.queue_name
         self.heartbeat, self.concurrency = heartbeat, concurrency
 
     def collect(self) -> Iterator[Any]:
@@ -246,6 +248,7 @@ class _WorkerCollector:
 
         from .broker_layout import queue_keys
         from .job_store import FAILED_KEY
+        from .redis_conn import redis_client
 
         pool = GaugeMetricFamily(f"{PREFIX}pool_processes", "Pool processes configured")
         pool.add_metric([], self.concurrency)
@@ -261,7 +264,8 @@ class _WorkerCollector:
                 yield beat
         up_value = 1
         try:
-            client = redis.Redis.from_url(self.broker_url, socket_timeout=2)
+            # One Redis or the master behind the sentinels, as the job store reaches it.
+            client = redis_client(self.queue, socket_timeout=2, connect_timeout=2, decode=False)
             names = queue_keys(self.queue_name)
             depth_value = sum(int(client.llen(name)) for name in names)
             age_value = _oldest_age(client, names, time.time())
@@ -287,9 +291,7 @@ class _WorkerCollector:
 
 
 @_never_fail
-def start_metrics_server(
-    port: int, broker_url: str, queue_name: str, *, heartbeat: str = "", concurrency: int = 0
-) -> None:
+def start_metrics_server(port: int, queue: Queue, *, heartbeat: str = "", concurrency: int = 0) -> None:
     """Serve /metrics from the main worker process (aggregating every child)."""
     from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
@@ -298,5 +300,5 @@ def start_metrics_server(
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     ProcessCollector(namespace="offline_ingestor_worker", registry=registry)
-    registry.register(_WorkerCollector(broker_url, queue_name, heartbeat, concurrency))
+    registry.register(_WorkerCollector(queue, heartbeat, concurrency))
     start_http_server(port, addr="0.0.0.0", registry=registry)

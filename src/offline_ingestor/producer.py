@@ -22,7 +22,7 @@ from .config import CONFIG_ENV, Config, load_config
 from .job import Job, new_job
 from .job_store import JobStore
 from .spool import Spool
-from .submission import EnqueueResult, Producer, store_for
+from .submission import EnqueueResult, Producer
 
 __all__ = [
     "EnqueueResult",
@@ -31,7 +31,6 @@ __all__ = [
     "producer_for",
     "refusal_reason",
     "start_chain",
-    "store_for",
     "submit_job",
 ]
 

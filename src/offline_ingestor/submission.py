@@ -22,7 +22,7 @@ from .job_store import JobStore
 from .redis_conn import describe, redis_failure
 from .spool import FlushResult, Spool, SpooledRequest
 
-__all__ = ["EnqueueResult", "Producer", "Publish", "store_for"]
+__all__ = ["EnqueueResult", "Producer", "Publish"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,11 +44,6 @@ class EnqueueResult:
     @property
     def spooled(self) -> bool:
         return self.status == "spooled"
-
-
-def store_for(config: Config) -> JobStore:
-    """The job store of the Redis ``config`` names (one host or through Sentinel)."""
-    return JobStore.for_config(config)
 
 
 class Producer:
@@ -76,7 +71,7 @@ class Producer:
     @property
     def store(self) -> JobStore:
         if self._store is None:
-            self._store = store_for(self.config)
+            self._store = JobStore.for_config(self.config)
         return self._store
 
     def submit(self, job: Job, *, force: bool = False) -> EnqueueResult:

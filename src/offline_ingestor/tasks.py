@@ -24,7 +24,7 @@ from .executor import Done, Failed, Retry, StepExecutor, Stopped
 from .job import Job, new_job
 from .job_store import JobStore
 from .logs import get_logger
-from .producer import refusal_reason, store_for, submit_job
+from .producer import refusal_reason, submit_job
 from .redis_conn import REDIS_TRANSIENT_ERRORS
 from .retry import RetryPolicy
 from .runtime import RuntimeCache
@@ -47,7 +47,7 @@ def _config() -> Config:
 
 def _store() -> JobStore:
     if "store" not in _process:
-        _process["store"] = store_for(_config())
+        _process["store"] = JobStore.for_config(_config())
     return _process["store"]  # type: ignore[no-any-return]
 
 

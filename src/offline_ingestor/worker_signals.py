@@ -245,8 +245,7 @@ def _start_background(sender: Any = None, **_: Any) -> None:
         concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
         metrics.start_metrics_server(
             config.queue.metrics_port,
-            config.queue.broker_url,
-            config.queue.queue_name,
+            config.queue,
             heartbeat=config.queue.heartbeat_file,
             concurrency=int(concurrency or config.queue.concurrency),
         )

@@ -99,9 +99,9 @@ def test_400_goes_to_failed_registry_then_requeue(
 
 def _only_key(config: Path) -> str:
     from offline_ingestor.config import load_config
-    from offline_ingestor.producer import store_for
+    from offline_ingestor.job_store import JobStore
 
-    (record,) = store_for(load_config(str(config))).records()
+    (record,) = JobStore.for_config(load_config(str(config))).records()
     return record.key
 
 

@@ -26,9 +26,10 @@ log = get_logger("offline_ingestor.audit")
 
 def enqueue_missing(config: Config, results: list[FileResult]) -> list[str]:
     """Enqueue ``missing`` and ``failed`` files; one line per file saying what happened."""
-    from ..producer import store_for, submit_job
+    from ..job_store import JobStore
+    from ..producer import submit_job
 
-    store = store_for(config)
+    store = JobStore.for_config(config)
     done = []
     for result in results:
         if result.cls not in ("missing", "failed"):

@@ -235,9 +235,9 @@ def run_audit(
     view = ScicatView(rt.scicat, config.ingestion.check_if_dataset_exists_by_metadata_key)
     store = None
     if options.use_redis:
-        from ..producer import store_for
+        from ..job_store import JobStore
 
-        store = store_for(config)
+        store = JobStore.for_config(config)
     states = RedisStates.load(store)
     notes = [] if states.available else [f"Redis records not read ({states.problem})"]
     header = {

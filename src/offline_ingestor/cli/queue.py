@@ -17,9 +17,9 @@ __all__ = ["enqueue", "failed", "requeue", "status", "worker"]
 
 
 def _store(config: Any) -> Any:
-    from ..producer import store_for
+    from ..job_store import JobStore
 
-    return store_for(config)
+    return JobStore.for_config(config)
 
 
 def _guard_redis(call: Any) -> Any:
