@@ -27,10 +27,11 @@ write records when it was sent, and a redelivered write step starts only once th
 no longer be in flight: sent + the request timeout + :data:`ORPHAN_MARGIN_S`.
 
 First writes: a write step's first execution (not a redelivery, no write of an earlier
-attempt noted in the record) gets a flag in its input (``first_write``). ``post-origdatablock``
-then skips listing the dataset's blocks when this chain created the dataset: no block of
-ours can be there, and that GET was one of a new file's six requests. Every other case
-(redelivery, a retry after a write was sent, a record lost with Redis) lists them.
+attempt noted in the record) gets a flag in its input (``first_write``). ``post-dataset``
+may then POST before looking (its 409 is the look-up; ``scicat/write_order.py``), and
+``post-origdatablock`` skips listing the dataset's blocks when this chain created the
+dataset: no block of ours can be there. Every other case (redelivery, a retry after a
+write was sent, a record lost with Redis) looks SciCat up first.
 """
 
 from __future__ import annotations

@@ -53,6 +53,9 @@ class Job(TypedDict, total=False):
     pid: str
     dataset_created: bool
     requested_pid: str  # the pid we sent, when SciCat stored the dataset under another
+    # size/numberOfFiles of a dataset found in SciCat, so that post-origdatablock can check
+    # them against its blocks without reading the dataset again
+    dataset_totals: dict[str, int]
     # post-origdatablock
     origdatablock_id: str | None
     origdatablock_created: bool

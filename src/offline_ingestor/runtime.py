@@ -15,6 +15,7 @@ from .config import Config
 from .schema import SchemaSet, load_schemas
 from .scicat import ScicatClient
 from .scicat.lookups import LookupCache
+from .scicat.write_order import DatasetOrder
 
 if TYPE_CHECKING:  # ingest-now and the drop-in never import the Redis client
     import redis
@@ -37,6 +38,8 @@ class Runtime:
     #: GETs of schema variables (proposals, instruments, samples), cached per process
     #: (``scicat/lookups.py``); built from ``scicat`` when not given.
     lookup: Callable[[str], Any] = field(default=None)  # type: ignore[assignment]
+    #: Whether post-dataset may POST before looking, learnt from SciCat's answers.
+    dataset_order: DatasetOrder = field(default_factory=DatasetOrder)
 
     def __post_init__(self) -> None:
         if self.lookup is None:

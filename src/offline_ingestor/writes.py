@@ -120,6 +120,12 @@ def _existing(rt: Runtime, job: Job) -> dict[str, Any] | None:
     return _find_by_metadata(rt, job)
 
 
+def _found(job: Job, existing: dict[str, Any], pid: Any) -> Job:
+    """The job for a dataset SciCat already holds; its totals go on to the block step."""
+    totals = {key: int(existing.get(key) or 0) for key in ("size", "numberOfFiles")}
+    return {**job, "pid": str(existing.get("pid", pid)), "dataset_created": False, "dataset_totals": totals}
+
+
 def _ours(existing: dict[str, Any], dataset: dict[str, Any]) -> None:
     difference = identity_difference(existing, dataset)
     if difference is not None:
@@ -199,16 +205,33 @@ def _stored_but_unreadable(rt: Runtime, job: Job) -> bool:
     return False
 
 
+def _post_first(rt: Runtime, job: Job) -> bool:
+    """Create without looking first: SciCat's 409 is then the look-up (``scicat/write_order.py``).
+
+    Only on the step's first write (a retry after a sent POST looks first, as its dataset is
+    likely there), for a dataset with a pid, with the pid check on, and while this process
+    knows its SciCat keeps the pids it is sent.
+    """
+    return (
+        bool(job.get("first_write"))
+        and bool(job["dataset"].get("pid"))
+        and rt.config.ingestion.check_if_dataset_exists_by_pid
+        and rt.dataset_order.post_first()
+    )
+
+
 def post_dataset(rt: Runtime, job: Job) -> Job:
     """Create the dataset unless SciCat already has it; record the pid."""
     if job.get("pid"):
         return job
     dataset = job["dataset"]
     pid = dataset.get("pid")
-    existing = _existing(rt, job)
+    order = rt.dataset_order
+    existing = None if _post_first(rt, job) else _existing(rt, job)
     if existing is not None:
         _ours(existing, dataset)
-        return {**job, "pid": str(existing.get("pid", pid)), "dataset_created": False}
+        order.note_found()
+        return _found(job, existing, pid)
     _check_before_writing(rt, job)
     try:
         status, body = rt.scicat.create_dataset(dataset)
@@ -221,11 +244,13 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
         if existing is None:
             raise ScicatUnavailable(f"SciCat answered 409 for pid {pid} but then 404 to its GET")
         _ours(existing, dataset)
-        return {**job, "pid": str(existing.get("pid", pid)), "dataset_created": False}
+        order.note_found()
+        return _found(job, existing, pid)
     created_pid = body.get("pid") if isinstance(body, dict) else None
     if not created_pid:
         # Stored or not, we cannot tell from this answer: the retry looks it up first.
         raise ScicatUnavailable(f"SciCat answered {status} to the dataset POST without a pid: {body!r:.200}")
+    order.note_created(sent_pid=pid, stored_pid=str(created_pid))
     created: Job = {**job, "pid": str(created_pid), "dataset_created": True}
     if pid and created_pid != pid:
         # Later runs GET the pid we sent (404), then find this one by the metadata key.
@@ -267,7 +292,15 @@ def _blocks(rt: Runtime, pid: str) -> list[dict[str, Any]]:
 
 
 def _settle_totals(rt: Runtime, job: Job, blocks: list[dict[str, Any]]) -> Job:
-    totals = check_totals(rt.scicat, job["pid"], blocks)
+    """Check the dataset's totals against its blocks; repair them if SciCat left them short.
+
+    Totals read by post-dataset a moment ago save a GET; a mismatch is confirmed on a fresh
+    read before anything is PATCHed.
+    """
+    seen = job.get("dataset_totals")
+    totals = check_totals(rt.scicat, job["pid"], blocks, dataset=seen) if seen else None
+    if totals is None or not totals.ok:
+        totals = check_totals(rt.scicat, job["pid"], blocks)
     if totals.ok:
         return job
     log.warning(

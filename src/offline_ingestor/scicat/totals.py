@@ -49,9 +49,15 @@ def totals_of_blocks(blocks: list[dict[str, Any]]) -> tuple[int, int]:
     return size, files
 
 
-def check_totals(client: ScicatClient, pid: str, blocks: list[dict[str, Any]] | None = None) -> Totals:
-    """Read the dataset (and its blocks unless given) and compare the totals."""
-    dataset = client.get_dataset(pid)
+def check_totals(
+    client: ScicatClient,
+    pid: str,
+    blocks: list[dict[str, Any]] | None = None,
+    dataset: dict[str, Any] | None = None,
+) -> Totals:
+    """Read the dataset (and its blocks) unless given, and compare the totals."""
+    if dataset is None:
+        dataset = client.get_dataset(pid)
     if dataset is None:
         raise PermanentError(f"dataset {pid} is gone from SciCat while checking its totals")
     if blocks is None:

@@ -135,6 +135,8 @@ class Api:
         self.store, self.policy = store, policy
         #: Not the backend: a SciCat deployment or proxy that stores client pids prefixed.
         self.rewrite_pid_prefix = ""
+        #: Not the backend either: a deployment or proxy that drops client pids (SciCat makes one).
+        self.drop_client_pids = False
         #: Per request thread; ``crash_before_totals``: store the block, skip the dataset totals.
         self.request_local = threading.local()
         self.pid_prefix = (pid_prefix or "undefined").rstrip("/") or "undefined"
@@ -297,7 +299,7 @@ class Api:
         pid = body.get("pid")
         if pid and self.rewrite_pid_prefix:
             pid = f"{self.rewrite_pid_prefix}{pid}"  # a deployment (or proxy) that prefixes pids
-        if pid is None:
+        if pid is None or self.drop_client_pids:
             pid = f"{self.pid_prefix}/{uuid.uuid4()}"
         required = {k: body.get(k) for k in ("owner", "datasetName")}
         missing = {k: v for k, v in {"pid": pid, **required}.items() if v is None or v == ""}

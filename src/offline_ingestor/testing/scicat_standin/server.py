@@ -202,6 +202,7 @@ class ScicatStandin:
         jitter_ms: float = 0.0,
         seed: int | None = None,
         rewrite_pid_prefix: str = "",
+        drop_client_pids: bool = False,
     ) -> None:
         accs = list(accounts if accounts is not None else copy.deepcopy(DEFAULT_ACCOUNTS))
         self._store = st.Store({a.username: a for a in accs}, token_ttl_s=token_ttl_s)
@@ -215,6 +216,7 @@ class ScicatStandin:
         )
         self._api = Api(self._store, st.Policy(groups), pid_prefix, pid_regex)
         self._api.rewrite_pid_prefix = rewrite_pid_prefix  # misbehaving deployments (tests only)
+        self._api.drop_client_pids = drop_client_pids
         self._faults = _Faults()
         self._log: list[tuple[float, str, str, int]] = []
         self._kinds: Counter[str] = Counter()
@@ -224,6 +226,24 @@ class ScicatStandin:
         self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def rewrite_pid_prefix(self) -> str:
+        """Prefix put before every client pid on create ("" = store pids as sent, as SciCat does)."""
+        return self._api.rewrite_pid_prefix
+
+    @rewrite_pid_prefix.setter
+    def rewrite_pid_prefix(self, prefix: str) -> None:
+        self._api.rewrite_pid_prefix = prefix  # a deployment reconfigured under a running worker
+
+    @property
+    def drop_client_pids(self) -> bool:
+        """Store every new dataset under a pid of SciCat's own, whatever pid was sent."""
+        return self._api.drop_client_pids
+
+    @drop_client_pids.setter
+    def drop_client_pids(self, drop: bool) -> None:
+        self._api.drop_client_pids = drop
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> ScicatStandin:

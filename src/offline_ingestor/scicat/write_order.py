@@ -1,0 +1,51 @@
+"""Whether ``post-dataset`` may POST before looking (GET only on a 409) or must look first.
+
+Looking first costs a new file two requests (the GET's 404, the POST); posting first costs
+it one, and a file SciCat already has two (the 409, the GET that checks the dataset is
+ours). Posting first is only as safe as SciCat's 409, which catches a second dataset only
+when the first one carries the pid we send. So a process posts first only while both hold:
+
+* it has seen this SciCat store a dataset under the pid it was sent, and never under another
+  one. A deployment or proxy that rewrites pids makes datasets that a rerun finds only by
+  looking (the pid's 404, then the metadata search): one such answer and this process looks
+  first for good;
+* most of its recent datasets were new. Files come in runs of one kind (the live stream of
+  new files, or an operator re-queuing a folder whose Redis records are gone), and for a run
+  of re-runs looking first is the cheaper order.
+
+The caller adds what only the job knows (``writes.py``): the dataset has a pid, the pid check
+is on, and no earlier execution of the step may have sent the POST (a retry looks first).
+"""
+
+from __future__ import annotations
+
+__all__ = ["DatasetOrder"]
+
+
+class DatasetOrder:
+    """What one process has learnt about its SciCat's answers to dataset creates."""
+
+    def __init__(self, weight: float = 0.3) -> None:
+        #: Share of the newest outcome in the running share of "created".
+        self.weight = weight
+        #: None until the first create with a pid is answered; False for good once a pid
+        #: came back rewritten.
+        self.keeps_pids: bool | None = None
+        self._created_share = 1.0
+
+    def post_first(self) -> bool:
+        """POST before looking: SciCat is known to keep our pids and most datasets were new."""
+        return self.keeps_pids is True and self._created_share > 0.5
+
+    def note_created(self, *, sent_pid: str | None, stored_pid: str) -> None:
+        """A 201: remember whether SciCat stored the dataset under the pid we sent."""
+        if sent_pid:
+            self.keeps_pids = self.keeps_pids is not False and stored_pid == sent_pid
+        self._note(created=True)
+
+    def note_found(self) -> None:
+        """The dataset was already in SciCat (a GET found it or the POST got a 409)."""
+        self._note(created=False)
+
+    def _note(self, *, created: bool) -> None:
+        self._created_share += self.weight * ((1.0 if created else 0.0) - self._created_share)
