@@ -20,11 +20,19 @@ Celery; ``pipeline.py`` loops in-process)::
 Every outcome is logged as one event (``step.*``/``ingest.*``) with ``file``, ``key``,
 ``step`` and ``duration_ms``, and counted in the metrics.
 
-Orphaned writes: a process killed while its POST waits at SciCat leaves that request to
-finish without it. The redelivered step must not check SciCat before the orphan is stored,
-or it sees nothing and posts again (an origdatablock has no server-side uniqueness). So every
-write records when it was sent, and a redelivered write step starts only once that write can
-no longer be in flight: sent + the request timeout + :data:`ORPHAN_MARGIN_S`.
+Orphaned writes: a write can reach SciCat after its sender stopped waiting for it, and a
+step that checks SciCat before it lands sees nothing and posts again (an origdatablock has
+no server-side uniqueness). A write is in flight until sent + the request timeout +
+:data:`ORPHAN_MARGIN_S` (the *window*). Every write is recorded before it is sent, with
+its sender (the step's message: its retries share it), and three rules follow:
+
+* a redelivered write step (its process died) starts only once the lost write's window is
+  over;
+* an attempt that sent a write and failed (a timeout, a reset connection, a 5xx from a
+  proxy) is retried only once that write's window is over;
+* one sender per step: a second copy of a step's message (published twice when a process
+  died between publishing the next step and its ack) is refused its write while the other
+  copy's window is open (:class:`WriteInFlight`), and retried; by then the step is done.
 
 First writes: a write step's first execution (not a redelivery, no write of an earlier
 attempt noted in the record) gets a flag in its input (``first_write``). ``post-dataset``
@@ -52,7 +60,7 @@ from .retry import RetryPolicy
 from .runtime import Runtime
 from .steps import STEP_FUNCTIONS, STEPS, WRITE_STEPS, StepFunction, with_inputs
 
-__all__ = ["Done", "Failed", "Outcome", "Retry", "StepExecutor", "Stopped"]
+__all__ = ["Done", "Failed", "Outcome", "Retry", "StepExecutor", "Stopped", "WriteInFlight"]
 
 log = get_logger("offline_ingestor.executor")
 
@@ -93,6 +101,14 @@ class Stopped:
 Outcome = Done | Retry | Failed | Stopped
 
 
+class WriteInFlight(Exception):
+    """Another sender's write of this step may still reach SciCat: nothing was sent."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"another execution's write may still reach SciCat for {wait_s:.1f} s")
+        self.wait_s = wait_s
+
+
 class StepExecutor:
     """Runs step attempts for one process against one ledger."""
 
@@ -126,11 +142,12 @@ class StepExecutor:
         """The runtime the steps run with (the worker's may be reloaded between attempts)."""
         return self._runtime()
 
-    def run(self, step: str, ref: Job, *, attempt: int, owner: str) -> Outcome:
+    def run(self, step: str, ref: Job, *, attempt: int, owner: str, message_id: str = "") -> Outcome:
         """Run attempt number ``attempt`` (0 = first) of ``step`` for the file in ``ref``.
 
         ``owner`` names the chain (its root task id, or the ``ingest-now`` run): only the
-        owner of the key's lease may work on the file.
+        owner of the key's lease may work on the file. ``message_id`` names the step's
+        message (its retries share it; a duplicate copy has its own): the write sender.
         """
         key, file = ref["key"], ref["file"]
         start = self.ledger.begin_step(key, step, owner)
@@ -171,8 +188,13 @@ class StepExecutor:
         set_current(key, file, step)
         self.ledger.mark_running(key, step, attempt + 1)
         started = time.perf_counter()
+        sent: list[float] = []
         try:
-            job = self._call(step, job, first_write=first_write)
+            job = self._call(step, job, first_write=first_write, sender=message_id or owner, sent=sent)
+        except WriteInFlight as busy:
+            log.info("step.waiting", step=step, file=file, key=key, wait_s=round(busy.wait_s, 2),
+                     reason="another copy of this step is writing to SciCat")  # fmt: skip
+            return Retry(busy.wait_s)
         except Exception as exc:  # everything unexpected is final, never silently retried
             if isinstance(exc, self.ledger_errors):
                 raise
@@ -180,6 +202,9 @@ class StepExecutor:
             error.at(step=step, file=file)
             if self.policy.should_retry(error, attempt):
                 delay = self.policy.delay(attempt, getattr(error, "retry_after", None))
+                if sent:
+                    # This attempt's last write may have timed out on its way: it can still land.
+                    delay = max(delay, self._orphan_wait(sent[-1]))
                 self.ledger.note_retry(key, str(error))
                 metrics.count_retry(step)
                 log.warning(
@@ -214,13 +239,21 @@ class StepExecutor:
             return 0.0
         return sent_at + self.rt.config.scicat.timeout + ORPHAN_MARGIN_S - time.time()
 
-    def _call(self, step: str, job: Job, *, first_write: bool = False) -> Job:
+    def _call(
+        self,
+        step: str,
+        job: Job,
+        *,
+        first_write: bool = False,
+        sender: str = "",
+        sent: list[float] | None = None,
+    ) -> Job:
         if self.rt.dry_run and step in WRITE_STEPS:
             log.info(
                 "step.dry_run", step=step, file=job["file"], key=job["key"], reason="dry run: nothing written"
             )
             return job
-        with self._writes_noted(job["key"], step):
+        with self._writes_noted(job["key"], step, sender, [] if sent is None else sent):
             inputs = with_inputs(self.rt, job, step, self.functions)
             if first_write and step in WRITE_STEPS:
                 inputs = {**inputs, "first_write": True}
@@ -231,10 +264,19 @@ class StepExecutor:
         return result
 
     @contextlib.contextmanager
-    def _writes_noted(self, key: str, step: str) -> Iterator[None]:
-        """Record in the ledger when the step sends each write (before it is sent)."""
+    def _writes_noted(self, key: str, step: str, sender: str, sent: list[float]) -> Iterator[None]:
+        """Record each write of the step in the ledger before it is sent; append its time to ``sent``."""
         client = self.rt.scicat
-        client.before_write = lambda: self.ledger.note_write(key, step, time.time())
+        window = self.rt.config.scicat.timeout + ORPHAN_MARGIN_S
+
+        def note() -> None:
+            at = time.time()
+            wait = self.ledger.note_write(key, step, at, writer=sender, window_s=window)
+            if wait > 0:
+                raise WriteInFlight(wait)
+            sent.append(at)
+
+        client.before_write = note
         try:
             yield
         finally:

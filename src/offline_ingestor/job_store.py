@@ -41,6 +41,20 @@ return 0
 """
 
 
+#: note_write: one writer per step at a time. Another writer's write sent less than the
+#: window ago may still reach SciCat: answer the seconds left and record nothing.
+_NOTE_WRITE = """
+local holder = redis.call('HGET', KEYS[1], 'writer:' .. ARGV[1])
+local sent = tonumber(redis.call('HGET', KEYS[1], 'write:' .. ARGV[1]) or '0')
+local at, window = tonumber(ARGV[3]), tonumber(ARGV[4])
+if holder and holder ~= ARGV[2] and at < sent + window then
+  return tostring(sent + window - at)
+end
+redis.call('HSET', KEYS[1], 'writer:' .. ARGV[1], ARGV[2], 'write:' .. ARGV[1], ARGV[3])
+return '0'
+"""
+
+
 def job_key(key: str) -> str:
     """The Redis key of a file's record (the metrics scrape reads its enqueue time)."""
     return f"{PREFIX}job:{key}"
@@ -241,8 +255,10 @@ class JobStore:
     def note_retry(self, key: str, error: str) -> None:
         self.update(key, last_error=error)
 
-    def note_write(self, key: str, step: str, at: float) -> None:
-        self.redis.hset(f"{PREFIX}job:{key}", f"write:{step}", repr(at))
+    def note_write(self, key: str, step: str, at: float, *, writer: str, window_s: float) -> float:
+        """See :meth:`StepLedger.note_write`: a script, so two executions cannot both pass."""
+        left = self.redis.eval(_NOTE_WRITE, 1, f"{PREFIX}job:{key}", step, writer, repr(at), repr(window_s))
+        return float(left)
 
     def fail_step(self, key: str, step: str, owner: str, failure: dict[str, Any]) -> None:
         """Failed registry + release the lease + reset the count (a requeue counts afresh)."""

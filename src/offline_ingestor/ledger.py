@@ -61,8 +61,12 @@ class StepLedger(Protocol):
     def note_retry(self, key: str, error: str) -> None:
         """Record the error of a failed attempt that will be retried."""
 
-    def note_write(self, key: str, step: str, at: float) -> None:
-        """Record that ``step`` sent a write to SciCat at ``at`` (epoch seconds)."""
+    def note_write(self, key: str, step: str, at: float, *, writer: str, window_s: float) -> float:
+        """Record that ``writer`` sends a write of ``step`` to SciCat at ``at`` (epoch seconds).
+
+        Refused, recording nothing, while another writer's write of this step may still be in
+        flight (sent less than ``window_s`` ago): returns the seconds left, else 0.
+        """
 
     def finish_step(self, job: Job, step: str, **fields: Any) -> None:
         """Save the document, mark the step done, reset its execution count."""
@@ -101,8 +105,13 @@ class MemoryLedger:
     def note_retry(self, key: str, error: str) -> None:
         self.records.setdefault(key, {})["last_error"] = error
 
-    def note_write(self, key: str, step: str, at: float) -> None:
-        self.records.setdefault(key, {})[f"write:{step}"] = repr(at)
+    def note_write(self, key: str, step: str, at: float, *, writer: str, window_s: float) -> float:
+        fields = self.records.setdefault(key, {})
+        holder, sent = fields.get(f"writer:{step}"), float(fields.get(f"write:{step}") or 0)
+        if holder is not None and holder != writer and at < sent + window_s:
+            return sent + window_s - at
+        fields.update({f"writer:{step}": writer, f"write:{step}": repr(at)})
+        return 0.0
 
     def finish_step(self, job: Job, step: str, **fields: Any) -> None:
         key = job["key"]

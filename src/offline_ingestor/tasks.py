@@ -79,7 +79,9 @@ def _stop_chain(task: Task) -> None:
 def _run(task: Task, step: str, ref: Job) -> Job | None:
     owner = task.request.root_id or task.request.id
     try:
-        outcome = _executor().run(step, ref, attempt=task.request.retries, owner=owner)
+        outcome = _executor().run(
+            step, ref, attempt=task.request.retries, owner=owner, message_id=task.request.id or ""
+        )
     except REDIS_TRANSIENT_ERRORS as exc:
         # Our job store (Redis) went away mid-step. Failing would ack the message and end
         # the chain with the file half done; putting it back (or, if the broker is down

@@ -181,7 +181,7 @@ def _attach_unverifiable(rt: Runtime, job: Job) -> Job:
         account=_rights(rt).describe(),
     )
     payload = {"datasetId": job["pid"], **job["origdatablock"]}
-    _, body = rt.scicat.request("POST", "origdatablocks", json=payload, base=rt.config.scicat.v3_base)
+    body = rt.scicat.create_origdatablock(payload, v3=True)
     block_id = body.get("_id") or body.get("id") if isinstance(body, dict) else None
     return {**job, "origdatablock_id": block_id, "origdatablock_created": True, "verifiable": False}
 
@@ -325,7 +325,7 @@ def _create_block(rt: Runtime, payload: dict[str, Any]) -> Any:
         if exc.status != 403 or rt.config.scicat.api_version != "v4":
             raise
     log.warning("scicat.v4_block_refused_using_v3", dataset_pid=payload["datasetId"])
-    return rt.scicat.request("POST", "origdatablocks", json=payload, base=rt.config.scicat.v3_base)[1]
+    return rt.scicat.create_origdatablock(payload, v3=True)
 
 
 def _blocks_unseen(job: Job) -> bool:

@@ -6,6 +6,7 @@ Redis restarts. Here each rule is pinned on its own, with step functions that re
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -261,12 +262,17 @@ def test_every_attempt_logs_started_then_one_outcome(ledger: StepLedger, steps: 
     assert {tuple(rest) for _, *rest in events} == {("k1", "/data/run1.hdf", "select-schema")}
 
 
+def note_write(ledger: StepLedger, step: str, at: float, writer: str = "chain-a") -> float:
+    """What the step's client notes before a write (the sender is the step's message)."""
+    return ledger.note_write("k1", step, at, writer=writer, window_s=10.0 + ORPHAN_MARGIN_S)
+
+
 def lose_the_process_after_its_write(run: StepExecutor, ledger: StepLedger, sent_ago_s: float) -> None:
     """post-dataset sent its POST ``sent_ago_s`` ago, then its process died (no finish)."""
     for step in STEPS[:3]:
         run.run(step, REF, attempt=0, owner="chain-a")
     ledger.begin_step("k1", "post-dataset", "chain-a")
-    ledger.note_write("k1", "post-dataset", time.time() - sent_ago_s)
+    note_write(ledger, "post-dataset", time.time() - sent_ago_s)
 
 
 def test_redelivered_write_waits_until_an_orphaned_write_has_landed(ledger: StepLedger, steps: Steps) -> None:
@@ -286,7 +292,7 @@ def test_redelivered_write_waits_until_an_orphaned_write_has_landed(ledger: Step
     # And once that time has passed (the retry), it runs
     again = run.run("post-dataset", REF, attempt=1, owner="chain-a")
     assert isinstance(again, Retry)  # still within the window in this test's clock
-    ledger.note_write("k1", "post-dataset", time.time() - 3600)
+    note_write(ledger, "post-dataset", time.time() - 3600)
     assert isinstance(run.run("post-dataset", REF, attempt=1, owner="chain-a"), Done)
 
 
@@ -295,7 +301,7 @@ def test_write_step_that_never_lost_a_process_does_not_wait(ledger: StepLedger, 
     run = executor(ledger, steps)
     for step in STEPS[:3]:
         run.run(step, REF, attempt=0, owner="chain-a")
-    ledger.note_write("k1", "post-dataset", time.time())
+    note_write(ledger, "post-dataset", time.time())
     assert isinstance(run.run("post-dataset", REF, attempt=0, owner="chain-a"), Done)
 
 
@@ -317,6 +323,100 @@ def test_writes_are_recorded_before_they_are_sent(ledger: StepLedger, steps: Ste
     run.run("post-dataset", REF, attempt=0, owner="chain-a")
     assert seen and seen[0] is not None and seen[0] >= before
     assert run.rt.scicat.before_write is None  # not left behind for the next step
+
+
+def test_a_second_copy_of_a_write_step_may_not_write_while_the_first_may(
+    ledger: StepLedger, steps: Steps
+) -> None:
+    """Two copies of one step's message run at once: one sends its write, the other waits."""
+    # Given the block step's message was published twice and two processes run the copies,
+    # both past their checks of SciCat before either has written
+    first, second = executor(ledger, steps), executor(ledger, steps)
+    for step in STEPS[:4]:
+        first.run(step, REF, attempt=0, owner="chain-a")
+    sends: list[str] = []
+    checked, first_sent = threading.Event(), threading.Event()
+
+    def post_second(rt: Runtime, job: Job) -> Job:
+        checked.set()
+        first_sent.wait(5)
+        rt.scicat._announce_write()  # what create_origdatablock does before sending
+        sends.append("second")
+        return {**job, "origdatablock_id": "b2"}
+
+    def post_first(rt: Runtime, job: Job) -> Job:
+        rt.scicat._announce_write()
+        sends.append("first")
+        first_sent.set()
+        return {**job, "origdatablock_id": "b1"}
+
+    second.functions = {**second.functions, "post-origdatablock": post_second}
+    first.functions = {**first.functions, "post-origdatablock": post_first}
+    outcomes: list[Any] = []
+    copy = threading.Thread(
+        target=lambda: outcomes.append(
+            second.run("post-origdatablock", REF, attempt=0, owner="chain-a", message_id="m2")
+        )
+    )
+    copy.start()
+    checked.wait(5)
+    # When both reach their write
+    done = first.run("post-origdatablock", REF, attempt=0, owner="chain-a", message_id="m1")
+    copy.join(5)
+    # Then one write was sent; the other copy waits the first write's window, then skips
+    assert isinstance(done, Done) and sends == ["first"]
+    assert isinstance(outcomes[0], Retry) and outcomes[0].delay_s > first.rt.config.scicat.timeout
+    later = second.run("post-origdatablock", REF, attempt=1, owner="chain-a", message_id="m2")
+    assert isinstance(later, Done) and later.skipped and sends == ["first"]
+
+
+def test_retries_of_one_message_keep_their_write(ledger: StepLedger, steps: Steps) -> None:
+    """The sender is the message: its own retry may write again (after waiting its window)."""
+    run = executor(ledger, steps)
+    for step in STEPS[:4]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    assert note_write(ledger, "post-origdatablock", time.time(), writer="m1") == 0
+    assert note_write(ledger, "post-origdatablock", time.time(), writer="m1") == 0
+    assert note_write(ledger, "post-origdatablock", time.time(), writer="m2") > 10.0
+
+
+def test_a_write_whose_window_is_over_may_be_taken_over(ledger: StepLedger, steps: Steps) -> None:
+    """Once the other sender's write can no longer land (a lost process), another may write."""
+    run = executor(ledger, steps)
+    for step in STEPS[:4]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    note_write(ledger, "post-origdatablock", time.time() - 60, writer="m1")
+    assert note_write(ledger, "post-origdatablock", time.time(), writer="m2") == 0
+    assert note_write(ledger, "post-origdatablock", time.time(), writer="m1") > 0  # now m2's
+
+
+def test_a_retry_after_a_failed_write_waits_until_it_cannot_land(ledger: StepLedger, steps: Steps) -> None:
+    """A POST that timed out may still be stored: the retry looks at SciCat after its window."""
+    # Given a block POST that is sent and then times out
+    run = executor(ledger, steps)
+    for step in STEPS[:4]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+
+    def post(rt: Runtime, job: Job) -> Job:
+        rt.scicat._announce_write()
+        raise ScicatUnavailable("SciCat POST origdatablocks timed out")
+
+    run.functions = {**run.functions, "post-origdatablock": post}
+    # When the attempt ends
+    outcome = run.run("post-origdatablock", REF, attempt=0, owner="chain-a", message_id="m1")
+    # Then it is retried, not after the policy's 1 s but once that POST can no longer land
+    timeout = run.rt.config.scicat.timeout
+    assert isinstance(outcome, Retry) and timeout < outcome.delay_s <= timeout + ORPHAN_MARGIN_S
+
+
+def test_a_retry_after_a_failed_read_keeps_the_policy_delay(ledger: StepLedger, steps: Steps) -> None:
+    """No write sent in the attempt (a GET timed out): the policy's delay, no window."""
+    run = executor(ledger, steps)
+    for step in STEPS[:4]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    steps.errors["post-origdatablock"] = [ScicatUnavailable("SciCat GET timed out")]
+    outcome = run.run("post-origdatablock", REF, attempt=0, owner="chain-a", message_id="m1")
+    assert isinstance(outcome, Retry) and outcome.delay_s <= POLICY.backoff_s
 
 
 def flags_seen(run: StepExecutor, step: str) -> list[bool | None]:
@@ -364,7 +464,7 @@ def test_a_retry_after_a_sent_write_is_not_a_first_write(ledger: StepLedger, ste
     steps.errors["post-origdatablock"] = [ScicatUnavailable("timed out")]
     first = run.run("post-origdatablock", REF, attempt=0, owner="chain-a")
     assert isinstance(first, Retry)
-    ledger.note_write("k1", "post-origdatablock", time.time())  # what the failed POST noted
+    note_write(ledger, "post-origdatablock", time.time())  # what the failed POST noted
     run.run("post-origdatablock", REF, attempt=1, owner="chain-a")
     assert seen == [True, None]
 

@@ -64,7 +64,8 @@ class ScicatClient:
         self._limiter = _RateLimiter(settings.rate_limit_per_s, sleep)
         self._token = settings.token.get_secret_value()
         self._login_lock = threading.Lock()
-        #: Called just before a request that creates something is sent (see executor.py).
+        #: Called just before a request that creates or changes something is sent (executor.py);
+        #: it may raise to stop the request (another execution's write may be in flight).
         self.before_write: Callable[[], None] | None = None
         #: Whether SciCat takes our token as anonymous (None = not asked since the last login).
         self._anonymous: bool | None = None
@@ -255,9 +256,15 @@ class ScicatClient:
             )
         return list(body or [])
 
-    def create_origdatablock(self, payload: dict[str, Any]) -> Any:
-        """POST an origdatablock (``datasetId`` inside the payload)."""
+    def create_origdatablock(self, payload: dict[str, Any], *, v3: bool = False) -> Any:
+        """POST an origdatablock (``datasetId`` inside the payload); ``v3``: through the v3 route.
+
+        The v3 route lets a privileged account create blocks for datasets it may not update
+        (CONTRACT.md §2.4).
+        """
         self._announce_write()
+        if v3:
+            return self.request("POST", "origdatablocks", json=payload, base=self.settings.v3_base)[1]
         return self.request("POST", self.settings.api_endpoints.origdatablocks, json=payload)[1]
 
     def is_valid(
@@ -277,6 +284,7 @@ class ScicatClient:
     def patch_dataset(self, pid: str, fields: dict[str, Any]) -> Any:
         """PATCH some fields of a dataset (used to repair ``size``/``numberOfFiles``)."""
         path = f"{self.settings.api_endpoints.datasets}/{self.quote_pid(pid)}"
+        self._announce_write()
         return self.request("PATCH", path, json=fields)[1]
 
     def health(self) -> Any:
