@@ -8,7 +8,8 @@ Usage:  scripts/reliability.py [--quick] [--load-n N] [--output RELIABILITY.md] 
 * ``--load-n N``: size of the long load case (default 10,000; ``RELIABILITY_LOAD_N``)
 
 Each test records its figures (files, lost, duplicated, ...) as junit properties; this
-script reads the junit XML and writes a markdown table to ``--output`` (RELIABILITY.md).
+script reads the junit XML and writes a markdown table to ``--output`` (RELIABILITY.md),
+between its two marker lines: the hand-written sections around them are kept.
 Exit status is pytest's.
 """
 
@@ -93,6 +94,26 @@ def table(found: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
+#: The generated part of the report lies between these lines; the rest is written by hand
+#: (tables of other runs, the rules, notes) and is kept as it is.
+BEGIN = "<!-- scripts/reliability.py writes from here ... -->"
+END = "<!-- ... to here; it keeps everything outside these two lines. -->"
+
+
+def write_report(path: Path, generated: str) -> None:
+    """Put ``generated`` between the markers of ``path``, keeping everything outside them."""
+    block = f"{BEGIN}\n{generated}\n{END}"
+    old = path.read_text() if path.exists() else ""
+    if not old:
+        path.write_text(f"# Reliability\n\n{block}\n")
+        return
+    if BEGIN not in old or END not in old:
+        raise SystemExit(f"{path} has no {BEGIN!r} ... {END!r} lines: add them around the generated part")
+    head, rest = old.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(head + block + tail)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help='only the CI cases (-m "not slow")')
@@ -123,8 +144,8 @@ def main() -> int:
     )
     print("\n" + text + "\n\n" + summary)
     if args.output != "-":
-        Path(args.output).write_text(
-            "# Reliability\n\n"
+        write_report(
+            Path(args.output),
             "Produced by the reliability suite (`tests/reliability/`): a real `redis-server` (AOF), real\n"
             "prefork Celery workers started as subprocesses, and the SciCat stand-in with fault injection.\n"
             "Every row is a test; *files* are the files it ingested, *lost* the ones that ended without a\n"
@@ -132,7 +153,7 @@ def main() -> int:
             f"Command: `{shown}`  (runs `{' '.join(shlex.quote(c) for c in command[2:-1])}`)\n\n"
             f"Run: {dt.datetime.now():%Y-%m-%d %H:%M}, {platform.node() or 'host'}: {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}, redis-server {redis_version}.\n\n"
-            f"**{summary}**\n\n{text}\n"
+            f"**{summary}**\n\n{text}",
         )
         print(f"wrote {args.output}")
     return code

@@ -115,6 +115,15 @@ class ScicatUnavailable(TransientError):
         #: Seconds the server asked us to wait (``Retry-After`` of a 429/503), if any.
         self.retry_after = retry_after
 
+    @property
+    def may_still_land(self) -> bool:
+        """Whether a write that met this error may still be stored by SciCat later.
+
+        True when no answer came (a timeout, a reset connection) or a gateway stopped
+        waiting for SciCat (502, 504); an answer from SciCat itself ends its request.
+        """
+        return self.status is None or self.status in (502, 504)
+
 
 class QueueUnavailable(TransientError):
     """Redis, the broker and job store, cannot be reached."""

@@ -28,8 +28,9 @@ its sender (the step's message: its retries share it), and three rules follow:
 
 * a redelivered write step (its process died) starts only once the lost write's window is
   over;
-* an attempt that sent a write and failed (a timeout, a reset connection, a 5xx from a
-  proxy) is retried only once that write's window is over;
+* an attempt that sent a write and got no answer from SciCat (a timeout, a reset
+  connection, a gateway's 502/504: ``ScicatUnavailable.may_still_land``) is retried only
+  once that write's window is over;
 * one sender per step: a second copy of a step's message (published twice when a process
   died between publishing the next step and its ack) is refused its write while the other
   copy's window is open (:class:`WriteInFlight`), and retried; by then the step is done.
@@ -52,7 +53,7 @@ from typing import Any
 
 from . import metrics
 from .current import clear_current, set_current
-from .errors import IngestError, PermanentError
+from .errors import IngestError, PermanentError, ScicatUnavailable
 from .job import Job
 from .ledger import StepLedger
 from .logs import get_logger
@@ -202,8 +203,8 @@ class StepExecutor:
             error.at(step=step, file=file)
             if self.policy.should_retry(error, attempt):
                 delay = self.policy.delay(attempt, getattr(error, "retry_after", None))
-                if sent:
-                    # This attempt's last write may have timed out on its way: it can still land.
+                if sent and isinstance(error, ScicatUnavailable) and error.may_still_land:
+                    # This attempt's last write timed out on its way: it can still be stored.
                     delay = max(delay, self._orphan_wait(sent[-1]))
                 self.ledger.note_retry(key, str(error))
                 metrics.count_retry(step)

@@ -399,7 +399,7 @@ def test_a_retry_after_a_failed_write_waits_until_it_cannot_land(ledger: StepLed
 
     def post(rt: Runtime, job: Job) -> Job:
         rt.scicat._announce_write()
-        raise ScicatUnavailable("SciCat POST origdatablocks timed out")
+        raise ScicatUnavailable("SciCat POST origdatablocks timed out")  # no status: no answer
 
     run.functions = {**run.functions, "post-origdatablock": post}
     # When the attempt ends
@@ -407,6 +407,24 @@ def test_a_retry_after_a_failed_write_waits_until_it_cannot_land(ledger: StepLed
     # Then it is retried, not after the policy's 1 s but once that POST can no longer land
     timeout = run.rt.config.scicat.timeout
     assert isinstance(outcome, Retry) and timeout < outcome.delay_s <= timeout + ORPHAN_MARGIN_S
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_a_retry_after_an_answered_write_keeps_the_policy_delay(
+    ledger: StepLedger, steps: Steps, status: int
+) -> None:
+    """SciCat itself answered the write (a 5xx or 429): nothing is in flight, no window."""
+    run = executor(ledger, steps)
+    for step in STEPS[:4]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+
+    def post(rt: Runtime, job: Job) -> Job:
+        rt.scicat._announce_write()
+        raise ScicatUnavailable(f"SciCat answered {status}", status=status)
+
+    run.functions = {**run.functions, "post-origdatablock": post}
+    outcome = run.run("post-origdatablock", REF, attempt=0, owner="chain-a", message_id="m1")
+    assert isinstance(outcome, Retry) and outcome.delay_s <= POLICY.backoff_s
 
 
 def test_a_retry_after_a_failed_read_keeps_the_policy_delay(ledger: StepLedger, steps: Steps) -> None:
