@@ -86,14 +86,13 @@ class JobStore:
         pipe.expire(name, self.state_ttl_s)
         pipe.execute()
 
-    def claim_for_queue(
-        self, job: Job, *, force: bool = False, claim: str = "", with_doc: bool = False
-    ) -> tuple[bool, str]:
+    def claim_for_queue(self, job: Job, *, force: bool = False, claim: str = "") -> tuple[bool, str]:
         """Mark a key queued unless it is queued, running or done; (claimed, previous state).
 
-        A WATCH transaction makes two concurrent enqueues of one file claim it once. With
-        ``with_doc`` the job document is written in the same MULTI, so a Redis that refuses
-        writes (OOM, read-only) leaves neither. ``claim`` tags the record with the producer's
+        A WATCH transaction makes two concurrent enqueues of one file claim it once. No job
+        document is written: the first step starts from its message (``chain.build_chain``),
+        and a queued file costs Redis only this record and that message (bench/RESULTS.md,
+        Redis memory per queued file). ``claim`` tags the record with the producer's
         request id: a request retried from the spool re-takes its own claim when its chain
         was never published (the publish or its roll-back failed), and is a no-op once it was.
         """
@@ -127,8 +126,6 @@ class JobStore:
                         },
                     )
                     pipe.expire(name, self.state_ttl_s)
-                    if with_doc:
-                        pipe.set(f"{PREFIX}doc:{job['key']}", json.dumps(job), ex=self.state_ttl_s)
                     pipe.hdel(FAILED_KEY, job["key"])
                     pipe.execute()
                     return True, "" if ours else previous
@@ -150,7 +147,7 @@ class JobStore:
         return int(answers[1]) if replicas else 0
 
     def release_claim(self, key: str, claim: str) -> bool:
-        """Undo a claim whose chain could not be published: record and document go.
+        """Undo a claim whose chain could not be published: its record goes (and a document).
 
         Only the claim's own record is removed (another producer may have forced a newer
         one). A script, not WATCH/MULTI: a Redis at maxmemory refuses every command queued in
