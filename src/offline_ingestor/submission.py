@@ -139,7 +139,7 @@ class Producer:
             sentinel = self.config.queue.sentinel
             replicas = self._replicas_to_wait_for(store)
             acked = store.mark_published(
-                job["key"], claim, replicas=replicas, timeout_ms=sentinel.wait_timeout_ms if sentinel else 0
+                job["key"], replicas=replicas, timeout_ms=sentinel.wait_timeout_ms if sentinel else 0
             )
             if acked < replicas:
                 log.warning("enqueue.not_replicated", key=job["key"], replicas=acked, wanted=replicas)
