@@ -11,6 +11,8 @@ document. Each is measured with Redis's default ``hash-max-listpack-value`` (64)
 
 ``--base SRC`` measures another version's ``src`` folder first (same harness, in a
 subprocess with ``PYTHONPATH=SRC``), so that before and after come from one run.
+``--done M`` also lets a worker ingest M files (SciCat stand-in) and reports what each
+finished file leaves in Redis for ``queue.state_ttl_s``: its record and job document.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from offline_ingestor.config import load_config
 from offline_ingestor.job import new_job
 from offline_ingestor.job_store import PREFIX, JobStore
 from offline_ingestor.producer import submit_job
+from offline_ingestor.testing.processes import wait_for
 
 from .common import PYTHON, ROOT
 from .corpus import small_files
-from .services import redis_server, write_config
+from .services import StandinProcess, Worker, redis_server, write_config
 
 LISTPACK = "hash-max-listpack-value"
 LISTPACK_VALUES = (None, 256)
@@ -93,6 +96,57 @@ def measure(work: Path, data_root: Path, count: int, listpack_value: int | None 
         server.stop(kill=True)
 
 
+def measure_done(
+    work: Path, data_root: Path, count: int, listpack_value: int | None = None
+) -> dict[str, Any]:
+    """Ingest ``count`` files with a worker; mean bytes of a finished file's record and document."""
+    files = small_files(data_root, count, "mem-done")
+    base = work / "redis-memory-done"
+    shutil.rmtree(base, ignore_errors=True)
+    server = redis_server(base / "redis").start()
+    standin = StandinProcess(base / "standin.json").start()
+    worker: Worker | None = None
+    try:
+        config_path = write_config(
+            base / "worker.yml",
+            scicat_url=standin.url,
+            broker_url=server.url,
+            data_root=data_root,
+            heartbeat=base / "heartbeat",
+        )
+        config = load_config(config_path)
+        client = redis.Redis.from_url(server.url)
+        if listpack_value is not None:
+            client.config_set(LISTPACK, listpack_value)
+        store = JobStore.for_config(config)
+        keys = [submit_job(new_job(path, config), config, store=store).key for path in files]
+        worker = Worker(config_path, base / "worker.log", base / "heartbeat", 2)
+        worker.start(wait=False)
+
+        def all_done() -> bool:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hget(f"{PREFIX}job:{key}", "state")
+            return all(state == b"done" for state in pipe.execute())
+
+        wait_for(all_done, 120 + count, f"{count} files done", 0.5)
+        records = [int(client.memory_usage(f"{PREFIX}job:{key}", samples=0) or 0) for key in keys]
+        documents = [int(client.memory_usage(f"{PREFIX}doc:{key}", samples=0) or 0) for key in keys]
+        return {
+            "files": count,
+            "hash_max_listpack_value": client.config_get(LISTPACK)[LISTPACK],
+            "per_file_b": round((sum(records) + sum(documents)) / count),
+            "job_record_b": round(sum(records) / count),
+            "job_record_encoding": _text(client.object("encoding", f"{PREFIX}job:{keys[0]}")),
+            "document_b": round(sum(documents) / count),
+        }
+    finally:
+        if worker is not None:
+            worker.stop()
+        standin.stop()
+        server.stop(kill=True)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -137,6 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_memory", description=__doc__)
     parser.add_argument("files", nargs="?", type=int, default=1000)
     parser.add_argument("--base", type=Path, help="src folder of the version to compare against")
+    parser.add_argument("--done", type=int, default=0, help="also measure M files a worker finished")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON only")
     args = parser.parse_args()
     work = Path(tempfile.gettempdir()) / "offline-ingestor-bench"
@@ -150,6 +205,13 @@ def main() -> None:
         return
     print(json.dumps([{"version": name, **row} for name, row in rows], indent=1, default=str))
     print(table(rows))
+    for value in LISTPACK_VALUES if args.done else ():
+        done = measure_done(work, work / "data", args.done, listpack_value=value)
+        print(
+            f"finished files (hash-max-listpack-value {done['hash_max_listpack_value']}): "
+            f"{done['per_file_b']:,} B each = record {done['job_record_b']:,} B "
+            f"({done['job_record_encoding']}) + document {done['document_b']:,} B"
+        )
 
 
 if __name__ == "__main__":
