@@ -1,16 +1,27 @@
 """Redis memory per queued file (issue 14): N files enqueued, no worker running.
 
-``python -m bench.redis_memory [N]`` starts its own ``redis-server``, enqueues N small files
-with the producer (``submit_job``: job record, document, chain message), and reports
-``INFO memory`` used_memory before and after, divided by N, plus ``MEMORY USAGE`` of one
-file's job record and document and of the queue list per message.
+``python -m bench.redis_memory [N] [--base SRC]`` starts its own ``redis-server``, enqueues
+N small files with the producer (``submit_job``: the claim and the first step's message), and
+reports ``INFO memory`` before and after, divided by N: ``used_memory`` as it is, and without
+the clients' buffers (``mem_clients_normal``: per connection, not per file, so a fixed
+~90 KB that 1,000 files would show as ~90 B each). Per part: the first message's length,
+the queue lists' ``MEMORY USAGE`` per file, one file's job record and (older versions) its
+document. Each is measured with Redis's default ``hash-max-listpack-value`` (64) and with
+256 (the compose file's), in a fresh server each.
+
+``--base SRC`` measures another version's ``src`` folder first (same harness, in a
+subprocess with ``PYTHONPATH=SRC``), so that before and after come from one run.
+``--done M`` also lets a worker ingest M files (SciCat stand-in) and reports what each
+finished file leaves in Redis for ``queue.state_ttl_s``: its record and job document.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import shutil
-import sys
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,9 +32,14 @@ from offline_ingestor.config import load_config
 from offline_ingestor.job import new_job
 from offline_ingestor.job_store import PREFIX, JobStore
 from offline_ingestor.producer import submit_job
+from offline_ingestor.testing.processes import wait_for
 
+from .common import PYTHON, ROOT
 from .corpus import small_files
-from .services import redis_server, write_config
+from .services import StandinProcess, Worker, redis_server, write_config
+
+LISTPACK = "hash-max-listpack-value"
+LISTPACK_VALUES = (None, 256)
 
 
 def measure(work: Path, data_root: Path, count: int, listpack_value: int | None = None) -> dict[str, Any]:
@@ -46,15 +62,17 @@ def measure(work: Path, data_root: Path, count: int, listpack_value: int | None 
         config = load_config(config_path)
         client = redis.Redis.from_url(server.url)
         if listpack_value is not None:
-            client.config_set("hash-max-listpack-value", listpack_value)
+            client.config_set(LISTPACK, listpack_value)
         client.execute_command("MEMORY", "PURGE")  # type: ignore[no-untyped-call]
-        before = int(client.info("memory")["used_memory"])
+        before = client.info("memory")
         store = JobStore.for_config(config)
         jobs = [new_job(path, config) for path in files]
         statuses = {submit_job(job, config, store=store).status for job in jobs}
         if statuses != {"queued"}:
             raise RuntimeError(f"not all files were queued: {statuses}")
-        after = int(client.info("memory")["used_memory"])
+        after = client.info("memory")
+        used = int(after["used_memory"]) - int(before["used_memory"])
+        clients = int(after["mem_clients_normal"]) - int(before["mem_clients_normal"])
         key = jobs[0]["key"]
         queue = config.queue.queue_name
         queue_keys = [
@@ -64,24 +82,136 @@ def measure(work: Path, data_root: Path, count: int, listpack_value: int | None 
         message = client.lindex(queue_keys[0], 0) if queue_keys else b""
         return {
             "files": count,
-            "hash_max_listpack_value": client.config_get("hash-max-listpack-value"),
-            "used_memory_per_file_b": round((after - before) / count),
-            "job_record_b": client.memory_usage(f"{PREFIX}job:{key}", samples=0),
-            "document_b": client.memory_usage(f"{PREFIX}doc:{key}", samples=0),
-            "queue_per_file_b": round(queue_bytes / count),
+            "hash_max_listpack_value": client.config_get(LISTPACK)[LISTPACK],
+            "used_memory_per_file_b": round(used / count),
+            "per_file_b": round((used - clients) / count),
             "message_b": len(message or b""),
+            "queue_per_file_b": round(queue_bytes / count),
+            "job_record_b": client.memory_usage(f"{PREFIX}job:{key}", samples=0),
+            "job_record_encoding": _text(client.object("encoding", f"{PREFIX}job:{key}")),
+            "document_b": client.memory_usage(f"{PREFIX}doc:{key}", samples=0) or 0,
+            "keys_per_file": round(int(client.dbsize()) / count, 2),
         }
     finally:
         server.stop(kill=True)
 
 
+def measure_done(
+    work: Path, data_root: Path, count: int, listpack_value: int | None = None
+) -> dict[str, Any]:
+    """Ingest ``count`` files with a worker; mean bytes of a finished file's record and document."""
+    files = small_files(data_root, count, "mem-done")
+    base = work / "redis-memory-done"
+    shutil.rmtree(base, ignore_errors=True)
+    server = redis_server(base / "redis").start()
+    standin = StandinProcess(base / "standin.json").start()
+    worker: Worker | None = None
+    try:
+        config_path = write_config(
+            base / "worker.yml",
+            scicat_url=standin.url,
+            broker_url=server.url,
+            data_root=data_root,
+            heartbeat=base / "heartbeat",
+        )
+        config = load_config(config_path)
+        client = redis.Redis.from_url(server.url)
+        if listpack_value is not None:
+            client.config_set(LISTPACK, listpack_value)
+        store = JobStore.for_config(config)
+        keys = [submit_job(new_job(path, config), config, store=store).key for path in files]
+        worker = Worker(config_path, base / "worker.log", base / "heartbeat", 2)
+        worker.start(wait=False)
+
+        def all_done() -> bool:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hget(f"{PREFIX}job:{key}", "state")
+            return all(state == b"done" for state in pipe.execute())
+
+        wait_for(all_done, 120 + count, f"{count} files done", 0.5)
+        records = [int(client.memory_usage(f"{PREFIX}job:{key}", samples=0) or 0) for key in keys]
+        documents = [int(client.memory_usage(f"{PREFIX}doc:{key}", samples=0) or 0) for key in keys]
+        return {
+            "files": count,
+            "hash_max_listpack_value": client.config_get(LISTPACK)[LISTPACK],
+            "per_file_b": round((sum(records) + sum(documents)) / count),
+            "job_record_b": round(sum(records) / count),
+            "job_record_encoding": _text(client.object("encoding", f"{PREFIX}job:{keys[0]}")),
+            "document_b": round(sum(documents) / count),
+        }
+    finally:
+        if worker is not None:
+            worker.stop()
+        standin.stop()
+        server.stop(kill=True)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def measure_all(work: Path, count: int) -> list[dict[str, Any]]:
+    """:func:`measure` with each ``hash-max-listpack-value`` of :data:`LISTPACK_VALUES`."""
+    return [measure(work, work / "data", count, listpack_value=value) for value in LISTPACK_VALUES]
+
+
+def measure_base(src: Path, count: int) -> list[dict[str, Any]]:
+    """The same measurements with the package from ``src`` (an older version)."""
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT}"}
+    out = subprocess.run(
+        [str(PYTHON), "-m", "bench.redis_memory", str(count), "--json"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return list(json.loads(out))
+
+
+def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """The RESULTS.md table: one line per version and listpack setting."""
+    lines = [
+        "| version | `hash-max-listpack-value` | per file | first message (in its list) "
+        "| job record | document | `used_memory` ÷ N |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows:
+        lines.append(
+            f"| {name} | {row['hash_max_listpack_value']} | **{row['per_file_b']:,} B** "
+            f"| {row['message_b']:,} B ({row['queue_per_file_b']:,} B) "
+            f"| {row['job_record_b']:,} B ({row['job_record_encoding']}) | {row['document_b']:,} B "
+            f"| {row['used_memory_per_file_b']:,} B |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    parser = argparse.ArgumentParser(prog="python -m bench.redis_memory", description=__doc__)
+    parser.add_argument("files", nargs="?", type=int, default=1000)
+    parser.add_argument("--base", type=Path, help="src folder of the version to compare against")
+    parser.add_argument("--done", type=int, default=0, help="also measure M files a worker finished")
+    parser.add_argument("--json", action="store_true", help="print the raw figures as JSON only")
+    args = parser.parse_args()
     work = Path(tempfile.gettempdir()) / "offline-ingestor-bench"
     work.mkdir(exist_ok=True)
-    data_root = work / "data"
-    print(json.dumps(measure(work, data_root, count), indent=1))
-    print(json.dumps(measure(work, data_root, count, listpack_value=256), indent=1))
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if args.base is not None:
+        rows += [("before", row) for row in measure_base(args.base.resolve(), args.files)]
+    rows += [("after", row) for row in measure_all(work, args.files)]
+    if args.json:
+        print(json.dumps([row for _, row in rows]))
+        return
+    print(json.dumps([{"version": name, **row} for name, row in rows], indent=1, default=str))
+    print(table(rows))
+    for value in LISTPACK_VALUES if args.done else ():
+        done = measure_done(work, work / "data", args.done, listpack_value=value)
+        print(
+            f"finished files (hash-max-listpack-value {done['hash_max_listpack_value']}): "
+            f"{done['per_file_b']:,} B each = record {done['job_record_b']:,} B "
+            f"({done['job_record_encoding']}) + document {done['document_b']:,} B"
+        )
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ See container_view.py for how the container's view is rebuilt without a containe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +121,9 @@ def test_readme_commands_ingest_a_file_in_the_container_view(
     assert worker.process is not None and worker.process.returncode == 0
 
 
-def test_redis_limits_memory_so_noeviction_applies(tmp_path: Path) -> None:
-    """Redis started with the compose command has a maxmemory, so noeviction refuses writes."""
+@contextlib.contextmanager
+def compose_redis(tmp_path: Path) -> Iterator[redis.Redis]:
+    """A redis-server started with the compose file's command, on a free loopback port."""
     service, _ = compose_service("redis")
     command = [interpolate(part, {}) for part in service["command"]]
     port = free_port()
@@ -132,11 +135,28 @@ def test_redis_limits_memory_so_noeviction_applies(tmp_path: Path) -> None:
     try:
         client = redis.Redis(port=port)
         wait_for(lambda: _pong(client), 10, "redis-server")
-        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
-        assert int(client.config_get("maxmemory")["maxmemory"]) > 0
+        yield client
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_redis_limits_memory_so_noeviction_applies(tmp_path: Path) -> None:
+    """Redis started with the compose command has a maxmemory, so noeviction refuses writes."""
+    with compose_redis(tmp_path) as client:
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        assert int(client.config_get("maxmemory")["maxmemory"]) > 0
+
+
+def test_redis_keeps_a_queued_files_record_compact(tmp_path: Path) -> None:
+    """On the compose Redis the record of a file queued with a long path (200 characters,
+    beyond Redis's default 64) is a listpack, half the memory of a hash table."""
+    from offline_ingestor.job_store import JobStore, job_key
+
+    with compose_redis(tmp_path) as client:
+        path = "/data/" + "x" * 190 + ".hdf"
+        JobStore(client).claim_for_queue({"key": "k-long", "file": path}, claim="c")
+        assert client.object("encoding", job_key("k-long")) == b"listpack"
 
 
 def _pong(client: Any) -> bool:

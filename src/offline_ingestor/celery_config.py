@@ -40,6 +40,13 @@ def celery_settings(config: Config) -> dict[str, Any]:
         # primary lost to a failover, while a sweep ran left it for kombu's default 300 s,
         # and nothing was restored meanwhile; a sweep takes milliseconds.
         "unacked_mutex_expire": 30,
+        # Message bodies as they are (JSON text) instead of base64: a third smaller, and a
+        # queued file is mostly its message (bench/RESULTS.md, Redis memory per queued file).
+        # Consumers decode each message by its own ``body_encoding`` property, so base64
+        # messages of other producers (celery-node, older releases) are still read. None, not
+        # "utf-8": every kombu version reads None as "not encoded" (a tool with an older
+        # kombu, e.g. a Flower image, reading our workers' replies and events).
+        "body_encoding": None,
     }
     # Redis Sentinel: kombu's documented sentinel:// transport with the master's name.
     from .redis_conn import broker_settings

@@ -4,7 +4,7 @@ Keys (``oi:`` prefix, all JSON-able, no secrets):
 
 * ``oi:job:{key}``   hash: file, job_id, state (queued/running/done/failed), ``step:<name>``
   = done, pid, attempts, last_error, timestamps, ``claim``/``published`` (the producer's
-  request id and whether its chain was published). Expires ``state_ttl_s`` after last change.
+  request id, and ``1`` once its chain was published). Expires ``state_ttl_s`` after last change.
 * ``oi:doc:{key}``   the job document the steps pass along (JSON), same TTL.
 * ``oi:lease:{key}`` the chain that may work on the key (``SET NX EX``).
 * ``oi:runs:{key}:{step}`` executions of a step, to cap redeliveries after worker loss.
@@ -100,14 +100,13 @@ class JobStore:
         pipe.expire(name, self.state_ttl_s)
         pipe.execute()
 
-    def claim_for_queue(
-        self, job: Job, *, force: bool = False, claim: str = "", with_doc: bool = False
-    ) -> tuple[bool, str]:
+    def claim_for_queue(self, job: Job, *, force: bool = False, claim: str = "") -> tuple[bool, str]:
         """Mark a key queued unless it is queued, running or done; (claimed, previous state).
 
-        A WATCH transaction makes two concurrent enqueues of one file claim it once. With
-        ``with_doc`` the job document is written in the same MULTI, so a Redis that refuses
-        writes (OOM, read-only) leaves neither. ``claim`` tags the record with the producer's
+        A WATCH transaction makes two concurrent enqueues of one file claim it once. No job
+        document is written: the first step starts from its message (``chain.build_chain``),
+        and a queued file costs Redis only this record and that message (bench/RESULTS.md,
+        Redis memory per queued file). ``claim`` tags the record with the producer's
         request id: a request retried from the spool re-takes its own claim when its chain
         was never published (the publish or its roll-back failed), and is a no-op once it was.
         """
@@ -141,30 +140,30 @@ class JobStore:
                         },
                     )
                     pipe.expire(name, self.state_ttl_s)
-                    if with_doc:
-                        pipe.set(f"{PREFIX}doc:{job['key']}", json.dumps(job), ex=self.state_ttl_s)
                     pipe.hdel(FAILED_KEY, job["key"])
                     pipe.execute()
                     return True, "" if ours else previous
                 except redis.WatchError:
                     continue
 
-    def mark_published(self, key: str, claim: str, *, replicas: int = 0, timeout_ms: int = 1000) -> int:
-        """Note that the chain of ``claim`` is on the queue (see :meth:`claim_for_queue`).
+    def mark_published(self, key: str, *, replicas: int = 0, timeout_ms: int = 1000) -> int:
+        """Note that the claim's chain is on the queue (see :meth:`claim_for_queue`).
 
         With ``replicas``, also WAIT until that many replicas hold every write made so far
         (this connection's HSET comes after the chain's publish on the master): a request is
         reported queued only once a failover cannot lose it. Returns the replicas that did.
         """
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(f"{PREFIX}job:{key}", "published", claim or "1")
+        # A flag: the record's ``claim`` already names the request (repeating its 32 characters
+        # here cost 40-64 B per queued file, bench/RESULTS.md).
+        pipe.hset(f"{PREFIX}job:{key}", "published", "1")
         if replicas:
             pipe.wait(replicas, timeout_ms)
         answers = pipe.execute()
         return int(answers[1]) if replicas else 0
 
     def release_claim(self, key: str, claim: str) -> bool:
-        """Undo a claim whose chain could not be published: record and document go.
+        """Undo a claim whose chain could not be published: its record goes (and a document).
 
         Only the claim's own record is removed (another producer may have forced a newer
         one). A script, not WATCH/MULTI: a Redis at maxmemory refuses every command queued in

@@ -210,6 +210,14 @@ def count_scicat_error(kind: str) -> None:
     _metrics()["scicat_errors"].labels(kind=kind if kind in ERROR_KINDS else "client").inc()
 
 
+def _message_body(message: dict[str, Any]) -> str | bytes:
+    """A queued message's body: ours are plain JSON text, other producers' base64."""
+    body = message["body"]
+    if message.get("properties", {}).get("body_encoding") == "base64":
+        return base64.b64decode(body)
+    return str(body)
+
+
 def _oldest_age(client: Any, names: list[str], now: float) -> float:
     """Seconds since the oldest waiting message's file was enqueued (0 when none waits).
 
@@ -224,7 +232,7 @@ def _oldest_age(client: Any, names: list[str], now: float) -> float:
             continue
         with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
             message = json.loads(raw)
-            body = json.loads(base64.b64decode(message["body"]))
+            body = json.loads(_message_body(message))
             key = body[0][0]["key"]
             stamp = client.hget(job_key(key), "enqueued_at")
             if stamp:

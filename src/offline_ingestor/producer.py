@@ -6,7 +6,7 @@ task ``offline_ingestor.submit`` with arguments ``[path]`` and optional kwargs
 ``{"job_id": str, "force": bool}`` (JSON, queue from ``queue.queue_name``); the worker then
 does the same.
 
-All or nothing: the claim and the job document are one MULTI; when publishing then fails
+All or nothing: the claim is one MULTI (no job document at enqueue); when publishing then fails
 the claim is rolled back, and when even the roll-back fails (Redis gone mid-request) the
 claim carries the request's id, so the same request retried later re-takes it. When Redis
 cannot take the request at all (down, timed out, full, read-only replica) and

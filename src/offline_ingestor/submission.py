@@ -1,4 +1,4 @@
-"""Submitting jobs: claim + document + publish, all or nothing, or the spool when Redis
+"""Submitting jobs: claim + publish, all or nothing, or the spool when Redis
 cannot take them (see producer.py for the public API and the why).
 
 Separate from producer.py so that the worker (which flushes the spool of its host) can use
@@ -120,10 +120,10 @@ class Producer:
         return EnqueueResult(job["key"], job["file"], "spooled")
 
     def _send(self, job: Job, *, force: bool, claim: str) -> EnqueueResult:
-        """Claim + document (one MULTI), publish, mark published; Redis errors sorted out."""
+        """Claim (one MULTI), publish, mark published; Redis errors sorted out."""
         store = self.store
         try:
-            claimed, previous = store.claim_for_queue(job, force=force, claim=claim, with_doc=True)
+            claimed, previous = store.claim_for_queue(job, force=force, claim=claim)
             if not claimed:
                 return EnqueueResult(job["key"], job["file"], f"already {previous}")
             try:
@@ -139,7 +139,7 @@ class Producer:
             sentinel = self.config.queue.sentinel
             replicas = self._replicas_to_wait_for(store)
             acked = store.mark_published(
-                job["key"], claim, replicas=replicas, timeout_ms=sentinel.wait_timeout_ms if sentinel else 0
+                job["key"], replicas=replicas, timeout_ms=sentinel.wait_timeout_ms if sentinel else 0
             )
             if acked < replicas:
                 log.warning("enqueue.not_replicated", key=job["key"], replicas=acked, wanted=replicas)

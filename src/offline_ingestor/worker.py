@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from . import envelope  # noqa: F401  (connects the handler that trims our step messages)
 from .celery_config import celery_settings
 from .config import CONFIG_ENV, Config, load_config
 

@@ -18,6 +18,7 @@ GLUE = {
     "offline_ingestor.tasks",
     "offline_ingestor.chain",
     "offline_ingestor.celery_config",
+    "offline_ingestor.envelope",
     "offline_ingestor.worker_signals",
     "offline_ingestor.kombu_patches",
     "offline_ingestor.worker_stop",
