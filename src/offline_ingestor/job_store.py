@@ -235,14 +235,22 @@ class JobStore:
         )
 
     def finish_step(self, job: Job, step: str, **fields: Any) -> None:
-        """``save_doc`` + ``update(step:<step>=done, **fields)`` + ``clear_runs``, one round trip."""
+        """``save_doc`` + ``update(step:<step>=done, **fields)`` + ``clear_runs``, one round trip.
+
+        With ``state="done"`` (the last step) the document is deleted instead: no step reads it
+        any more (a late copy of the last step is skipped from the record), and at ~5 KB it
+        was most of what a finished file kept in Redis for ``state_ttl_s`` (bench/RESULTS.md).
+        """
         key = job["key"]
         name = f"{PREFIX}job:{key}"
         values: dict[Any, Any] = {field: _text(value) for field, value in fields.items()}  # redis-py stubs
         values[f"step:{step}"] = "done"
         values["updated_at"] = _now()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(f"{PREFIX}doc:{key}", json.dumps(job), ex=self.state_ttl_s)
+        if fields.get("state") == "done":
+            pipe.delete(f"{PREFIX}doc:{key}")
+        else:
+            pipe.set(f"{PREFIX}doc:{key}", json.dumps(job), ex=self.state_ttl_s)
         pipe.hset(name, mapping=values)
         pipe.expire(name, self.state_ttl_s)
         pipe.delete(f"{PREFIX}runs:{key}:{step}")

@@ -69,7 +69,7 @@ class StepLedger(Protocol):
         """
 
     def finish_step(self, job: Job, step: str, **fields: Any) -> None:
-        """Save the document, mark the step done, reset its execution count."""
+        """Save the document (drop it with ``state="done"``), mark the step done, reset its count."""
 
     def fail_step(self, key: str, step: str, owner: str, failure: dict[str, Any]) -> None:
         """Put the key in the failed registry, release the lease, reset the count."""
@@ -115,7 +115,10 @@ class MemoryLedger:
 
     def finish_step(self, job: Job, step: str, **fields: Any) -> None:
         key = job["key"]
-        self.docs[key] = job
+        if fields.get("state") == "done":
+            self.docs.pop(key, None)
+        else:
+            self.docs[key] = job
         self.records.setdefault(key, {}).update({name: str(value) for name, value in fields.items()})
         self.records[key][f"step:{step}"] = "done"
         self.runs.pop((key, step), None)

@@ -558,3 +558,14 @@ def test_a_ledger_outage_inside_a_step_leaves_the_attempt_to_the_caller(
     with pytest.raises(Full):
         run.run("post-dataset", REF, attempt=0, owner="chain-a")
     assert failure_of(ledger) is None
+
+
+def test_a_finished_file_keeps_its_record_and_no_document(ledger: StepLedger, steps: Steps) -> None:
+    """After the last step only the record stays (done, pid); a late copy of that step skips."""
+    run = executor(ledger, steps)
+    for step in STEPS:
+        assert isinstance(run.run(step, REF, attempt=0, owner="chain-a"), Done)
+    start = ledger.begin_step("k1", STEPS[-1], "chain-a")  # what a late copy of the step sees
+    assert start.doc is None and start.record is not None and start.record.state == "done"
+    late = run.run(STEPS[-1], REF, attempt=0, owner="chain-a")
+    assert isinstance(late, Done) and late.skipped

@@ -472,13 +472,22 @@ def test_finish_step_saves_marks_done_and_resets_runs(store: JobStore) -> None:
     """finish_step stores the document, marks the step done and clears its run count."""
     store.claim_for_queue(job())
     store.begin_step("k1", "extract", "chain-a")
-    store.finish_step({**job(), "variables": {}}, "extract", pid="p1", state="done")
+    store.finish_step({**job(), "variables": {}}, "extract", pid="p1")
     record = store.get("k1")
-    assert record is not None and record.step_done("extract") and record.state == "done"
-    assert record.fields["pid"] == "p1"
+    assert record is not None and record.step_done("extract") and record.fields["pid"] == "p1"
     start = store.begin_step("k1", "post-dataset", "chain-a")
     assert start.doc == {**job(), "variables": {}}
     assert store.begin_step("k1", "extract", "chain-a").runs == 1
+
+
+def test_the_last_step_leaves_the_record_and_drops_the_document(store: JobStore) -> None:
+    """A finished file keeps its record (state done, pid) for state_ttl_s, not its document."""
+    store.claim_for_queue(job())
+    store.finish_step({**job(), "variables": {}}, "post-dataset", pid="p1")
+    store.finish_step({**job(), "pid": "p1"}, "post-origdatablock", pid="p1", state="done")
+    record = store.get("k1")
+    assert record is not None and record.state == "done" and record.fields["pid"] == "p1"
+    assert not store.redis.exists("oi:doc:k1")
 
 
 def test_forgive_run_uncounts_one_execution(store: JobStore) -> None:
