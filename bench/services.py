@@ -48,11 +48,16 @@ class StandinProcess:
 
     def start(self) -> StandinProcess:
         self.stats_file.unlink(missing_ok=True)
+        # The stand-in is the bench's instrument: always this checkout's, also when PYTHONPATH
+        # points the code under test at another version (a "before" run).
+        path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, "PYTHONPATH": path}
         self.process = subprocess.Popen(
             [str(PYTHON), "-m", "bench.standin", "--stats-file", str(self.stats_file), *self.latency],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
+            env=env,
         )
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()

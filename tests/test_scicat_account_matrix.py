@@ -2,7 +2,10 @@
 
 Every cell ingests one file against the stand-in with one account type and one failure, then
 reruns it from scratch (no Redis record survives: each run is a fresh ``Runtime``), and counts
-what SciCat holds. ``python tests/test_scicat_account_matrix.py`` prints the table.
+what SciCat holds. Each cell runs twice: with new processes (they look a dataset up before
+creating it) and with warm ones that have seen this SciCat keep the pids it is sent (they
+POST first and let the 409 be the look-up: ``scicat/write_order.py``).
+``python tests/test_scicat_account_matrix.py`` prints the table.
 """
 
 from __future__ import annotations
@@ -106,7 +109,15 @@ def _standin() -> ScicatStandin:
     return standin
 
 
-def measure(account: str, scenario: str, data_root: Path) -> Cell:
+def runtime(config: Any, *, warm: bool) -> Runtime:
+    """A new process's runtime; ``warm``: one that has already seen SciCat keep a pid."""
+    rt = Runtime.from_config(config)
+    if warm:
+        rt.dataset_order.note_created(sent_pid="20.500.12269/seen", stored_pid="20.500.12269/seen")
+    return rt
+
+
+def measure(account: str, scenario: str, data_root: Path, *, warm: bool = False) -> Cell:
     user, sections = ACCOUNT_TYPES[account]
     faults, first = SCENARIOS[scenario]
     standin = _standin()
@@ -119,7 +130,7 @@ def measure(account: str, scenario: str, data_root: Path) -> Cell:
             standin.inject(fault)
         outcomes = []
         for attempt in range(3):
-            rt = Runtime.from_config(config)  # a new process: no record of earlier runs
+            rt = runtime(config, warm=warm)  # a new process: no record of earlier runs
             job = new_job(path, config)
             try:
                 if attempt == 0 and first is not None:
@@ -151,11 +162,12 @@ def root(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "data"
 
 
+@pytest.mark.parametrize("process", ["new", "warm"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("account", list(ACCOUNT_TYPES))
-def test_no_duplicate_no_half_written(account: str, scenario: str, root: Path) -> None:
-    """Every account type x failure: never a duplicate; never a silent half-written file."""
-    cell = measure(account, scenario, root)
+def test_no_duplicate_no_half_written(account: str, scenario: str, process: str, root: Path) -> None:
+    """Every account type x failure x write order: never a duplicate; never a silent half-written file."""
+    cell = measure(account, scenario, root, warm=process == "warm")
     assert cell.duplicated == 0 and cell.silent == 0, cell
     assert cell.datasets <= 1 and cell.blocks <= 1, cell
     if cell.half_written:
