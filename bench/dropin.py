@@ -14,9 +14,11 @@ own process) and, for the queue modes, its own fresh redis-server and one worker
 Two calls at a time (the online ingestor's usual ``max_offline_ingestors`` on 2 cores). Per
 call: CPU (user + sys of the child and its children, from ``wait4``), peak RSS (the child's
 ``ru_maxrss``), wall time. Per mode: calls/s (spawns only), files/s until the last file is
-in SciCat, requests per ingested file at the stand-in. Our source is byte-compiled first
-(``compileall``), as an installed package is: with ``PYTHONDONTWRITEBYTECODE`` set and no
-``__pycache__`` every call would compile ~50 modules (~60 ms) again.
+in SciCat, requests per ingested file at the stand-in; for ``spool-first`` the hand-over
+latency, from the drop-in's exit to the worker's claim in Redis (``enqueued_at``). Our source
+is byte-compiled first (``compileall``), as an installed package is: with
+``PYTHONDONTWRITEBYTECODE`` set and no ``__pycache__`` every call would compile ~50 modules
+(~60 ms) again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import compileall
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -65,6 +68,7 @@ def measured_call(command: list[str], env: dict[str, str]) -> dict[str, Any]:
         peak_kb = int(Path(rss.name).read_text().split()[-1]) if GNU_TIME.exists() else usage.ru_maxrss
     return {
         "code": process.returncode,
+        "exited_at": time.time(),
         "wall_s": time.perf_counter() - started,
         # wait4 counts the call and every process it waited for (the NeXus reader child).
         "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -72,6 +76,26 @@ def measured_call(command: list[str], env: dict[str, str]) -> dict[str, Any]:
         "stdout": stdout.strip().splitlines()[-1:] or [""],
         "stderr": stderr.strip().splitlines()[-1:] or [""],
     }
+
+
+def handover_ms(url: str, calls: list[dict[str, Any]]) -> list[float]:
+    """Per spooled call: from the drop-in's exit to its claim in Redis (``enqueued_at``)."""
+    import calendar
+
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    delays = []
+    for call in calls:
+        line = call["stdout"][0]
+        if not line.startswith("spooled: "):
+            continue
+        stamp = str(client.hget(f"oi:job:{line.split()[1]}", "enqueued_at") or "")
+        if stamp:
+            whole, fraction = stamp.rstrip("Z").split(".")
+            at = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + int(fraction) / 1000
+            delays.append((at - call["exited_at"]) * 1000)
+    return delays
 
 
 def _jobs_done(url: str, wanted: int) -> bool:
@@ -87,7 +111,8 @@ def run_mode(
 ) -> dict[str, Any]:
     """One mode on fresh services; the figures of its N calls."""
     base = work / mode
-    base.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(base, ignore_errors=True)  # a fresh Redis (its AOF lives here) and spool
+    base.mkdir(parents=True)
     standin = StandinProcess(base / "standin.json").start()
     redis = worker = None
     warm_up = 0
@@ -133,6 +158,7 @@ def run_mode(
             while not _jobs_done(redis.url, len(files) + warm_up) and time.monotonic() < deadline:
                 time.sleep(0.05)
         finished = time.perf_counter() - started
+        delays = handover_ms(redis.url, calls) if mode == "spool-first" and redis is not None else []
     finally:
         if worker is not None:
             worker.stop()
@@ -153,6 +179,7 @@ def run_mode(
         "files_per_s": round(len(files) / finished, 2),
         "datasets": datasets,
         "requests_per_file": round(len(stats.get("requests", [])) / max(1, datasets), 2),
+        "handover_ms": {"median": round(median(delays), 1), "max": round(max(delays), 1)} if delays else None,
         "first_error": next((call["stderr"][0] for call in calls if call["code"] != 0), ""),
     }
 
