@@ -82,7 +82,7 @@ def test_spooled_request_is_ingested_exactly_once(
 ) -> None:
     """A file handed over twice by the fast path is ingested once by the worker's flusher."""
     # Given a worker polling the spool and an accepted config
-    start_worker(spool_config)
+    worker = start_worker(spool_config)
     accept(spool_config, data_root)
     path = ymir_file(data_root, name="run-0002.hdf")
     # When the online ingestor spawns the drop-in for the file, twice
@@ -94,6 +94,15 @@ def test_spooled_request_is_ingested_exactly_once(
     status = json.loads(ingestor_cli("status", "-c", str(spool_config), "--json", str(path)).stdout)
     assert status["state"] == "done"
     assert len(standin.datasets) == 2 and len(standin.origdatablocks) == 2
+    # ... and its log says, per request, what the drop-in could not: queued, then a no-op
+    sent = [
+        event["status"]
+        for event in (
+            json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")
+        )
+        if event.get("event") == "spool.sent" and event.get("file") == str(path)
+    ]
+    assert sent[0] == "queued" and sent[1].startswith("already "), sent
 
 
 def test_cheap_refusals_keep_their_exit_status_and_line(
