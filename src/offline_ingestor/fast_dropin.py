@@ -162,6 +162,8 @@ def _accepted(config_path: str) -> dict[str, Any] | None:
         text = Path(source).read_bytes()
     except OSError:
         return None
+    if b"spool_dir" not in text:
+        return None  # no spool, no fast path: the in-process drop-in pays no YAML parse for it
     # The spool folder (where the record is) comes from the file itself, as Config reads it.
     import yaml  # PyYAML alone (~10 ms); the validation is what the record stands for
 
