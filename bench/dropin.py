@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .common import BIN, ROOT, median, percentile
+from .common import BIN, median, percentile
 from .corpus import small_files
 from .services import StandinProcess, Worker, ingest_env, redis_server, write_config
 
@@ -188,6 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.dropin")
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--tag", default="", help="prefix of the row names (e.g. the code version)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument(
         "--upstream-command",
@@ -200,13 +201,16 @@ def main() -> None:
     work = Path(tempfile.gettempdir()) / "offline-ingestor-bench" / "dropin"
     data_root = work / "data"
     files = small_files(data_root, args.files, "dropin")
-    compileall.compile_dir(ROOT / "src", quiet=1)  # as installed: the calls read .pyc files
+    import offline_ingestor  # the copy the calls run (PYTHONPATH may name an older one)
+
+    compileall.compile_dir(Path(offline_ingestor.__file__).parent, quiet=1)  # as installed: .pyc
     rows = []
     for mode in modes:
         row = run_mode(mode, work, data_root, files, args.parallel, upstream)
+        row["mode"] = args.tag + mode
         rows.append(row)
         print(json.dumps(row), flush=True)
-    (work / "results.json").write_text(json.dumps(rows, indent=1))
+    (work / f"{args.tag}results.json").write_text(json.dumps(rows, indent=1))
     print("\n| mode | CPU/call (median, p95) | peak RSS | calls/s | files/s in SciCat | requests/file |")
     print("|---|---|---|---|---|---|")
     for row in rows:
