@@ -97,11 +97,12 @@ def _fingerprint(source: str, text: bytes) -> str:
     """What a validated config depends on: its path, its bytes and the environment overrides."""
     digest = hashlib.sha256(b"offline-ingestor config v1\0" + os.fsencode(source) + b"\0" + text)
     for name in _ENV_OVERRIDES:
-        # The broker URL's value changes where requests go; the secrets only whether a
-        # *_file key is read at all, so only their presence counts (no secret in a hash).
-        value = os.environ.get(name)
-        shown = value if name.endswith("BROKER_URL") else ("set" if value else "")
-        digest.update(b"\0" + name.encode() + b"=" + (shown or "").encode())
+        # The broker URL changes where requests go (its password does not: the fast path never
+        # connects); the secrets only whether a *_file key is read at all, so only their
+        # presence counts. No password of the environment goes into the hash.
+        value = os.environ.get(name) or ""
+        shown = _strip_password(value) if name.endswith("BROKER_URL") else ("set" if value else "")
+        digest.update(b"\0" + name.encode() + b"=" + shown.encode())
     return digest.hexdigest()
 
 
