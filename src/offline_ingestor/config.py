@@ -17,15 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .checksums import Algorithm
-from .config_paths import config_source, resolve_from
+from .config_paths import BROKER_URL_ENV, CONFIG_ENV, PASSWORD_ENV, TOKEN_ENV, config_source, resolve_from
 from .errors import ConfigError
 
 __all__ = ["BROKER_URL_ENV", "CONFIG_ENV", "Config", "load_config"]
 
-CONFIG_ENV = "OFFLINE_INGESTOR_CONFIG"
-BROKER_URL_ENV = "OFFLINE_INGESTOR_BROKER_URL"
-TOKEN_ENV = "OFFLINE_INGESTOR_SCICAT_TOKEN"
-PASSWORD_ENV = "OFFLINE_INGESTOR_SCICAT_PASSWORD"
 
 #: Used when a file says ``timeout: 0`` (upstream's default, which makes every call fail).
 DEFAULT_TIMEOUT_S = 30.0

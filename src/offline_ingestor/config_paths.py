@@ -1,11 +1,29 @@
-"""Where a config file's relative paths point: one rule for the validated config and the
-drop-in's fast path (which reads the file without pydantic)."""
+"""Where a config file's relative paths point, and the environment variables that override it.
+
+One rule for the validated config (``config.py``) and the drop-in's fast path, which reads
+the file without pydantic (``fast_dropin.py``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["config_source", "resolve_from"]
+__all__ = [
+    "BROKER_URL_ENV",
+    "CONFIG_ENV",
+    "OVERRIDE_ENVS",
+    "PASSWORD_ENV",
+    "TOKEN_ENV",
+    "config_source",
+    "resolve_from",
+]
+
+CONFIG_ENV = "OFFLINE_INGESTOR_CONFIG"
+BROKER_URL_ENV = "OFFLINE_INGESTOR_BROKER_URL"
+TOKEN_ENV = "OFFLINE_INGESTOR_SCICAT_TOKEN"
+PASSWORD_ENV = "OFFLINE_INGESTOR_SCICAT_PASSWORD"
+#: What changes the validated config besides the file itself.
+OVERRIDE_ENVS = (BROKER_URL_ENV, TOKEN_ENV, PASSWORD_ENV)
 
 
 def config_source(chosen: str) -> str:

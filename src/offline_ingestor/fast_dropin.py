@@ -21,6 +21,7 @@ Everything else takes the unchanged slow path: upstream's extra flags, ``--dry-r
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -30,8 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from .config_paths import config_source, resolve_from
+from .config_paths import OVERRIDE_ENVS, config_source, resolve_from
 from .errors import IngestError, SpoolFull, is_transient
 
 if TYPE_CHECKING:
@@ -47,21 +49,6 @@ __all__ = [
 #: The fast path needs a flusher that polled the spool this recently (it polls every 0.5 s).
 FLUSHER_MAX_AGE_S = 5.0
 
-#: Environment variables that change what a config file validates to (config.py).
-_ENV_OVERRIDES = (
-    "OFFLINE_INGESTOR_BROKER_URL",
-    "OFFLINE_INGESTOR_SCICAT_TOKEN",
-    "OFFLINE_INGESTOR_SCICAT_PASSWORD",
-)
-
-_OPTIONS = {
-    "-c": "config",
-    "--config-file": "config",
-    "--nexus-file": "nexus_file",
-    "--done-writing-message-file": "message_file",
-    "--id": "run_id",
-}
-
 
 @dataclass(frozen=True)
 class _Args:
@@ -72,31 +59,24 @@ class _Args:
 
 def _parse(argv: Sequence[str]) -> _Args | None:
     """The drop-in's own options only; anything else (a flag of upstream's, --help) -> None."""
-    found: dict[str, str] = {}
-    index = 0
-    while index < len(argv):
-        token = argv[index]
-        name, has_inline, inline = token.partition("=")
-        key = _OPTIONS.get(name)
-        if key is None or key in found or (has_inline and name == "-c"):
-            return None
-        if has_inline:
-            found[key] = inline
-            index += 1
-        elif index + 1 < len(argv):
-            found[key] = argv[index + 1]
-            index += 2
-        else:
-            return None
-    if not found.get("config") or not found.get("nexus_file"):
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    parser.add_argument("-c", "--config-file", dest="config", required=True)
+    parser.add_argument("--nexus-file", required=True)
+    parser.add_argument("--done-writing-message-file", dest="message_file")
+    parser.add_argument("--id")
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit):  # a missing value: the slow path says so
         return None
-    return _Args(found["config"], found["nexus_file"], found.get("message_file") or None)
+    if extra or not args.config or not args.nexus_file:
+        return None
+    return _Args(args.config, args.nexus_file, args.message_file or None)
 
 
 def _fingerprint(source: str, text: bytes) -> str:
     """What a validated config depends on: its path, its bytes and the environment overrides."""
     digest = hashlib.sha256(b"offline-ingestor config v1\0" + os.fsencode(source) + b"\0" + text)
-    for name in _ENV_OVERRIDES:
+    for name in OVERRIDE_ENVS:
         # The broker URL changes where requests go (its password does not: the fast path never
         # connects); the secrets only whether a *_file key is read at all, so only their
         # presence counts. No password of the environment goes into the hash.
@@ -107,11 +87,10 @@ def _fingerprint(source: str, text: bytes) -> str:
 
 
 def _strip_password(url: str) -> str:
-    scheme, separator, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not separator or not at:
+    parts = urlsplit(url)
+    if parts.password is None:
         return url
-    return f"{scheme}://{userinfo.partition(':')[0]}@{host}"
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", "@", 1)))
 
 
 def broker_identity(queue: Queue) -> str:
