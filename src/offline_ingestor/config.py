@@ -17,14 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .checksums import Algorithm
+from .config_paths import BROKER_URL_ENV, CONFIG_ENV, PASSWORD_ENV, TOKEN_ENV, config_source, resolve_from
 from .errors import ConfigError
 
 __all__ = ["BROKER_URL_ENV", "CONFIG_ENV", "Config", "load_config"]
 
-CONFIG_ENV = "OFFLINE_INGESTOR_CONFIG"
-BROKER_URL_ENV = "OFFLINE_INGESTOR_BROKER_URL"
-TOKEN_ENV = "OFFLINE_INGESTOR_SCICAT_TOKEN"
-PASSWORD_ENV = "OFFLINE_INGESTOR_SCICAT_PASSWORD"
 
 #: Used when a file says ``timeout: 0`` (upstream's default, which makes every call fail).
 DEFAULT_TIMEOUT_S = 30.0
@@ -264,10 +261,7 @@ class Config(_Section):
 
     def resolve(self, path: str) -> Path:
         """Resolve a path from the config relative to the config file's folder."""
-        candidate = Path(path).expanduser()
-        if candidate.is_absolute() or not self.source_path:
-            return candidate
-        return Path(self.source_path).parent / candidate
+        return resolve_from(self.source_path, path)
 
     @property
     def schemas_dir(self) -> Path:
@@ -373,4 +367,4 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(_yaml_error(chosen, exc)) from None
-    return parse_config(data, str(Path(chosen).resolve()))
+    return parse_config(data, config_source(chosen))

@@ -23,18 +23,32 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
-
-from .config import Config
 from .errors import InputFileError
 
-__all__ = ["MAX_MESSAGE_FILE_BYTES", "WRDN_FIELDS", "DoneWriting", "FileWriterFailed", "read_done_writing"]
+if TYPE_CHECKING:
+    from .config import Config
 
-log = structlog.get_logger(__name__)
+__all__ = [
+    "MAX_MESSAGE_FILE_BYTES",
+    "WRDN_FIELDS",
+    "DoneWriting",
+    "FileWriterFailed",
+    "Warner",
+    "read_done_writing",
+    "read_done_writing_within",
+]
+
+
+class Warner(Protocol):
+    """What the reader logs its warnings with (a structlog logger, or the drop-in's lazy one)."""
+
+    def warning(self, event: str, **fields: Any) -> Any: ...
+
 
 #: Field order of ``streaming_data_types.finished_writing_wrdn.WritingFinished``.
 WRDN_FIELDS = ("service_id", "job_id", "error_encountered", "file_name", "metadata", "message")
@@ -92,8 +106,8 @@ def parse_message(data: bytes) -> dict[str, Any]:
     raise ValueError(f"JSON {type(parsed).__name__}, not an array or object")
 
 
-def _inside(path: Path, config: Config) -> bool:
-    roots = [Path(os.path.realpath(root)) for root in config.ingestion.allowed_data_roots]
+def _inside(path: Path, allowed_roots: Sequence[str]) -> bool:
+    roots = [Path(os.path.realpath(root)) for root in allowed_roots]
     return not roots or any(path == root or root in path.parents for root in roots)
 
 
@@ -103,12 +117,20 @@ def _same_file(named: str, nexus_file: Path) -> bool:
 
 def read_done_writing(message_file: str, nexus_file: Path, config: Config) -> DoneWriting:
     """Read ``message_file`` for the (resolved) ``nexus_file``; see the module docstring."""
+    return read_done_writing_within(message_file, nexus_file, config.ingestion.allowed_data_roots)
+
+
+def read_done_writing_within(
+    message_file: str, nexus_file: Path, allowed_roots: Sequence[str], log: Warner | None = None
+) -> DoneWriting:
+    """:func:`read_done_writing` given ``ingestion.allowed_data_roots`` itself (no Config)."""
     resolved = Path(os.path.realpath(os.path.expanduser(message_file)))
-    if not _inside(resolved, config):
+    if not _inside(resolved, allowed_roots):
         raise InputFileError(
             f"refused: done-writing message file {resolved} is outside the allowed data roots "
-            f"({', '.join(config.ingestion.allowed_data_roots)})"
+            f"({', '.join(allowed_roots)})"
         )
+    log = log or _LazyWarner()
     try:
         data = _read_capped(resolved)
     except (OSError, ValueError) as exc:
@@ -158,3 +180,13 @@ def read_done_writing(message_file: str, nexus_file: Path, config: Config) -> Do
     if job_id is None:
         log.warning("message_file.no_job_id", message_file=str(resolved), fallback="path-based key")
     return DoneWriting(job_id=job_id, listed_file=str(resolved))
+
+
+class _LazyWarner:
+    """This module's structlog logger, imported at the first warning."""
+
+    def warning(self, event: str, **fields: Any) -> Any:
+        # Imported on a warning only: the drop-in's fast path reads messages without structlog.
+        import structlog
+
+        return structlog.get_logger(__name__).warning(event, **fields)

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from .config import Config
-from .done_writing import DoneWriting, read_done_writing
+from .done_writing import DoneWriting, Warner, read_done_writing_within
 from .errors import InputFileError
+
+if TYPE_CHECKING:  # the drop-in's fast path makes jobs without pydantic (fast_dropin.py)
+    from .config import Config
 
 __all__ = [
     "Job",
     "check_data_root",
+    "check_is_file",
+    "check_within_roots",
     "ingest_key",
     "new_job",
+    "new_job_within",
     "printable_path",
     "read_message_file",
     "scicat_identity",
@@ -107,16 +113,29 @@ def printable_path(path: str | os.PathLike[str]) -> str:
 
 def read_message_file(path: str, nexus_file: Path, config: Config) -> DoneWriting:
     """The file writer's "done writing" message: job id and file to list (done_writing.py)."""
-    return read_done_writing(path, nexus_file, config)
+    return read_done_writing_within(path, nexus_file, config.ingestion.allowed_data_roots)
 
 
 def check_data_root(path: Path, config: Config) -> None:
     """Refuse files outside ``ingestion.allowed_data_roots`` (when any are set)."""
-    roots = [Path(os.path.realpath(root)) for root in config.ingestion.allowed_data_roots]
+    check_within_roots(path, config.ingestion.allowed_data_roots)
+
+
+def check_within_roots(path: Path, allowed_roots: Sequence[str]) -> None:
+    """:func:`check_data_root` given ``ingestion.allowed_data_roots`` itself."""
+    roots = [Path(os.path.realpath(root)) for root in allowed_roots]
     if roots and not any(path == root or root in path.parents for root in roots):
         raise InputFileError(
             f"refused: {path} is outside the allowed data roots ({', '.join(map(str, roots))})"
         )
+
+
+def check_is_file(path: Path) -> None:
+    """Refuse a (resolved) path that does not exist or is not a regular file, at enqueue."""
+    if not os.path.exists(path):
+        raise InputFileError(f"refused: {path} does not exist")
+    if not os.path.isfile(path):
+        raise InputFileError(f"refused: {path} is not a file")
 
 
 def new_job(
@@ -127,15 +146,27 @@ def new_job(
     message_file: str | None = None,
 ) -> Job:
     """Start a job for ``path``: resolve it (symlinks too), check roots, derive its key."""
+    return new_job_within(path, config.ingestion.allowed_data_roots, job_id=job_id, message_file=message_file)
+
+
+def new_job_within(
+    path: str | os.PathLike[str],
+    allowed_roots: Sequence[str],
+    *,
+    job_id: str | None = None,
+    message_file: str | None = None,
+    log: Warner | None = None,
+) -> Job:
+    """:func:`new_job` given ``ingestion.allowed_data_roots`` itself (the drop-in's fast path)."""
     resolved = Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
     try:
         os.fspath(resolved).encode("utf-8")
     except UnicodeEncodeError:
         # SciCat stores paths as JSON text; a name that is not UTF-8 cannot be catalogued as is.
         raise InputFileError(f"refused: file name is not valid UTF-8: {printable_path(resolved)}") from None
-    check_data_root(resolved, config)
+    check_within_roots(resolved, allowed_roots)
     if message_file:
-        message = read_message_file(message_file, resolved, config)
+        message = read_done_writing_within(message_file, resolved, allowed_roots, log)
         job_id = job_id or message.job_id
         message_file = message.listed_file
     return {

@@ -89,15 +89,12 @@ def refusal_reason(path: str | os.PathLike[str], config: Config) -> str | None:
     from pathlib import Path
 
     from .errors import InputFileError
-    from .job import check_data_root
+    from .job import check_data_root, check_is_file
 
-    resolved = os.path.realpath(os.path.expanduser(os.fspath(path)))
+    resolved = Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
     try:
-        check_data_root(Path(resolved), config)
+        check_data_root(resolved, config)
+        check_is_file(resolved)
     except InputFileError as exc:
         return str(exc).removeprefix("refused: ")
-    if not os.path.exists(resolved):
-        return f"{resolved} does not exist"
-    if not os.path.isfile(resolved):
-        return f"{resolved} is not a file"
     return None

@@ -25,17 +25,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import structlog
-
-from .config import Config
 from .errors import IngestError, SpoolFull, is_transient
-from .job import Job
 
-__all__ = ["FlushResult", "Spool", "SpooledRequest"]
+if TYPE_CHECKING:  # the drop-in's fast path writes requests with the standard library only
+    from .config import Config
+    from .job import Job
 
-log = structlog.get_logger(__name__)
+__all__ = ["FLUSHER_FILE", "FlushResult", "Spool", "SpooledRequest"]
+
+#: A flushing worker touches this file in the spool folder every poll (see worker_signals.py);
+#: its text names the Redis the worker sends to (fast_dropin.broker_fingerprint).
+FLUSHER_FILE = ".flusher"
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ class Spool:
             raise ValueError("no job with key and file")
         return SpooledRequest(
             path,
-            cast(Job, job),
+            cast("Job", job),
             bool(data.get("force")),
             str(data.get("claim") or ""),
             float(data.get("spooled_at") or 0),
@@ -161,6 +163,31 @@ class Spool:
             return max(0.0, time.time() - paths[0].stat().st_mtime)
         except FileNotFoundError:
             return None
+
+    # -- the local flusher --------------------------------------------------------------------
+
+    def mark_flusher(self, broker: str) -> None:
+        """Say that a worker flushing to ``broker`` polls this folder (touched every poll)."""
+        path = self.directory / FLUSHER_FILE
+        try:
+            if path.read_text(encoding="utf-8") == broker:
+                os.utime(path)
+                return
+        except OSError:
+            pass
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / f".flusher-{os.getpid()}.tmp"
+        temporary.write_text(broker, encoding="utf-8")
+        os.replace(temporary, path)
+
+    def flusher_alive(self, broker: str, max_age_s: float) -> bool:
+        """Whether a worker sending to ``broker`` polled this folder within ``max_age_s``."""
+        path = self.directory / FLUSHER_FILE
+        try:
+            age = time.time() - path.stat().st_mtime
+            return age <= max_age_s and path.read_text(encoding="utf-8") == broker
+        except OSError:
+            return False
 
     # -- flushing -----------------------------------------------------------------------------
 
@@ -228,7 +255,9 @@ class Spool:
         target = bad / path.name
         with contextlib.suppress(OSError):
             os.replace(path, target)
-        log.error(
+        import structlog  # here, not at the top: producers writing requests never need it
+
+        structlog.get_logger(__name__).error(
             "spool.bad_request", file=str(path), moved_to=str(target), error=f"{type(exc).__name__}: {exc}"
         )
         return target

@@ -260,8 +260,8 @@ def _start_background(sender: Any = None, **_: Any) -> None:
         threading.Thread(target=beat, name="heartbeat", daemon=True).start()
 
 
-def flush_spool_once(config: Any) -> int:
-    """Enqueue what producers on this host spooled while Redis was away; requests sent."""
+def _spool_producer(config: Any) -> Any:
+    """A producer that sends this host's spool with the worker's Celery app (None: no spool)."""
     from celery import current_app
 
     from .chain import build_chain
@@ -269,31 +269,70 @@ def flush_spool_once(config: Any) -> int:
     from .submission import Producer
 
     spool = Spool.for_config(config)
-    if spool is None or not spool.has_pending():
-        return 0
+    if spool is None:
+        return None
 
     def publish(job: Any) -> None:
         build_chain(current_app, job, config).apply_async()
 
-    return len(Producer(config, spool=spool, publish=publish).flush().sent)
+    return Producer(config, spool=spool, publish=publish)
+
+
+def flush_spool_once(config: Any, producer: Any = None) -> int:
+    """Enqueue what producers on this host spooled (Redis away, or the drop-in's fast path)."""
+    producer = producer or _spool_producer(config)
+    if producer is None or not producer.spool.has_pending():
+        return 0
+    return len(producer.flush().sent)
+
+
+#: How often the flusher looks into the spool. The drop-in's fast path hands every request
+#: over this way (fast_dropin.py), so this is its added latency (a quarter second on average).
+SPOOL_POLL_S = 0.5
 
 
 @signals.worker_ready.connect
 def _start_spool_flusher(**_: Any) -> None:
-    # Producers flush on their next call; a host whose producers went quiet (the outage was
-    # at the end of a run) relies on this thread, and on `offline-ingestor spool flush`.
+    # Producers flush on their next call; the drop-in's fast path and a host whose producers
+    # went quiet (the outage was at the end of a run) rely on this thread, and on
+    # `offline-ingestor spool flush`.
     config = _config()
     if config is None or not config.queue.spool_dir or not config.queue.spool_flush_interval_s:
         return
-    every = config.queue.spool_flush_interval_s
+    from .fast_dropin import broker_identity
+
+    retry_every = config.queue.spool_flush_interval_s
+    broker = broker_identity(config.queue)
     logger = structlog.get_logger("offline_ingestor.spool")
+    producer = _spool_producer(config)
 
     def loop() -> None:
+        next_try = 0.0
         while True:
-            time.sleep(every)
             try:
-                flush_spool_once(config)
+                # "A worker sending to this Redis polls here": what lets the drop-in spool first.
+                producer.spool.mark_flusher(broker)
+                due = time.monotonic() >= next_try and producer.spool.has_pending()
+                if due and producer.flush().stopped:  # Redis still away: the requests stay
+                    next_try = time.monotonic() + retry_every
             except Exception as exc:  # a bad moment must not end the thread
+                # A request Redis refused, say: try again after the configured interval (the
+                # request stays in the spool), not every poll.
+                next_try = time.monotonic() + retry_every
                 logger.warning("spool.flush_failed", error=f"{type(exc).__name__}: {exc}")
+            time.sleep(SPOOL_POLL_S)
 
     threading.Thread(target=loop, name="spool-flush", daemon=True).start()
+
+
+@signals.worker_shutdown.connect
+def _stop_flusher_mark(**_: Any) -> None:
+    # A stopped worker flushes nothing: new drop-in calls must enqueue directly at once,
+    # not after FLUSHER_MAX_AGE_S (another worker on the host marks the folder again).
+    config = _config()
+    if config is None or not config.queue.spool_dir:
+        return
+    from .spool import FLUSHER_FILE
+
+    with contextlib.suppress(OSError):
+        (config.resolve(config.queue.spool_dir) / FLUSHER_FILE).unlink()
