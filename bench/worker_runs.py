@@ -6,6 +6,7 @@ enqueued *before* the workers start (a backlog), then timed from the workers' JS
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -108,6 +109,9 @@ def run_queue(
     ``io_concurrency`` > 0 adds, per worker, ``worker --io`` (threads) for the write steps.
     """
     base = workdir / name
+    # A run of the same name before (an interrupted bench) left Redis's AOF and the logs there:
+    # its records would make every file "already done" and its log lines count as this run's.
+    shutil.rmtree(base, ignore_errors=True)
     redis = redis_server(base / "redis").start()
     standin = StandinProcess(base / "standin.json", latency_ms, jitter_ms).start()
     pool: list[Worker] = []
