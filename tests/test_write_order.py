@@ -32,6 +32,15 @@ def numbered_file(data_root: Path, n: int) -> Path:
     return ymir_file(data_root, f"run-{n:04d}.hdf", job_id=f"5d0c2a9e-0000-4000-8000-{n:012d}")
 
 
+def warm_process(config: Any, data_root: Path) -> Runtime:
+    """A process that has created two datasets under the pids it sent: it now posts first."""
+    rt = Runtime.from_config(config)
+    ingest_file(rt, config, numbered_file(data_root, 0))
+    ingest_file(rt, config, numbered_file(data_root, 1))
+    assert rt.dataset_order.post_first()
+    return rt
+
+
 def config_finding_by_job_id(make_config: Any, standin: Any) -> Any:
     """The example config's setting: a dataset stored under another pid is found by its job id."""
     return make_config(standin, ingestion={"check_if_dataset_exists_by_metadata": True})
@@ -67,10 +76,7 @@ def test_a_scicat_reconfigured_to_rewrite_pids_is_looked_up_again(
     """A process that learnt "pids are kept" stops posting first at the first pid not kept."""
     # Given a process that has seen SciCat keep its pids (so it posts first)
     config = config_finding_by_job_id(make_config, standin)
-    rt = Runtime.from_config(config)
-    ingest_file(rt, config, numbered_file(data_root, 0))
-    ingest_file(rt, config, numbered_file(data_root, 1))
-    assert rt.dataset_order.post_first()
+    rt = warm_process(config, data_root)
     # When SciCat starts making its own pids and a new file is created, then re-run
     standin.drop_client_pids = True
     created = ingest_file(rt, config, numbered_file(data_root, 2))
@@ -87,10 +93,7 @@ def test_a_retry_after_a_lost_create_answer_looks_first(
     """The retry of a POST whose answer was lost looks the dataset up instead of posting again."""
     # Given a process that posts first, against a SciCat that has just begun to make its own pids
     config = config_finding_by_job_id(make_config, standin)
-    rt = Runtime.from_config(config)
-    ingest_file(rt, config, numbered_file(data_root, 0))
-    ingest_file(rt, config, numbered_file(data_root, 1))
-    assert rt.dataset_order.post_first()
+    rt = warm_process(config, data_root)
     standin.drop_client_pids = True
     # When the create is stored but its answer is lost (so the process learns nothing from it)
     standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=502, after_handling=True))
@@ -106,10 +109,7 @@ def test_a_conflict_on_post_first_checks_the_dataset_is_ours(
     """A 409 is not "ours": the dataset behind it is read and compared like a looked-up one."""
     # Given a process that posts first, and another file's dataset under our next file's pid
     config = make_config(standin)
-    rt = Runtime.from_config(config)
-    ingest_file(rt, config, numbered_file(data_root, 0))
-    ingest_file(rt, config, numbered_file(data_root, 1))
-    assert rt.dataset_order.post_first()
+    rt = warm_process(config, data_root)
     pid = "20.500.12269/5d0c2a9e-0000-4000-8000-000000000002"  # what file 2 sends
     standin.add_dataset({"pid": pid, "ownerGroup": "other", "sourceFolder": "/elsewhere", "size": 0})
     # When that file is ingested
