@@ -8,7 +8,8 @@ properties. Before a step message is published (the ``before_task_publish`` sign
 drops:
 
 * headers equal to what the worker assumes when they are missing (``celery.worker.request``
-  and ``celery.app.task.Context`` read them with these defaults);
+  and ``celery.app.task.Context`` read them with these defaults, ``ignore_result`` with the
+  task's own setting);
 * the property copies of ``argsrepr``/``kwargsrepr`` (the worker and Flower read the
   headers) and ``reply_to``/``correlation_id``, which only a result backend answers (we
   run none: ``celery_config.py``);
@@ -30,7 +31,7 @@ from typing import Any
 
 from celery import signals
 
-__all__ = ["DEFAULT_HEADERS", "RESULT_PROPERTIES", "compact"]
+__all__ = ["DEFAULT_HEADERS", "RESULT_PROPERTIES", "SAME_AS_THE_TASK", "compact"]
 
 #: Header -> the value the worker uses when the header is missing.
 DEFAULT_HEADERS: dict[str, Any] = {
@@ -48,6 +49,11 @@ DEFAULT_HEADERS: dict[str, Any] = {
     "stamped_headers": None,
     "stamps": {},
 }
+#: Header -> a value that says no more than the header's absence: a missing ``ignore_result``
+#: means the task's own setting, which ``celery_config.py`` sets to True for every task (there
+#: is no result backend). A producer whose app was configured before the task was bound sends
+#: True, one that bound it earlier sends None: both go.
+SAME_AS_THE_TASK: dict[str, Any] = {"ignore_result": True}
 #: Properties only a result backend reads (replies to the caller).
 RESULT_PROPERTIES = ("reply_to", "correlation_id")
 _REPEATED_PROPERTIES = ("argsrepr", "kwargsrepr")
@@ -59,6 +65,9 @@ def compact(headers: dict[str, Any], properties: dict[str, Any], body: Any) -> N
     """Drop, in place, what the worker would assume anyway (module docstring)."""
     for name, default in DEFAULT_HEADERS.items():
         if name in headers and headers[name] == default and type(headers[name]) is type(default):
+            del headers[name]
+    for name, value in SAME_AS_THE_TASK.items():
+        if name in headers and headers[name] is value:
             del headers[name]
     for name in (*_REPEATED_PROPERTIES, *RESULT_PROPERTIES):
         properties.pop(name, None)

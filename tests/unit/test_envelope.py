@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from celery import Celery
 
 from offline_ingestor.envelope import DEFAULT_HEADERS, compact
@@ -71,3 +72,18 @@ def test_the_queue_age_gauge_reads_plain_and_base64_bodies() -> None:
     plain = {"body": body, "properties": {"body_encoding": None}}
     encoded = {"body": base64.b64encode(body.encode()).decode(), "properties": {"body_encoding": "base64"}}
     assert json.loads(_message_body(plain)) == json.loads(_message_body(encoded)) == [[{"key": "k"}], {}, {}]
+
+
+@pytest.mark.parametrize("value", [None, True])
+def test_ignore_result_equal_to_the_tasks_own_setting_goes(value: bool | None) -> None:
+    """Whether the producer bound the task before or after configuring the app, it says nothing."""
+    headers: dict[str, Any] = {"id": "x", "task": "offline_ingestor.extract", "ignore_result": value}
+    compact(headers, {}, None)
+    assert "ignore_result" not in headers
+
+
+def test_ignore_result_false_stays() -> None:
+    """False differs from our tasks' setting (True): the worker must see it."""
+    headers: dict[str, Any] = {"id": "x", "task": "offline_ingestor.extract", "ignore_result": False}
+    compact(headers, {}, None)
+    assert headers["ignore_result"] is False
