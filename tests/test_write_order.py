@@ -1,4 +1,4 @@
-"""POST-first (issue 14) never costs exactly-once: the cases where SciCat's 409 would not catch a rerun.
+"""POST-first (issue 14) never costs exactly-once: the cases where SciCat's 409 would not do a look-up's job.
 
 One runtime stands for one worker process: it learns from SciCat's answers whether it may
 create a dataset before looking it up (``scicat/write_order.py``). Each ``ingest`` call keeps
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from helpers import ymir_file
-from offline_ingestor.errors import IdempotencyConflict
+from offline_ingestor.errors import CannotVerify, IdempotencyConflict
 from offline_ingestor.job import new_job
 from offline_ingestor.pipeline import ingest
 from offline_ingestor.retry import RetryPolicy
@@ -32,11 +32,11 @@ def numbered_file(data_root: Path, n: int) -> Path:
     return ymir_file(data_root, f"run-{n:04d}.hdf", job_id=f"5d0c2a9e-0000-4000-8000-{n:012d}")
 
 
-def warm_process(config: Any, data_root: Path) -> Runtime:
+def warm_process(config: Any, data_root: Path, start: int = 0) -> Runtime:
     """A process that has created two datasets under the pids it sent: it now posts first."""
     rt = Runtime.from_config(config)
-    ingest_file(rt, config, numbered_file(data_root, 0))
-    ingest_file(rt, config, numbered_file(data_root, 1))
+    ingest_file(rt, config, numbered_file(data_root, start))
+    ingest_file(rt, config, numbered_file(data_root, start + 1))
     assert rt.dataset_order.post_first()
     return rt
 
@@ -70,37 +70,71 @@ def test_a_scicat_that_rewrites_pids_is_never_posted_to_first(
         assert len(scicat.datasets) == 4 and len(scicat.origdatablocks) == 4
 
 
-def test_a_scicat_reconfigured_to_rewrite_pids_is_looked_up_again(
+def test_the_job_id_search_is_never_skipped(make_config: Any, data_root: Path) -> None:
+    """A dataset stored under another pid earlier is found by job id, even by a warm process."""
+    with seed(ScicatStandin(drop_client_pids=True)) as scicat:
+        # Given file 0 catalogued under a pid of SciCat's own (a proxy dropped ours back then)
+        config = config_finding_by_job_id(make_config, scicat)
+        first = ingest_file(Runtime.from_config(config), config, numbered_file(data_root, 0))
+        # And SciCat keeping pids now, seen so by a process that has created two datasets
+        scicat.drop_client_pids = False
+        rt = warm_process(config, data_root, start=1)
+        # When that process re-runs file 0 (its records gone)
+        rerun = ingest_file(rt, config, numbered_file(data_root, 0))
+        # Then it looked before creating, and found it by its job id
+        assert rerun["pid"] == first["pid"] and rerun["dataset_created"] is False
+        assert len(scicat.datasets) == 3 and len(scicat.origdatablocks) == 3
+
+
+def test_a_scicat_that_starts_rewriting_pids_is_looked_up_again(
     standin: Any, make_config: Any, data_root: Path
 ) -> None:
-    """A process that learnt "pids are kept" stops posting first at the first pid not kept."""
-    # Given a process that has seen SciCat keep its pids (so it posts first)
-    config = config_finding_by_job_id(make_config, standin)
+    """After one pid came back rewritten, re-runs of older files are found by their pid again."""
+    # Given a process that posts first (pids kept, no job-id search configured)
+    config = make_config(standin)
     rt = warm_process(config, data_root)
-    # When SciCat starts making its own pids and a new file is created, then re-run
-    standin.drop_client_pids = True
+    # When SciCat starts prefixing pids, a new file is created, then an older file is re-run
+    standin.rewrite_pid_prefix = "proxy-"
     created = ingest_file(rt, config, numbered_file(data_root, 2))
-    rerun = ingest_file(rt, config, numbered_file(data_root, 2))
-    # Then the rerun found that dataset instead of creating another
-    assert created["pid"] != created["requested_pid"] and rerun["pid"] == created["pid"]
-    assert not rerun["dataset_created"] and not rt.dataset_order.post_first()
+    rerun = ingest_file(rt, config, numbered_file(data_root, 0))
+    # Then the re-run looked its pid up (found) instead of posting it to be stored prefixed
+    assert created["pid"].startswith("proxy-") and not rt.dataset_order.post_first()
+    assert rerun["dataset_created"] is False and not rerun["pid"].startswith("proxy-")
     assert len(standin.datasets) == 3 and len(standin.origdatablocks) == 3
 
 
-def test_a_retry_after_a_lost_create_answer_looks_first(
-    standin: Any, make_config: Any, data_root: Path
-) -> None:
-    """The retry of a POST whose answer was lost looks the dataset up instead of posting again."""
-    # Given a process that posts first, against a SciCat that has just begun to make its own pids
-    config = config_finding_by_job_id(make_config, standin)
+def test_an_account_that_cannot_read_back_looks_first(make_config: Any, data_root: Path) -> None:
+    """A privileged-only account's lost 409 answer must not be taken as "stored just now"."""
+    with seed(ScicatStandin()) as scicat:
+        # Given file 0 catalogued by a privileged-only account that may not read it back
+        config = make_config(scicat, scicat={"username": "privingest", "password": "privingestpw"})
+        ingest_file(Runtime.from_config(config), config, numbered_file(data_root, 0))
+        assert len(scicat.origdatablocks) == 1
+        # And a new process of that account that has seen SciCat keep its pids (own groups' files)
+        rt = Runtime.from_config(config)
+        rt.dataset_order.note_created(sent_pid="20.500.12269/own", stored_pid="20.500.12269/own")
+        # When it re-runs file 0 and SciCat's answer to a dataset POST would be lost
+        scicat.inject(
+            Fault(method="POST", path_regex=r"/datasets$", reset_connection=True, after_handling=True)
+        )
+        with pytest.raises(CannotVerify):
+            ingest_file(rt, config, numbered_file(data_root, 0))
+        # Then it was refused before any write: no second block
+        assert len(scicat.origdatablocks) == 1 and len(scicat.datasets) == 1
+
+
+def test_validation_before_writing_looks_first(standin: Any, make_config: Any, data_root: Path) -> None:
+    """With isValid before writes, a re-run finds its dataset instead of asking isValid again."""
+    # Given a warm process that validates before writing, and file 0 catalogued
+    config = make_config(standin, scicat={"validate_before_write": True})
     rt = warm_process(config, data_root)
-    standin.drop_client_pids = True
-    # When the create is stored but its answer is lost (so the process learns nothing from it)
-    standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=502, after_handling=True))
-    job = ingest_file(rt, config, numbered_file(data_root, 2))
-    # Then the retry found the stored dataset: one dataset, one block
-    assert job["pid"] != job["dataset"]["pid"] and job["dataset_created"] is False
-    assert len(standin.datasets) == 3 and len(standin.origdatablocks) == 3
+    # When SciCat's isValid would now reject the payload, and file 0 is re-run
+    standin.inject(
+        Fault(method="POST", path_regex=r"/isValid$", status=200, body={"valid": False}, times=None)
+    )
+    rerun = ingest_file(rt, config, numbered_file(data_root, 0))
+    # Then the re-run found the dataset (nothing to validate, nothing written)
+    assert rerun["dataset_created"] is False and len(standin.datasets) == 2
 
 
 def test_a_conflict_on_post_first_checks_the_dataset_is_ours(

@@ -99,12 +99,20 @@ def _lookup(rt: Runtime, pid: str) -> dict[str, Any] | None:
     return found
 
 
-def _find_by_metadata(rt: Runtime, job: Job) -> dict[str, Any] | None:
+def _metadata_key_value(rt: Runtime, job: Job) -> Any:
+    """The value the job-id search looks for, or None when that search is off or has none."""
+    if not rt.config.ingestion.check_if_dataset_exists_by_metadata:
+        return None
     key = rt.config.ingestion.check_if_dataset_exists_by_metadata_key
     item = job["dataset"].get("scientificMetadata", {}).get(key, {})
-    value = item.get("value") if isinstance(item, dict) else None
-    if not rt.config.ingestion.check_if_dataset_exists_by_metadata or value is None:
+    return item.get("value") if isinstance(item, dict) else None
+
+
+def _find_by_metadata(rt: Runtime, job: Job) -> dict[str, Any] | None:
+    value = _metadata_key_value(rt, job)
+    if value is None:
         return None
+    key = rt.config.ingestion.check_if_dataset_exists_by_metadata_key
     found = rt.scicat.find_datasets({f"scientificMetadata.{key}.value": value})
     return found[0] if found and isinstance(found[0], dict) else None
 
@@ -121,9 +129,16 @@ def _existing(rt: Runtime, job: Job) -> dict[str, Any] | None:
 
 
 def _found(job: Job, existing: dict[str, Any], pid: Any) -> Job:
-    """The job for a dataset SciCat already holds; its totals go on to the block step."""
-    totals = {key: int(existing.get(key) or 0) for key in ("size", "numberOfFiles")}
-    return {**job, "pid": str(existing.get("pid", pid)), "dataset_created": False, "dataset_totals": totals}
+    """The job for a dataset SciCat already holds; its totals go on to the block step.
+
+    Totals that are not whole numbers are left out: the block step then reads the dataset
+    again (``check_totals``), which reports them.
+    """
+    totals = {key: existing.get(key) or 0 for key in ("size", "numberOfFiles")}
+    found: Job = {**job, "pid": str(existing.get("pid", pid)), "dataset_created": False}
+    if all(isinstance(value, int) for value in totals.values()):
+        found["dataset_totals"] = totals
+    return found
 
 
 def _ours(existing: dict[str, Any], dataset: dict[str, Any]) -> None:
@@ -208,15 +223,23 @@ def _stored_but_unreadable(rt: Runtime, job: Job) -> bool:
 def _post_first(rt: Runtime, job: Job) -> bool:
     """Create without looking first: SciCat's 409 is then the look-up (``scicat/write_order.py``).
 
-    Only on the step's first write (a retry after a sent POST looks first, as its dataset is
-    likely there), for a dataset with a pid, with the pid check on, and while this process
-    knows its SciCat keeps the pids it is sent.
+    The 409 catches only a dataset stored under the pid we send, so every other way a look-up
+    protects must be absent: the job-id search (it finds datasets of this file under other
+    pids: another tool's, or a proxy's rewrite), isValid before writing (a re-run would be
+    refused for a payload SciCat already holds), an account that may not read the dataset
+    back (after a lost 409 answer it could not tell "ours" from "absent"). And only on the
+    step's first write (a retry after a sent POST looks first), for a dataset with a pid,
+    with the pid check on, while this process knows its SciCat keeps the pids it is sent.
     """
+    dataset = job["dataset"]
     return (
         bool(job.get("first_write"))
-        and bool(job["dataset"].get("pid"))
+        and bool(dataset.get("pid"))
         and rt.config.ingestion.check_if_dataset_exists_by_pid
+        and _metadata_key_value(rt, job) is None
+        and not rt.config.scicat.validate_before_write
         and rt.dataset_order.post_first()
+        and _rights(rt).readable(dataset) is True
     )
 
 

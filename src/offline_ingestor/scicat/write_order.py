@@ -13,8 +13,10 @@ when the first one carries the pid we send. So a process posts first only while 
   new files, or an operator re-queuing a folder whose Redis records are gone), and for a run
   of re-runs looking first is the cheaper order.
 
-The caller adds what only the job knows (``writes.py``): the dataset has a pid, the pid check
-is on, and no earlier execution of the step may have sent the POST (a retry looks first).
+The caller adds what only the job and the config know (``writes._post_first``): the dataset
+has a pid, the pid check is on, no earlier execution of the step may have sent the POST, and
+nothing else needs a look-up first (the job-id search, isValid, an account that cannot read
+the dataset back). Each worker thread has its own runtime, so each learns this on its own.
 """
 
 from __future__ import annotations
