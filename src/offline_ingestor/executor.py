@@ -177,7 +177,7 @@ class StepExecutor:
             return Done(job, skipped=True)
         redelivered = start.runs - attempt > 1
         if redelivered and step in WRITE_STEPS and start.record is not None:
-            wait = self._orphan_wait(start.record.write_started(step))
+            wait = self._orphan_wait(start.record.write_started(step), start.record.write_deadline(step))
             if wait > 0:
                 log.info("step.waiting", step=step, file=file, key=key, wait_s=round(wait, 2),
                          reason="the lost process's write may still reach SciCat")  # fmt: skip
@@ -235,10 +235,13 @@ class StepExecutor:
         log.error("step.unexpected_error", step=step, error_class=type(exc).__name__, exc_info=exc)
         return PermanentError(f"{type(exc).__name__}: {exc}")
 
-    def _orphan_wait(self, sent_at: float | None) -> float:
+    def _orphan_wait(self, sent_at: float | None, deadline: float | None = None) -> float:
+        """Seconds until a write sent at ``sent_at`` can no longer land (its sender's deadline)."""
         if sent_at is None:
             return 0.0
-        return sent_at + self.rt.config.scicat.timeout + ORPHAN_MARGIN_S - time.time()
+        if deadline is None:  # noted before deadlines were recorded: our own timeout
+            deadline = sent_at + self.rt.config.scicat.timeout + ORPHAN_MARGIN_S
+        return deadline - time.time()
 
     def _call(
         self,

@@ -41,16 +41,18 @@ return 0
 """
 
 
-#: note_write: one writer per step at a time. Another writer's write sent less than the
-#: window ago may still reach SciCat: answer the seconds left and record nothing.
+#: note_write: one writer per step at a time. While another writer's last write may still
+#: reach SciCat (before the deadline *that writer* noted: its own timeout), answer the seconds
+#: left and record nothing.
 _NOTE_WRITE = """
 local holder = redis.call('HGET', KEYS[1], 'writer:' .. ARGV[1])
-local sent = tonumber(redis.call('HGET', KEYS[1], 'write:' .. ARGV[1]) or '0')
+local deadline = tonumber(redis.call('HGET', KEYS[1], 'write_until:' .. ARGV[1]) or '0')
 local at, window = tonumber(ARGV[3]), tonumber(ARGV[4])
-if holder and holder ~= ARGV[2] and at < sent + window then
-  return tostring(sent + window - at)
+if holder and holder ~= ARGV[2] and at < deadline then
+  return tostring(deadline - at)
 end
-redis.call('HSET', KEYS[1], 'writer:' .. ARGV[1], ARGV[2], 'write:' .. ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[1], 'writer:' .. ARGV[1], ARGV[2], 'write:' .. ARGV[1], ARGV[3],
+           'write_until:' .. ARGV[1], tostring(at + window))
 return '0'
 """
 

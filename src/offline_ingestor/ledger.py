@@ -35,6 +35,11 @@ class Record:
         value = self.fields.get(f"write:{step}")
         return float(value) if value else None
 
+    def write_deadline(self, step: str) -> float | None:
+        """Until when that write may still reach SciCat, by its sender's own timeout."""
+        value = self.fields.get(f"write_until:{step}")
+        return float(value) if value else None
+
 
 @dataclass(frozen=True)
 class StepStart:
@@ -107,10 +112,12 @@ class MemoryLedger:
 
     def note_write(self, key: str, step: str, at: float, *, writer: str, window_s: float) -> float:
         fields = self.records.setdefault(key, {})
-        holder, sent = fields.get(f"writer:{step}"), float(fields.get(f"write:{step}") or 0)
-        if holder is not None and holder != writer and at < sent + window_s:
-            return sent + window_s - at
-        fields.update({f"writer:{step}": writer, f"write:{step}": repr(at)})
+        holder, deadline = fields.get(f"writer:{step}"), float(fields.get(f"write_until:{step}") or 0)
+        if holder is not None and holder != writer and at < deadline:
+            return deadline - at
+        fields.update(
+            {f"writer:{step}": writer, f"write:{step}": repr(at), f"write_until:{step}": repr(at + window_s)}
+        )
         return 0.0
 
     def finish_step(self, job: Job, step: str, **fields: Any) -> None:

@@ -4,9 +4,10 @@ The online ingestor never retries a drop-in that exits non-zero, so a file finis
 Redis is down, restarting, full or failing over would never be ingested. Instead the producer
 writes the request here (one JSON file per request, written to a temporary name, fsynced,
 renamed, the folder fsynced: a power cut leaves either the whole request or nothing) and
-exits 0. The next producer call, the worker's periodic flush and ``offline-ingestor spool
-flush`` enqueue spooled requests, oldest first, once Redis answers again; each file is
-removed only after its request is in Redis. The idempotency key makes a request enqueued
+exits 0. The drop-in's fast path (``fast_dropin.py``) spools every request first. The next
+producer call, the worker's flusher (it polls every 0.5 s) and ``offline-ingestor spool
+flush`` enqueue spooled requests, oldest first, once Redis answers; each file is removed
+only after its request is in Redis. The idempotency key makes a request enqueued
 twice (a flush cut short before the unlink) a no-op.
 
 Files: ``<spool_dir>/<time_ns>-<sha256(key)[:16]>.json`` holding
@@ -62,6 +63,8 @@ class FlushResult:
     stopped: str = ""
     #: True when another process was flushing: nothing was tried.
     busy: bool = False
+    #: Sent requests whose file could not be removed (path: reason); they will be sent again.
+    stuck: list[str] = field(default_factory=list)
 
 
 class Spool:
@@ -224,8 +227,13 @@ class Spool:
                         result.left = len(paths) - index
                         break
                     raise
-                path.unlink(missing_ok=True)
                 result.sent.append((request, status))
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    # Sent, but it stays (a folder the flusher may not write): later flushes
+                    # send it again as a no-op ("already queued"); the rest must not wait on it.
+                    result.stuck.append(f"{path}: {exc.strerror or exc}")
             if result.sent:
                 _fsync_dir(self.directory)
         return result

@@ -97,6 +97,8 @@ class Producer:
         """Send spooled requests while Redis takes them (nothing when there is no spool)."""
         if self.spool is None:
             return FlushResult()
+        # A long-lived producer (the worker's flusher) asks again each time: replicas come and go.
+        self._replicas = None
 
         def send(request: SpooledRequest) -> str:
             status = self._send(request.job, force=request.force, claim=request.claim).status
@@ -113,6 +115,13 @@ class Producer:
         result = self.spool.flush(send, limit=limit)
         if result.stopped:
             self.redis_down = result.stopped
+        for stuck in result.stuck:
+            log.error(
+                "spool.cannot_remove",
+                request=stuck,
+                spool=str(self.spool.directory),
+                hint="the flusher needs write access to the spool folder (docs/configuration.md)",
+            )
         if result.sent or result.bad:
             log.info(
                 "spool.flushed",
@@ -158,7 +167,7 @@ class Producer:
         return EnqueueResult(job["key"], job["file"], "queued")
 
     def _replicas_to_wait_for(self, store: JobStore) -> int:
-        """``queue.sentinel.wait_replicas``, but no more than are connected now (asked once).
+        """``queue.sentinel.wait_replicas``, but no more than are connected now (asked once a flush).
 
         With the replica gone (promoted, or down) there is nothing a WAIT can protect
         against, and every request would wait the whole timeout.

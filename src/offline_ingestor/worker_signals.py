@@ -14,9 +14,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .submission import Producer
 from celery import signals
 
 from . import kombu_oom, kombu_patches  # noqa: F401  (applied on import: the worker needs them)
@@ -260,7 +264,7 @@ def _start_background(sender: Any = None, **_: Any) -> None:
         threading.Thread(target=beat, name="heartbeat", daemon=True).start()
 
 
-def _spool_producer(config: Any) -> Any:
+def _spool_producer(config: Config) -> Producer | None:
     """A producer that sends this host's spool with the worker's Celery app (None: no spool)."""
     from celery import current_app
 
@@ -278,10 +282,10 @@ def _spool_producer(config: Any) -> Any:
     return Producer(config, spool=spool, publish=publish)
 
 
-def flush_spool_once(config: Any, producer: Any = None) -> int:
+def flush_spool_once(config: Config, producer: Producer | None = None) -> int:
     """Enqueue what producers on this host spooled (Redis away, or the drop-in's fast path)."""
     producer = producer or _spool_producer(config)
-    if producer is None or not producer.spool.has_pending():
+    if producer is None or producer.spool is None or not producer.spool.has_pending():
         return 0
     return len(producer.flush().sent)
 
@@ -289,6 +293,9 @@ def flush_spool_once(config: Any, producer: Any = None) -> int:
 #: How often the flusher looks into the spool. The drop-in's fast path hands every request
 #: over this way (fast_dropin.py), so this is its added latency (a quarter second on average).
 SPOOL_POLL_S = 0.5
+#: Set at shutdown: the flusher stops marking the folder before the mark is removed.
+_flusher_stop = threading.Event()
+_flusher: list[threading.Thread] = []
 
 
 @signals.worker_ready.connect
@@ -305,14 +312,17 @@ def _start_spool_flusher(**_: Any) -> None:
     broker = broker_identity(config.queue)
     logger = structlog.get_logger("offline_ingestor.spool")
     producer = _spool_producer(config)
+    if producer is None or producer.spool is None:
+        return
+    spool = producer.spool
 
     def loop() -> None:
         next_try = 0.0
-        while True:
+        while not _flusher_stop.is_set():
             try:
                 # "A worker sending to this Redis polls here": what lets the drop-in spool first.
-                producer.spool.mark_flusher(broker)
-                due = time.monotonic() >= next_try and producer.spool.has_pending()
+                spool.mark_flusher(broker)
+                due = time.monotonic() >= next_try and spool.has_pending()
                 if due and producer.flush().stopped:  # Redis still away: the requests stay
                     next_try = time.monotonic() + retry_every
             except Exception as exc:  # a bad moment must not end the thread
@@ -320,9 +330,11 @@ def _start_spool_flusher(**_: Any) -> None:
                 # request stays in the spool), not every poll.
                 next_try = time.monotonic() + retry_every
                 logger.warning("spool.flush_failed", error=f"{type(exc).__name__}: {exc}")
-            time.sleep(SPOOL_POLL_S)
+            _flusher_stop.wait(SPOOL_POLL_S)
 
-    threading.Thread(target=loop, name="spool-flush", daemon=True).start()
+    thread = threading.Thread(target=loop, name="spool-flush", daemon=True)
+    _flusher.append(thread)
+    thread.start()
 
 
 @signals.worker_shutdown.connect
@@ -334,5 +346,9 @@ def _stop_flusher_mark(**_: Any) -> None:
         return
     from .spool import FLUSHER_FILE
 
+    # Stop the thread first, or its next poll (every 0.5 s) marks the folder again.
+    _flusher_stop.set()
+    for thread in _flusher:
+        thread.join(timeout=5)
     with contextlib.suppress(OSError):
         (config.resolve(config.queue.spool_dir) / FLUSHER_FILE).unlink()

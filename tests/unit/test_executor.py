@@ -264,7 +264,8 @@ def test_every_attempt_logs_started_then_one_outcome(ledger: StepLedger, steps: 
 
 def note_write(ledger: StepLedger, step: str, at: float, writer: str = "chain-a") -> float:
     """What the step's client notes before a write (the sender is the step's message)."""
-    return ledger.note_write("k1", step, at, writer=writer, window_s=10.0 + ORPHAN_MARGIN_S)
+    window = parse_config({}).scicat.timeout + ORPHAN_MARGIN_S  # the sender's own timeout
+    return ledger.note_write("k1", step, at, writer=writer, window_s=window)
 
 
 def lose_the_process_after_its_write(run: StepExecutor, ledger: StepLedger, sent_ago_s: float) -> None:
@@ -377,7 +378,7 @@ def test_retries_of_one_message_keep_their_write(ledger: StepLedger, steps: Step
         run.run(step, REF, attempt=0, owner="chain-a")
     assert note_write(ledger, "post-origdatablock", time.time(), writer="m1") == 0
     assert note_write(ledger, "post-origdatablock", time.time(), writer="m1") == 0
-    assert note_write(ledger, "post-origdatablock", time.time(), writer="m2") > 10.0
+    assert note_write(ledger, "post-origdatablock", time.time(), writer="m2") > 30.0
 
 
 def test_a_write_whose_window_is_over_may_be_taken_over(ledger: StepLedger, steps: Steps) -> None:
@@ -569,3 +570,14 @@ def test_a_finished_file_keeps_its_record_and_no_document(ledger: StepLedger, st
     assert start.doc is None and start.record is not None and start.record.state == "done"
     late = run.run(STEPS[-1], REF, attempt=0, owner="chain-a")
     assert isinstance(late, Done) and late.skipped
+
+
+def test_the_senders_deadline_counts_not_the_waiting_copys(ledger: StepLedger, steps: Steps) -> None:
+    """A sender with a longer timeout (another host's config) keeps its write's window."""
+    run = executor(ledger, steps)
+    for step in STEPS[:4]:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    sent = time.time() - 20
+    ledger.note_write("k1", "post-origdatablock", sent, writer="m1", window_s=60.0)
+    left = ledger.note_write("k1", "post-origdatablock", time.time(), writer="m2", window_s=5.0)
+    assert 39.0 < left <= 40.0

@@ -80,6 +80,31 @@ def test_flush_lets_permanent_errors_through_and_keeps_the_request(tmp_path: Pat
     assert spool.count() == 1
 
 
+def test_a_sent_request_that_cannot_be_removed_does_not_hold_up_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request sent but left in place (no write access) is reported; the next ones go too."""
+    # Given two requests, the older one in a file the flusher may not remove
+    spool = Spool(tmp_path / "spool")
+    spool.put(job("a"), claim="c1")
+    spool.put(job("b"), claim="c2")
+    stuck = spool.paths()[0]
+    unlink = Path.unlink
+
+    def refuse(path: Path, missing_ok: bool = False) -> None:
+        if path == stuck:
+            raise PermissionError(13, "Permission denied")
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    # When the spool is flushed
+    result = spool.flush(lambda request: "queued")
+    # Then both were sent, the stuck one is reported and stays, the other is gone
+    assert [request.job["key"] for request, _ in result.sent] == ["a", "b"]
+    assert len(result.stuck) == 1 and "Permission denied" in result.stuck[0]
+    assert spool.paths() == [stuck]
+
+
 def test_unreadable_request_is_quarantined_not_retried(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     spool.put(job("a"))

@@ -120,9 +120,20 @@ class ScicatClient:
             self._anonymous = None
 
     def _send(
-        self, method: str, url: str, *, json: Any = None, params: Any = None, authenticated: bool = True
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        authenticated: bool = True,
+        write: bool = False,
     ) -> requests.Response:
         self._limiter.wait()
+        if write:
+            # After the rate limiter's wait, right before the bytes go: the in-flight window
+            # (executor.py) is timed from here, also for the re-send after a re-login.
+            self._announce_write()
         try:
             return self.session.request(
                 method,
@@ -149,6 +160,7 @@ class ScicatClient:
         params: Any = None,
         ok_statuses: tuple[int, ...] = (),
         base: str | None = None,
+        write: bool = False,
     ) -> tuple[int, Any]:
         """Send one call; return (status, body) for 2xx or ``ok_statuses``, else raise.
 
@@ -158,11 +170,11 @@ class ScicatClient:
         if self.settings.username and not self._token:
             self.login()
         url = self.url(path, base=base)
-        response = self._send(method, url, json=json, params=params)
+        response = self._send(method, url, json=json, params=params, write=write)
         # A bad or foreign token is anonymous to SciCat: 403, never 401 (CONTRACT §0).
         if self._expired(response.status_code) and self.settings.username:
             self.login()
-            response = self._send(method, url, json=json, params=params)
+            response = self._send(method, url, json=json, params=params, write=write)
         status = response.status_code
         body = _json(response)
         if status < 300 or status in ok_statuses:
@@ -243,8 +255,8 @@ class ScicatClient:
 
     def create_dataset(self, payload: dict[str, Any]) -> tuple[int, Any]:
         """POST a dataset; 409 (pid exists) is returned, not raised."""
-        self._announce_write()
-        return self.request("POST", self.settings.api_endpoints.datasets, json=payload, ok_statuses=(409,))
+        endpoint = self.settings.api_endpoints.datasets
+        return self.request("POST", endpoint, json=payload, ok_statuses=(409,), write=True)
 
     def origdatablocks_of(self, pid: str) -> list[dict[str, Any]]:
         """The origdatablocks attached to a dataset (read through the v3 route)."""
@@ -262,10 +274,12 @@ class ScicatClient:
         The v3 route lets a privileged account create blocks for datasets it may not update
         (CONTRACT.md §2.4).
         """
-        self._announce_write()
-        if v3:
-            return self.request("POST", "origdatablocks", json=payload, base=self.settings.v3_base)[1]
-        return self.request("POST", self.settings.api_endpoints.origdatablocks, json=payload)[1]
+        path, base = (
+            ("origdatablocks", self.settings.v3_base)
+            if v3
+            else (self.settings.api_endpoints.origdatablocks, None)
+        )
+        return self.request("POST", path, json=payload, base=base, write=True)[1]
 
     def is_valid(
         self, endpoint: str, payload: dict[str, Any], *, base: str | None = None
@@ -284,8 +298,7 @@ class ScicatClient:
     def patch_dataset(self, pid: str, fields: dict[str, Any]) -> Any:
         """PATCH some fields of a dataset (used to repair ``size``/``numberOfFiles``)."""
         path = f"{self.settings.api_endpoints.datasets}/{self.quote_pid(pid)}"
-        self._announce_write()
-        return self.request("PATCH", path, json=fields)[1]
+        return self.request("PATCH", path, json=fields, write=True)[1]
 
     def health(self) -> Any:
         """GET the health endpoint (no auth needed)."""
