@@ -6,6 +6,8 @@ the file without pydantic (``fast_dropin.py``).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "TOKEN_ENV",
     "config_source",
     "resolve_from",
+    "within_roots",
 ]
 
 CONFIG_ENV = "OFFLINE_INGESTOR_CONFIG"
@@ -37,3 +40,9 @@ def resolve_from(source_path: str, path: str) -> Path:
     if candidate.is_absolute() or not source_path:
         return candidate
     return Path(source_path).parent / candidate
+
+
+def within_roots(path: Path, allowed_roots: Sequence[str]) -> bool:
+    """Whether a resolved ``path`` lies in one of ``ingestion.allowed_data_roots`` (none: any)."""
+    roots = [Path(os.path.realpath(root)) for root in allowed_roots]
+    return not roots or any(path == root or root in path.parents for root in roots)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .config_paths import within_roots
 from .errors import InputFileError
 
 if TYPE_CHECKING:
@@ -106,11 +107,6 @@ def parse_message(data: bytes) -> dict[str, Any]:
     raise ValueError(f"JSON {type(parsed).__name__}, not an array or object")
 
 
-def _inside(path: Path, allowed_roots: Sequence[str]) -> bool:
-    roots = [Path(os.path.realpath(root)) for root in allowed_roots]
-    return not roots or any(path == root or root in path.parents for root in roots)
-
-
 def _same_file(named: str, nexus_file: Path) -> bool:
     return os.path.realpath(named) == str(nexus_file)
 
@@ -125,7 +121,7 @@ def read_done_writing_within(
 ) -> DoneWriting:
     """:func:`read_done_writing` given ``ingestion.allowed_data_roots`` itself (no Config)."""
     resolved = Path(os.path.realpath(os.path.expanduser(message_file)))
-    if not _inside(resolved, allowed_roots):
+    if not within_roots(resolved, allowed_roots):
         raise InputFileError(
             f"refused: done-writing message file {resolved} is outside the allowed data roots "
             f"({', '.join(allowed_roots)})"

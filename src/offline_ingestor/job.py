@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from .config_paths import within_roots
 from .done_writing import DoneWriting, Warner, read_done_writing_within
 from .errors import InputFileError
 
@@ -123,11 +124,9 @@ def check_data_root(path: Path, config: Config) -> None:
 
 def check_within_roots(path: Path, allowed_roots: Sequence[str]) -> None:
     """:func:`check_data_root` given ``ingestion.allowed_data_roots`` itself."""
-    roots = [Path(os.path.realpath(root)) for root in allowed_roots]
-    if roots and not any(path == root or root in path.parents for root in roots):
-        raise InputFileError(
-            f"refused: {path} is outside the allowed data roots ({', '.join(map(str, roots))})"
-        )
+    if not within_roots(path, allowed_roots):
+        roots = ", ".join(os.path.realpath(root) for root in allowed_roots)
+        raise InputFileError(f"refused: {path} is outside the allowed data roots ({roots})")
 
 
 def check_is_file(path: Path) -> None:
