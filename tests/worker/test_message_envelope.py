@@ -58,7 +58,10 @@ def test_a_queued_file_is_a_small_plain_json_message_a_worker_ingests(
     headers = message["headers"]
     assert headers["task"] == "offline_ingestor.select_schema" and headers["argsrepr"] == repr(str(path))
     assert headers["root_id"] == headers["id"]
-    assert not set(headers) & {*DEFAULT_HEADERS, *SAME_AS_THE_TASK}
+    # (a header with a value of its own stays: e.g. the time limits when the producer's app was
+    # configured before the task was bound)
+    assert not [name for name, default in DEFAULT_HEADERS.items() if headers.get(name, ...) == default]
+    assert not set(headers) & set(SAME_AS_THE_TASK)
     assert not {"argsrepr", "kwargsrepr", "reply_to", "correlation_id"} & set(message["properties"])
     raw = json.dumps(message)
     assert len(raw) <= MESSAGE_BUDGET_B + 2 * len(str(path)) + len(headers["origin"]), raw
