@@ -133,6 +133,20 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def unsettled(config: Path) -> str:
+    """What keeps :func:`settled` false: records not done/failed, queued and unacked messages."""
+    open_records = [
+        f"{Path(record.fields.get('file', '?')).name}: {record.state} at {record.fields.get('step', '?')}"
+        for record in store_of(config).records()
+        if record.state not in ("done", "failed")
+    ]
+    client = redis_of(config)
+    queues = {
+        str(name): client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list"
+    }
+    return f"open records {open_records}, queues {queues}, unacked {client.hlen('unacked')}"
+
+
 def settled(config: Path, files: int) -> bool:
     """Every job done or failed, nothing waiting in the queue and nothing unacked."""
     found = [record.state for record in store_of(config).records()]

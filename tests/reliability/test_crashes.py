@@ -16,7 +16,7 @@ import yaml
 
 from helpers import ROOT, wait_for
 from offline_ingestor.testing import Fault
-from reliability.runs import Tally, enqueue_all, make_files, settled, store_of, tally
+from reliability.runs import Tally, enqueue_all, make_files, settled, store_of, tally, unsettled
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -209,9 +209,11 @@ def test_random_kills(
     # Each kill may leave a write step to wait out its orphaned POST (scicat.timeout + 2 s,
     # executor.py) before it runs again, on top of a visibility timeout for whole-worker kills.
     orphan_wait = float(yaml.safe_load(config.read_text())["scicat"]["timeout"]) + 2
-    wait_for(
-        lambda: settled(config, count), timeout=60 + count + done * orphan_wait, what="all files to settle"
-    )
+    budget = 60 + count + done * orphan_wait
+    try:
+        wait_for(lambda: settled(config, count), timeout=budget, what="all files to settle")
+    except AssertionError as exc:  # say what is still open, for the next one to read
+        raise AssertionError(f"{exc}: {unsettled(config)}") from None
     result = tally(standin, files)
     figures(result, kills=done)
     assert not store_of(config).failures()
