@@ -25,7 +25,7 @@ from .job import Job, new_job
 from .job_store import JobStore
 from .logs import get_logger
 from .producer import refusal_reason, submit_job
-from .redis_conn import REDIS_TRANSIENT_ERRORS
+from .redis_conn import REDIS_TRANSIENT_ERRORS, redis_failure
 from .retry import RetryPolicy
 from .runtime import RuntimeCache
 from .worker import app
@@ -93,7 +93,17 @@ def _run(task: Task, step: str, ref: Job) -> Job | None:
     match outcome:
         case Done():
             done: Job = {"key": ref["key"], "file": ref["file"]}
-            _send_next(task, step, done)
+            try:
+                _send_next(task, step, done)
+            except Exception as exc:
+                if redis_failure(exc) not in ("refused", "unavailable"):
+                    raise
+                # The step is done (its record says so) but the next one is not on the queue
+                # (Redis full, or gone mid-publish): acking would strand the file. Put this
+                # message back: its next delivery skips the step as done and publishes again.
+                log.warning("step.requeued", step=step, file=ref.get("file"), key=ref.get("key"),
+                            reason=f"next step not published: {exc}")  # fmt: skip
+                raise Reject(exc, requeue=True) from None
             return done
         case Retry(delay_s=delay, error=error):
             raise task.retry(exc=error, countdown=delay, max_retries=task.max_retries)
