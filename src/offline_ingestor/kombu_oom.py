@@ -63,7 +63,20 @@ def _patch() -> None:
                     warned = True
                 time.sleep(_WAIT_S)
 
+    def detached(self: Any, action: str) -> bool:
+        # After Celery's consumer collected a lost connection (kombu_patches.py) this channel
+        # cannot reach Redis; kombu would raise AttributeError and the worker stop. The
+        # message stays in the unacked hash: restore_visible requeues it, and a finished step
+        # is then skipped as done.
+        if getattr(self.channel.connection, "client", None) is not None:
+            return False
+        log.warning("redis.connection_detached", action=action, outcome="left unacked for restore_visible")
+        return True
+
     def ack(self: Any, delivery_tag: Any) -> None:
+        if detached(self, "ack"):
+            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+            return
         with self.channel.conn_or_acquire() as client:
             pipe = client.pipeline(transaction=False)  # no MULTI: runs even at maxmemory
             pipe.zrem(self.unacked_index_key, delivery_tag).hdel(self.unacked_key, delivery_tag)
@@ -73,6 +86,9 @@ def _patch() -> None:
     def reject(self: Any, delivery_tag: Any, requeue: bool = False) -> None:
         if not requeue:
             ack(self, delivery_tag)
+            return
+        if detached(self, "requeue"):
+            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
             return
         try:
             original_reject(self, delivery_tag, requeue=True)

@@ -92,3 +92,35 @@ def test_closing_a_collected_connection_with_unacked_messages(redis_server: Any)
         connection._do_close_transport()  # the state Connection.collect() leaves behind
         connection.close()
     assert redis.Redis.from_url(redis_server.url).hlen("unacked") == 1
+
+
+@pytest.mark.parametrize("requeue", [None, True], ids=["ack", "reject-requeue"])
+def test_acking_on_a_collected_connection_leaves_the_message_unacked(
+    redis_server: Any, requeue: bool | None
+) -> None:
+    """A task finishing after the consumer collected its connection: no AttributeError.
+
+    The worker stopped with "Unrecoverable error: AttributeError" when a late ack (or a
+    requeue) met a transport Celery had already detached and kombu built a new pool from it
+    (seen in test_redis_restart_during_a_run). kombu_oom leaves the message in the unacked
+    hash, for restore_visible: a finished step redelivered is skipped as done.
+    """
+    import redis
+    from kombu import Connection
+
+    import offline_ingestor.kombu_oom  # noqa: F401  (the patch)
+    import offline_ingestor.kombu_patches  # noqa: F401
+
+    with Connection(redis_server.url) as connection:
+        queue = connection.SimpleQueue("ack-test")
+        queue.put({"n": 1})
+        received = queue.get(timeout=5)  # late-acked: held in the channel's QoS
+        connection._do_close_transport()  # the state Connection.collect() leaves behind
+        channel = received.channel
+        channel.__dict__.pop("client", None)  # as after BRPOP: a client and pool built anew
+        channel._pool = None
+        if requeue:
+            received.reject(requeue=True)
+        else:
+            received.ack()
+    assert redis.Redis.from_url(redis_server.url).hlen("unacked") == 1
