@@ -108,7 +108,7 @@ def test_acking_on_a_collected_connection_leaves_the_message_unacked(
     import redis
     from kombu import Connection
 
-    import offline_ingestor.kombu_oom  # noqa: F401  (the patch)
+    import offline_ingestor.kombu_oom
     import offline_ingestor.kombu_patches  # noqa: F401
 
     with Connection(redis_server.url) as connection:
