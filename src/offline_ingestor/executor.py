@@ -240,24 +240,28 @@ class StepExecutor:
         if sent_at is None:
             return 0.0
         if deadline is None:  # noted before deadlines were recorded: our own timeout
-            deadline = sent_at + self.rt.config.scicat.timeout + ORPHAN_MARGIN_S
+            deadline = sent_at + self._window_s()
         return deadline - time.time()
+
+    def _window_s(self) -> float:
+        """How long a write may still reach SciCat after it was sent (module docstring)."""
+        return self.rt.config.scicat.timeout + ORPHAN_MARGIN_S
 
     def _call(
         self,
         step: str,
         job: Job,
         *,
-        first_write: bool = False,
-        sender: str = "",
-        sent: list[float] | None = None,
+        first_write: bool,
+        sender: str,
+        sent: list[float],
     ) -> Job:
         if self.rt.dry_run and step in WRITE_STEPS:
             log.info(
                 "step.dry_run", step=step, file=job["file"], key=job["key"], reason="dry run: nothing written"
             )
             return job
-        with self._writes_noted(job["key"], step, sender, [] if sent is None else sent):
+        with self._writes_noted(job["key"], step, sender, sent):
             inputs = with_inputs(self.rt, job, step, self.functions)
             if first_write and step in WRITE_STEPS:
                 inputs = {**inputs, "first_write": True}
@@ -271,7 +275,7 @@ class StepExecutor:
     def _writes_noted(self, key: str, step: str, sender: str, sent: list[float]) -> Iterator[None]:
         """Record each write of the step in the ledger before it is sent; append its time to ``sent``."""
         client = self.rt.scicat
-        window = self.rt.config.scicat.timeout + ORPHAN_MARGIN_S
+        window = self._window_s()
 
         def note() -> None:
             at = time.time()
