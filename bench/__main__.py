@@ -209,7 +209,7 @@ def checksums(report: Report, sizes: Sizes, cmd: str) -> None:
 def large(report: Report, sizes: Sizes, work: Path, data_root: Path, cmd: str) -> None:
     """Target 4."""
     from offline_ingestor.config import load_config
-    from offline_ingestor.runtime import Runtime
+    from offline_ingestor.ingest.runtime import Runtime
 
     section(f"extraction with a {sizes.event_bytes / 2**30:.2f} GiB event dataset")
     small, big = large_nexus.write_pair(data_root, sizes.event_bytes)

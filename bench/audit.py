@@ -22,8 +22,8 @@ from typing import Any
 
 from offline_ingestor.audit.identity import audit_runtime
 from offline_ingestor.config import load_config
-from offline_ingestor.job import new_job
-from offline_ingestor.steps import build_dataset, extract, select_schema
+from offline_ingestor.ingest.job import new_job
+from offline_ingestor.ingest.steps import build_dataset, extract, select_schema
 from offline_ingestor.testing import ScicatStandin, scenario
 
 from .corpus import small_files
@@ -42,7 +42,9 @@ def seed(config_path: Path, paths: list[Path], skip_every: int) -> int:
         if skip_every and index % skip_every == 0:
             left_out += 1
             continue
-        job = build_dataset(rt, extract(rt, select_schema(rt, new_job(path, config))))
+        job = build_dataset(
+            rt, extract(rt, select_schema(rt, new_job(path, config.ingestion.allowed_data_roots)))
+        )
         _, body = rt.scicat.create_dataset(job["dataset"])
         rt.scicat.create_origdatablock({"datasetId": body["pid"], **job["origdatablock"]})
     return left_out

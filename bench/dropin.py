@@ -9,7 +9,7 @@ own process) and, for the queue modes, its own fresh redis-server and one worker
 * ``in-process``: our drop-in with the queue off (ingests synchronously);
 * ``enqueue``: queue on, no spool: the drop-in claims and publishes itself (Redis, Celery);
 * ``spool-first``: queue on with ``queue.spool_dir`` and the worker polling it: the fast
-  path (``fast_dropin.py``), standard library + PyYAML only.
+  path (``dropin/fast.py``), standard library + PyYAML only.
 
 Two calls at a time (the online ingestor's usual ``max_offline_ingestors`` on 2 cores). Per
 call: CPU (user + sys of the child and its children, from ``wait4``), peak RSS (the child's

@@ -31,9 +31,9 @@ _OURS = """
 import json, sys, time
 PEAK
 from pathlib import Path
-from offline_ingestor.config import FileHandling
-from offline_ingestor.filelist import build_file_list
-options = FileHandling(file_hash_algorithm=sys.argv[2], save_file_hash=False)
+from offline_ingestor.config import FileHandlingOptions
+from offline_ingestor.files.filelist import build_file_list
+options = FileHandlingOptions(file_hash_algorithm=sys.argv[2], save_file_hash=False)
 started = time.perf_counter()
 entries = build_file_list(Path(sys.argv[1]), options, source_folder="")
 print(json.dumps({"seconds": time.perf_counter() - started, "chk": entries[0]["chk"],
@@ -116,11 +116,11 @@ def hashed_once(path: Path) -> dict[str, int]:
     The checksum cache is keyed by (path, size, mtime_ns, algorithm): the second run must
     read nothing. Counted through the step's progress callback, which only hashing calls.
     """
-    from offline_ingestor.checksums import clear_cache
-    from offline_ingestor.config import FileHandling
-    from offline_ingestor.filelist import build_file_list
+    from offline_ingestor.config import FileHandlingOptions
+    from offline_ingestor.files.checksums import clear_cache
+    from offline_ingestor.files.filelist import build_file_list
 
-    options = FileHandling(save_file_hash=False)
+    options = FileHandlingOptions(save_file_hash=False)
 
     def bytes_hashed() -> int:
         total = [0]

@@ -40,11 +40,11 @@ def write_pair(data_root: Path, event_bytes: int) -> tuple[Path, Path]:
 
 def compare(rt: Any, small: Path, large: Path, repeat: int) -> dict[str, Any]:
     """Median time of ``steps.extract`` (after select-schema) on each file, interleaved."""
-    from offline_ingestor.job import new_job
-    from offline_ingestor.steps import extract, select_schema
+    from offline_ingestor.ingest.job import new_job
+    from offline_ingestor.ingest.steps import extract, select_schema
 
     jobs = {
-        name: select_schema(rt, new_job(path, rt.config))
+        name: select_schema(rt, new_job(path, rt.config.ingestion.allowed_data_roots))
         for name, path in (("small", small), ("large", large))
     }
     timings: dict[str, list[float]] = {"small": [], "large": []}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from offline_ingestor.steps import STEPS
+from offline_ingestor.ingest.steps import STEPS
 
 from .common import summary_ms
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import redis
 from celery import Celery, chain
 
-from offline_ingestor.celery_config import celery_settings
 from offline_ingestor.config import parse_config
+from offline_ingestor.worker.settings import celery_settings
 
 BROKER = os.environ.get("NOOP_BROKER", "redis://127.0.0.1:6379/0")
 app = Celery("noop")

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from offline_ingestor.config import load_config
-from offline_ingestor.job import new_job
-from offline_ingestor.job_store import JobStore
+from offline_ingestor.ingest.job import new_job
 from offline_ingestor.producer import submit_job
+from offline_ingestor.queue.job_store import JobStore
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     store = JobStore.for_config(config)
     started = time.perf_counter()
     for path in paths:
-        result = submit_job(new_job(path, config), config, store=store)
+        result = submit_job(new_job(path, config.ingestion.allowed_data_roots), config, store=store)
         if not result.queued:
             raise SystemExit(f"{path}: {result.status}")
     print(len(paths) / (time.perf_counter() - started))

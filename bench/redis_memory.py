@@ -29,9 +29,9 @@ from typing import Any
 import redis
 
 from offline_ingestor.config import load_config
-from offline_ingestor.job import new_job
-from offline_ingestor.job_store import PREFIX, JobStore
+from offline_ingestor.ingest.job import new_job
 from offline_ingestor.producer import submit_job
+from offline_ingestor.queue.job_store import PREFIX, JobStore
 from offline_ingestor.testing.processes import wait_for
 
 from .common import PYTHON, ROOT
@@ -66,7 +66,7 @@ def measure(work: Path, data_root: Path, count: int, listpack_value: int | None 
         client.execute_command("MEMORY", "PURGE")  # type: ignore[no-untyped-call]
         before = client.info("memory")
         store = JobStore.for_config(config)
-        jobs = [new_job(path, config) for path in files]
+        jobs = [new_job(path, config.ingestion.allowed_data_roots) for path in files]
         statuses = {submit_job(job, config, store=store).status for job in jobs}
         if statuses != {"queued"}:
             raise RuntimeError(f"not all files were queued: {statuses}")
@@ -119,7 +119,10 @@ def measure_done(
         if listpack_value is not None:
             client.config_set(LISTPACK, listpack_value)
         store = JobStore.for_config(config)
-        keys = [submit_job(new_job(path, config), config, store=store).key for path in files]
+        keys = [
+            submit_job(new_job(path, config.ingestion.allowed_data_roots), config, store=store).key
+            for path in files
+        ]
         worker = Worker(config_path, base / "worker.log", base / "heartbeat", 2)
         worker.start(wait=False)
 

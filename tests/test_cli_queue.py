@@ -101,7 +101,7 @@ def test_queue_gauges_read_depth_and_the_oldest_files_age(
     at 2020-01-01, gives depth 1 and an age of years; the failed registry is 0."""
     import redis
 
-    from offline_ingestor.metrics import _WorkerCollector
+    from offline_ingestor.worker.metrics_server import _WorkerCollector
 
     run("enqueue", "-c", str(config), "--job-id", "fw-old", str(ymir_file(data_root)))
     redis.Redis.from_url(redis_server.url).hset("oi:job:fw-old", "enqueued_at", "2020-01-01T00:00:00.000Z")

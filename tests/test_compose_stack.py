@@ -151,7 +151,7 @@ def test_redis_limits_memory_so_noeviction_applies(tmp_path: Path) -> None:
 def test_redis_keeps_a_queued_files_record_compact(tmp_path: Path) -> None:
     """On the compose Redis the record of a file queued with a long path (200 characters,
     beyond Redis's default 64) is a listpack, half the memory of a hash table."""
-    from offline_ingestor.job_store import JobStore, job_key
+    from offline_ingestor.queue.job_store import JobStore, job_key
 
     with compose_redis(tmp_path) as client:
         path = "/data/" + "x" * 190 + ".hdf"

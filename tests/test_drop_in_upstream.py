@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from helpers import cli, write_config, ymir_file
-from offline_ingestor.steps import PID_NAMESPACE
+from offline_ingestor.ingest.steps import PID_NAMESPACE
 
 wrdn = pytest.importorskip("streaming_data_types", reason="ess-streaming-data-types is in the [test] extra")
 

@@ -16,9 +16,9 @@ import redis
 
 from helpers import cli, write_config, ymir_file
 from offline_ingestor.errors import ConfigError, QueueUnavailable
-from offline_ingestor.job import new_job
+from offline_ingestor.ingest.job import new_job
 from offline_ingestor.producer import Producer, enqueue, producer_for
-from offline_ingestor.spool import Spool
+from offline_ingestor.queue.spool import Spool
 from offline_ingestor.testing import scenario
 from offline_ingestor.testing.processes import RedisServer
 
@@ -109,7 +109,7 @@ def test_redis_killed_between_claim_and_publish_leaves_a_retryable_claim(
     from offline_ingestor.producer import start_chain
 
     config = config_for(data_root, redis_server.url, spool_dir=str(tmp_path / "spool"))
-    job = new_job(ymir_file(data_root), config)
+    job = new_job(ymir_file(data_root), config.ingestion.allowed_data_roots)
 
     def publish_after_redis_died(job: Any) -> None:
         redis_server.stop()  # SIGTERM: AOF (appendfsync always) has the claim
@@ -136,7 +136,7 @@ def test_redis_full_at_publish_rolls_the_claim_back(
     from offline_ingestor.producer import start_chain
 
     config = config_for(data_root, redis_server.url, spool_dir=str(tmp_path / "spool"))
-    job = new_job(ymir_file(data_root), config)
+    job = new_job(ymir_file(data_root), config.ingestion.allowed_data_roots)
     admin = redis.Redis.from_url(redis_server.url)
 
     def publish_into_a_full_redis(job: Any) -> None:

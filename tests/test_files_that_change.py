@@ -13,18 +13,20 @@ import pytest
 
 from helpers import ymir_file
 from offline_ingestor.errors import FileNotReady, IdempotencyConflict, InputFileError
-from offline_ingestor.job import ingest_key, new_job
-from offline_ingestor.pipeline import ingest
-from offline_ingestor.retry import RetryPolicy
-from offline_ingestor.runtime import Runtime
-from offline_ingestor.steps import build_dataset, extract, select_schema
+from offline_ingestor.ingest.job import ingest_key, new_job
+from offline_ingestor.ingest.pipeline import ingest
+from offline_ingestor.ingest.retry import RetryPolicy
+from offline_ingestor.ingest.runtime import Runtime
+from offline_ingestor.ingest.steps import build_dataset, extract, select_schema
 
 NO_RETRY = RetryPolicy(max_retries=0, backoff_s=0.0, backoff_max_s=0.0)
 
 
 def run(config: Any, path: Path) -> dict[str, Any]:
     rt = Runtime.from_config(config)
-    return ingest(rt, new_job(path, config), policy=NO_RETRY, sleep=lambda _: None)
+    return ingest(
+        rt, new_job(path, config.ingestion.allowed_data_roots), policy=NO_RETRY, sleep=lambda _: None
+    )
 
 
 def secret_outside(tmp_path: Path, like: Path) -> Path:
@@ -47,7 +49,7 @@ class TestIdentityBetweenSteps:
         config = make_config(standin)
         rt = Runtime.from_config(config)
         path = ymir_file(data_root)
-        job = extract(rt, select_schema(rt, new_job(path, config)))
+        job = extract(rt, select_schema(rt, new_job(path, config.ingestion.allowed_data_roots)))
         # When the file is swapped for a symlink to a file outside the root
         outside = secret_outside(tmp_path, path)
         path.unlink()
@@ -62,7 +64,7 @@ class TestIdentityBetweenSteps:
         config = make_config(standin)
         rt = Runtime.from_config(config)
         path = ymir_file(data_root)
-        job = select_schema(rt, new_job(path, config))
+        job = select_schema(rt, new_job(path, config.ingestion.allowed_data_roots))
         other = ymir_file(data_root, name="other.hdf")
         os.replace(other, path)  # same path, another inode
         with pytest.raises(InputFileError, match="was replaced since select-schema"):
@@ -70,7 +72,11 @@ class TestIdentityBetweenSteps:
         with pytest.raises(InputFileError, match="was replaced since select-schema"):
             build_dataset(
                 rt,
-                {**job, **extract(rt, select_schema(rt, new_job(path, config))), "identity": job["identity"]},
+                {
+                    **job,
+                    **extract(rt, select_schema(rt, new_job(path, config.ingestion.allowed_data_roots))),
+                    "identity": job["identity"],
+                },
             )
 
 
@@ -85,7 +91,7 @@ class TestGrowingWhileHashed:
         path = ymir_file(data_root)
         with h5py.File(path, "a") as handle:
             handle["/entry/padding"] = np.zeros(3 << 20, dtype="u1")  # several hashing buffers
-        job = extract(rt, select_schema(rt, new_job(path, config)))
+        job = extract(rt, select_schema(rt, new_job(path, config.ingestion.allowed_data_roots)))
         grown = []
 
         def append_once(_count: int) -> None:  # a writer without HDF5 lock (cp, rsync)
@@ -123,7 +129,7 @@ class TestScicatIdentity:
             standin, dataset={"generate_dataset_pid": True, "default_owner_group": "ingestor"}
         )
         path = data_root / "ess/raw/ymir/2024/876380/late.hdf"
-        early = new_job(path, config)  # the file does not exist yet
+        early = new_job(path, config.ingestion.allowed_data_roots, must_exist=False)  # not written yet
         ymir_file(data_root, name="late.hdf")
         rt = Runtime.from_config(config)
         first = ingest(rt, early, policy=NO_RETRY, sleep=lambda _: None)

@@ -18,11 +18,11 @@ from offline_ingestor.errors import (
     ScicatRejected,
     ScicatUnavailable,
 )
-from offline_ingestor.job import new_job
-from offline_ingestor.pipeline import ingest
-from offline_ingestor.retry import RetryPolicy
-from offline_ingestor.runtime import Runtime
-from offline_ingestor.steps import STEP_FUNCTIONS
+from offline_ingestor.ingest.job import new_job
+from offline_ingestor.ingest.pipeline import ingest
+from offline_ingestor.ingest.retry import RetryPolicy
+from offline_ingestor.ingest.runtime import Runtime
+from offline_ingestor.ingest.steps import STEP_FUNCTIONS
 from offline_ingestor.testing import Fault
 
 NO_WAIT = RetryPolicy(max_retries=3, backoff_s=0.0, backoff_max_s=0.0)
@@ -30,7 +30,9 @@ NO_WAIT = RetryPolicy(max_retries=3, backoff_s=0.0, backoff_max_s=0.0)
 
 def run(config: Any, path: Path, *, dry_run: bool = False) -> Any:
     rt = Runtime.from_config(config.as_dry_run() if dry_run else config)
-    return ingest(rt, new_job(path, config), policy=NO_WAIT, sleep=lambda _: None)
+    return ingest(
+        rt, new_job(path, config.ingestion.allowed_data_roots), policy=NO_WAIT, sleep=lambda _: None
+    )
 
 
 def odbs_of(standin: Any, pid: str) -> list[dict[str, Any]]:
@@ -131,7 +133,7 @@ class TestExactlyOnce:
         path = ymir_file(data_root)
         rt = Runtime.from_config(config)
         # Given a run that stopped right after creating the dataset (the process died)
-        job = new_job(path, config)
+        job = new_job(path, config.ingestion.allowed_data_roots)
         for step in ("select-schema", "extract", "build-dataset", "post-dataset"):
             job = STEP_FUNCTIONS[step](rt, job)
         assert len(standin.datasets) == 1 and not standin.origdatablocks
@@ -289,9 +291,17 @@ class TestScicatFaults:
         """A SESSION_EXPIRED 401 triggers one new login and the call goes through."""
         config = make_config(standin)
         rt = Runtime.from_config(config)
-        ingest(rt, new_job(ymir_file(data_root, name="a.hdf"), config), policy=NO_WAIT)
+        ingest(
+            rt,
+            new_job(ymir_file(data_root, name="a.hdf"), config.ingestion.allowed_data_roots),
+            policy=NO_WAIT,
+        )
         standin.expire_tokens()
-        job = ingest(rt, new_job(ymir_file(data_root, name="b.hdf"), config), policy=NO_WAIT)
+        job = ingest(
+            rt,
+            new_job(ymir_file(data_root, name="b.hdf"), config.ingestion.allowed_data_roots),
+            policy=NO_WAIT,
+        )
         assert job["pid"] in standin.datasets
 
     def test_is_valid_rejection_writes_nothing(self, standin: Any, make_config: Any, data_root: Path) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from offline_ingestor.job import new_job
-from offline_ingestor.pipeline import ingest
-from offline_ingestor.runtime import Runtime
+from offline_ingestor.ingest.job import new_job
+from offline_ingestor.ingest.pipeline import ingest
+from offline_ingestor.ingest.runtime import Runtime
 
 pytestmark = pytest.mark.reference
 
@@ -62,7 +62,7 @@ def test_small_coda_payloads(upstream: Any, standin: Any) -> None:
     config, files = upstream
     path = files["small-coda"]
     before = dt.datetime.now(tz=dt.UTC)
-    job = ingest(Runtime.from_config(config), new_job(path, config))
+    job = ingest(Runtime.from_config(config), new_job(path, config.ingestion.allowed_data_roots))
     after = dt.datetime.now(tz=dt.UTC)
     dataset = dict(job["dataset"])
     # <now> is the time of the extraction, in between.
@@ -106,7 +106,7 @@ def test_small_ymir_payloads(upstream: Any, standin: Any) -> None:
     """small-ymir.hdf with upstream's small-ymir schema: lookups, getitem, str-replace, dates."""
     config, files = upstream
     path = files["small-ymir"]
-    job = ingest(Runtime.from_config(config), new_job(path, config))
+    job = ingest(Runtime.from_config(config), new_job(path, config.ingestion.allowed_data_roots))
     dataset = dict(job["dataset"])
     dataset.pop("creationTime")
     run_id = job["run_id"]
@@ -146,7 +146,7 @@ def test_dataset_size_counts_each_file_once(upstream: Any, standin: Any) -> None
     """SciCat adds the origdatablock's size and file count; the dataset is not double-counted."""
     config, files = upstream
     path = files["small-coda"]
-    job = ingest(Runtime.from_config(config), new_job(path, config))
+    job = ingest(Runtime.from_config(config), new_job(path, config.ingestion.allowed_data_roots))
     stored = standin.datasets[job["pid"]]
     assert (stored["size"], stored["numberOfFiles"]) == (path.stat().st_size, 1)
 
@@ -155,8 +155,8 @@ def test_rerun_of_real_files_creates_nothing(upstream: Any, standin: Any) -> Non
     """Both real files ingested twice: two datasets, two origdatablocks, same run id."""
     config, files = upstream
     rt = Runtime.from_config(config)
-    first = [ingest(rt, new_job(path, config)) for path in files.values()]
-    second = [ingest(rt, new_job(path, config)) for path in files.values()]
+    first = [ingest(rt, new_job(path, config.ingestion.allowed_data_roots)) for path in files.values()]
+    second = [ingest(rt, new_job(path, config.ingestion.allowed_data_roots)) for path in files.values()]
     assert [job["dataset_created"] for job in second] == [False, False]
     assert [job["run_id"] for job in first] == [job["run_id"] for job in second]
     assert len(standin.datasets) == 2 and len(standin.origdatablocks) == 2

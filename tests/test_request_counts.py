@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from helpers import ymir_file
-from offline_ingestor.job import new_job
-from offline_ingestor.pipeline import ingest
-from offline_ingestor.retry import RetryPolicy
-from offline_ingestor.runtime import Runtime
+from offline_ingestor.ingest.job import new_job
+from offline_ingestor.ingest.pipeline import ingest
+from offline_ingestor.ingest.retry import RetryPolicy
+from offline_ingestor.ingest.runtime import Runtime
 
 NO_WAIT = RetryPolicy(max_retries=3, backoff_s=0.0, backoff_max_s=0.0)
 
@@ -36,7 +36,10 @@ def files_of_one_proposal(data_root: Path, count: int) -> list[Path]:
 
 
 def ingest_all(rt: Runtime, config: Any, files: list[Path]) -> list[dict[str, Any]]:
-    return [ingest(rt, new_job(path, config), policy=NO_WAIT, sleep=lambda _: None) for path in files]
+    return [
+        ingest(rt, new_job(path, config.ingestion.allowed_data_roots), policy=NO_WAIT, sleep=lambda _: None)
+        for path in files
+    ]
 
 
 def test_new_files_cost_their_two_posts_and_look_ups_once(

@@ -19,11 +19,11 @@ import pytest
 
 from helpers import ymir_file
 from offline_ingestor.errors import IngestError
-from offline_ingestor.job import new_job
-from offline_ingestor.pipeline import ingest
-from offline_ingestor.retry import RetryPolicy
-from offline_ingestor.runtime import Runtime
-from offline_ingestor.steps import STEP_FUNCTIONS
+from offline_ingestor.ingest.job import new_job
+from offline_ingestor.ingest.pipeline import ingest
+from offline_ingestor.ingest.retry import RetryPolicy
+from offline_ingestor.ingest.runtime import Runtime
+from offline_ingestor.ingest.steps import STEP_FUNCTIONS
 from offline_ingestor.testing import Account, Fault, ScicatStandin
 from offline_ingestor.testing.scenario import make_config, seed
 
@@ -131,7 +131,7 @@ def measure(account: str, scenario: str, data_root: Path, *, warm: bool = False)
         outcomes = []
         for attempt in range(3):
             rt = runtime(config, warm=warm)  # a new process: no record of earlier runs
-            job = new_job(path, config)
+            job = new_job(path, config.ingestion.allowed_data_roots)
             try:
                 if attempt == 0 and first is not None:
                     first(rt, job)

@@ -23,12 +23,12 @@ from offline_ingestor.errors import (
     ScicatUnavailable,
 )
 from offline_ingestor.health import run_checks
-from offline_ingestor.job import new_job
-from offline_ingestor.pipeline import ingest
-from offline_ingestor.retry import RetryPolicy
-from offline_ingestor.runtime import Runtime
+from offline_ingestor.ingest.job import new_job
+from offline_ingestor.ingest.pipeline import ingest
+from offline_ingestor.ingest.retry import RetryPolicy
+from offline_ingestor.ingest.runtime import Runtime
+from offline_ingestor.ingest.steps import STEP_FUNCTIONS
 from offline_ingestor.scicat.totals import check_totals, repair_totals
-from offline_ingestor.steps import STEP_FUNCTIONS
 from offline_ingestor.testing import Account, Fault, ScicatStandin
 from offline_ingestor.testing.scenario import seed
 
@@ -65,7 +65,9 @@ def config_for(make_config: Any, standin: Any, user: str = "ingestor", **section
 def run(config: Any, path: Path) -> dict[str, Any]:
     """One run with no memory of earlier runs (all Redis records lost)."""
     rt = Runtime.from_config(config)
-    return ingest(rt, new_job(path, config), policy=NO_WAIT, sleep=lambda _: None)
+    return ingest(
+        rt, new_job(path, config.ingestion.allowed_data_roots), policy=NO_WAIT, sleep=lambda _: None
+    )
 
 
 def blocks(standin: ScicatStandin) -> list[dict[str, Any]]:
@@ -105,10 +107,17 @@ class TestAccountTypes:
         """Once a 403 showed the account cannot read back, other groups' files write nothing."""
         config = config_for(make_config, scicat, "privingest")
         rt = Runtime.from_config(config)
-        ingest(rt, new_job(ymir_file(data_root), config), policy=NO_WAIT, sleep=lambda _: None)
+        ingest(
+            rt,
+            new_job(ymir_file(data_root), config.ingestion.allowed_data_roots),
+            policy=NO_WAIT,
+            sleep=lambda _: None,
+        )
         second = ymir_file(data_root, "run-0002.hdf", job_id="0b1e7c4e-0000-4000-8000-000000000002")
         with pytest.raises(CannotVerify) as caught:
-            ingest(rt, new_job(second, config), policy=NO_WAIT, sleep=lambda _: None)
+            ingest(
+                rt, new_job(second, config.ingestion.allowed_data_roots), policy=NO_WAIT, sleep=lambda _: None
+            )
         assert len(scicat.datasets) == 1 and len(blocks(scicat)) == 1
         assert "nothing was written" in str(caught.value)
         assert caught.value.to_dict()["hint"]
@@ -285,7 +294,7 @@ class TestTotals:
         scicat.inject(Fault(method="POST", path_regex=r"/origdatablocks$", crash_before_totals=True))
         config = config_for(make_config, scicat)
         rt = Runtime.from_config(config)
-        job = new_job(ymir_file(data_root), config)
+        job = new_job(ymir_file(data_root), config.ingestion.allowed_data_roots)
         for step in ("select-schema", "extract", "build-dataset", "post-dataset"):
             job = STEP_FUNCTIONS[step](rt, job)
         with pytest.raises(IngestError):
@@ -357,10 +366,17 @@ class TestMessages:
         """SciCat restarted with a new JWT secret: our token is anonymous (403); log in again."""
         config = config_for(make_config, scicat)
         rt = Runtime.from_config(config)
-        ingest(rt, new_job(ymir_file(data_root), config), policy=NO_WAIT, sleep=lambda _: None)
+        ingest(
+            rt,
+            new_job(ymir_file(data_root), config.ingestion.allowed_data_roots),
+            policy=NO_WAIT,
+            sleep=lambda _: None,
+        )
         scicat.forget_tokens()
         second = ymir_file(data_root, "run-0002.hdf", job_id="0b1e7c4e-0000-4000-8000-000000000002")
-        job = ingest(rt, new_job(second, config), policy=NO_WAIT, sleep=lambda _: None)
+        job = ingest(
+            rt, new_job(second, config.ingestion.allowed_data_roots), policy=NO_WAIT, sleep=lambda _: None
+        )
         assert job["origdatablock_created"] and len(blocks(scicat)) == 2
 
     def test_login_failure_is_not_a_schema_variable_error(

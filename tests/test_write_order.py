@@ -14,10 +14,10 @@ import pytest
 
 from helpers import ymir_file
 from offline_ingestor.errors import CannotVerify, IdempotencyConflict
-from offline_ingestor.job import new_job
-from offline_ingestor.pipeline import ingest
-from offline_ingestor.retry import RetryPolicy
-from offline_ingestor.runtime import Runtime
+from offline_ingestor.ingest.job import new_job
+from offline_ingestor.ingest.pipeline import ingest
+from offline_ingestor.ingest.retry import RetryPolicy
+from offline_ingestor.ingest.runtime import Runtime
 from offline_ingestor.testing import Fault, ScicatStandin
 from offline_ingestor.testing.scenario import seed
 
@@ -25,7 +25,9 @@ NO_WAIT = RetryPolicy(max_retries=3, backoff_s=0.0, backoff_max_s=0.0)
 
 
 def ingest_file(rt: Runtime, config: Any, path: Path) -> dict[str, Any]:
-    return ingest(rt, new_job(path, config), policy=NO_WAIT, sleep=lambda _: None)
+    return ingest(
+        rt, new_job(path, config.ingestion.allowed_data_roots), policy=NO_WAIT, sleep=lambda _: None
+    )
 
 
 def numbered_file(data_root: Path, n: int) -> Path:

@@ -7,7 +7,7 @@ otherwise. With ``queue.enabled: true`` in the config it enqueues the file inste
 feeds the queue unchanged.
 
 One process per file: this module imports nothing heavy. With a spool and a worker flushing
-it on this host, the request is handed over through the spool (``fast_dropin.py``: standard
+it on this host, the request is handed over through the spool (``dropin/fast.py``: standard
 library and PyYAML only); otherwise the click command in ``cli/dropin.py`` runs.
 """
 
@@ -20,7 +20,7 @@ __all__ = ["main"]
 
 def main() -> None:
     """Console-script entry point."""
-    from .fast_dropin import run
+    from .dropin.fast import run
 
     try:
         status = run(sys.argv[1:])

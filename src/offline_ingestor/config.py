@@ -16,9 +16,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from .checksums import Algorithm
 from .config_paths import BROKER_URL_ENV, CONFIG_ENV, PASSWORD_ENV, TOKEN_ENV, config_source, resolve_from
 from .errors import ConfigError
+
+#: The file-list checksum algorithms (``files/checksums.py`` implements them).
+Algorithm = Literal["blake2b", "sha256", "md5"]
 
 __all__ = ["BROKER_URL_ENV", "CONFIG_ENV", "Config", "load_config"]
 
@@ -41,22 +43,24 @@ class DatasetOptions(_Section):
     default_access_groups: list[str] = Field(default_factory=list)
 
 
-class FileHandling(_Section):
+class FileHandlingOptions(_Section):
     compute_file_stats: bool = True
     compute_file_hash: bool = True
     file_hash_algorithm: Algorithm = "blake2b"
     save_file_hash: bool = True
     hash_file_extension: str = "b2b"
     ingestor_files_directory: str = "../ingestor"
-    message_to_file: bool = True
-    message_file_extension: str = "message.json"
+    message_to_file: bool = True  # ignored: the online ingestor's (it writes the message file)
+    message_file_extension: str = "message.json"  # ignored: the online ingestor's (it names the message file)
     file_path_type: Literal["relative", "absolute"] = "relative"
-    data_directory: str = ""
-    data_file_open_max_tries: int = Field(3, ge=1)
-    data_file_open_retry_delay: list[float] = Field(default_factory=list)
+    data_directory: str = ""  # ignored: upstream's, unused by its offline ingestor too
+    data_file_open_max_tries: int = Field(3, ge=1)  # ignored: a locked file is retried by the queue
+    data_file_open_retry_delay: list[float] = Field(
+        default_factory=list
+    )  # ignored: as data_file_open_max_tries
 
 
-class NexusReading(_Section):
+class NexusReadingOptions(_Section):
     """Ours: bounds on what reading one file's metadata may cost (hostile or broken files)."""
 
     #: Bytes one NeXus value may take in memory (fixed-size types are checked before reading).
@@ -75,13 +79,14 @@ class NexusReading(_Section):
     child_memory_mb: int = Field(2048, ge=0)
 
 
-class Ingestion(_Section):
+class IngestionOptions(_Section):
     dry_run: bool = False
+    # The online ingestor's (how it spawns us); ignored here.
     offline_ingestor_executable: list[str] | str = Field(
         default_factory=lambda: ["scicat_background_ingestor"]
     )
-    max_offline_ingestors: int = 10
-    offline_ingestors_wait_time: float = 10
+    max_offline_ingestors: int = 10  # ignored: the online ingestor's
+    offline_ingestors_wait_time: float = 10  # ignored: the online ingestor's
     schemas_directory: str = "schemas"
     fallback_schema_file_path: str = ""
     check_if_dataset_exists_by_pid: bool = True
@@ -89,11 +94,14 @@ class Ingestion(_Section):
     check_if_dataset_exists_by_metadata_key: str = "job_id"
     #: Ours: files outside these directories are refused (empty list = no restriction).
     allowed_data_roots: list[str] = Field(default_factory=list)
-    file_handling: FileHandling = Field(default_factory=FileHandling)
-    nexus_reading: NexusReading = Field(default_factory=NexusReading)
+    file_handling: FileHandlingOptions = Field(default_factory=FileHandlingOptions)
+    nexus_reading: NexusReadingOptions = Field(default_factory=NexusReadingOptions)
 
 
-class Logging(_Section):
+class LoggingOptions(_Section):
+    """Upstream's section; only ``logging_level`` and our ``format`` are read (structlog to
+    stderr: a supervisor or container runtime collects it). The rest is accepted and ignored."""
+
     verbose: bool = False
     file_log: bool = False
     file_log_base_name: str = "scicat_ingestor_log"
@@ -110,24 +118,24 @@ class Logging(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class ApiEndpoints(_Section):
+class ApiEndpointsOptions(_Section):
     datasets: str = "datasets"
-    proposals: str = "proposals"
+    proposals: str = "proposals"  # ignored: schemas name their own look-up URLs
     origdatablocks: str = "origdatablocks"
-    instruments: str = "instruments"
+    instruments: str = "instruments"  # ignored: as proposals
     samples: str = "samples"
 
 
-class Scicat(_Section):
+class ScicatOptions(_Section):
     host: str = "https://scicat.host"
     token: SecretStr = SecretStr("")
     additional_headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = DEFAULT_TIMEOUT_S
-    stream: bool = True
+    stream: bool = True  # ignored: answers are small JSON documents
     #: TLS verification is on unless a file turns it off explicitly.
     verify: bool = True
     health_endpoint: str = "health"
-    api_endpoints: ApiEndpoints = Field(default_factory=ApiEndpoints)
+    api_endpoints: ApiEndpointsOptions = Field(default_factory=ApiEndpointsOptions)
     # Ours below.
     api_version: Literal["v3", "v4"] = "v3"
     username: str = ""
@@ -169,7 +177,7 @@ class Scicat(_Section):
         return self.api_base.rsplit("/", 1)[0] + "/v3"
 
 
-class Sentinel(_Section):
+class SentinelOptions(_Section):
     """Redis Sentinel (``queue.sentinel``): the broker and job store follow the master."""
 
     #: The name the sentinels monitor the master under (``sentinel monitor NAME ...``).
@@ -189,7 +197,7 @@ class Sentinel(_Section):
     wait_timeout_ms: int = Field(1000, ge=1)
 
 
-class Queue(_Section):
+class QueueOptions(_Section):
     enabled: bool = False
     broker_url: str = "redis://127.0.0.1:6379/0"
     queue_name: str = "ingest"
@@ -208,7 +216,7 @@ class Queue(_Section):
     heartbeat_file: str = ""
     metrics_port: int = Field(0, ge=0)
     #: On SIGTERM running steps get this long to finish; then they are abandoned and their
-    #: messages requeued at once (worker_stop.py). Keep it below the container's stop grace.
+    #: messages requeued at once (worker/stop.py). Keep it below the container's stop grace.
     shutdown_grace_s: float = Field(25.0, ge=0)
     #: Celery task events (task-sent/received/started/succeeded) for Flower and
     #: celery-exporter. On by default so those tools work; they cost about 4 % of small-file
@@ -221,22 +229,25 @@ class Queue(_Section):
     io_queue_name: str = ""
     io_concurrency: int = Field(16, ge=1)
     #: Producers write requests here when Redis cannot take them and enqueue them when it
-    #: answers again (spool.py). Empty = no spool: enqueue exits 75 while Redis is down.
+    #: answers again (queue/spool.py). Empty = no spool: enqueue exits 75 while Redis is down.
     spool_dir: str = ""
     #: The spool refuses new requests (exit 75, "spool full") beyond this many files.
     spool_max_files: int = Field(100_000, ge=1)
     #: How often a worker tries to enqueue spooled requests (0 = never; producers still do).
     spool_flush_interval_s: float = Field(10.0, ge=0)
     #: Redis Sentinel instead of one Redis host (then broker_url may be ``sentinel://...``).
-    sentinel: Sentinel | None = None
+    sentinel: SentinelOptions | None = None
 
 
-class HealthCheck(_Section):
+class HealthCheckOptions(_Section):
+    """Accepted for compatibility and ignored: ``offline-ingestor health`` and the worker's
+    heartbeat file are the checks (docs/operations.md)."""
+
     host: str = "0.0.0.0"
     port: int = 8080
 
 
-class Kafka(BaseModel):
+class KafkaOptions(BaseModel):
     """Accepted for compatibility and ignored: we are fed by Redis, not Kafka."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -245,17 +256,18 @@ class Kafka(BaseModel):
 class Config(_Section):
     """The whole configuration file."""
 
+    # Upstream's command-line values as keys; ignored (the drop-in takes them as flags).
     nexus_file: str = ""
     done_writing_message_file: str = ""
     config_file: str = ""
     id: str = ""
     dataset: DatasetOptions = Field(default_factory=DatasetOptions)
-    ingestion: Ingestion = Field(default_factory=Ingestion)
-    kafka: Kafka = Field(default_factory=Kafka)
-    logging: Logging = Field(default_factory=Logging)
-    scicat: Scicat = Field(default_factory=Scicat)
-    health_check: HealthCheck = Field(default_factory=HealthCheck)
-    queue: Queue = Field(default_factory=Queue)
+    ingestion: IngestionOptions = Field(default_factory=IngestionOptions)
+    kafka: KafkaOptions = Field(default_factory=KafkaOptions)
+    logging: LoggingOptions = Field(default_factory=LoggingOptions)
+    scicat: ScicatOptions = Field(default_factory=ScicatOptions)
+    health_check: HealthCheckOptions = Field(default_factory=HealthCheckOptions)
+    queue: QueueOptions = Field(default_factory=QueueOptions)
     #: Where the file was read from; relative paths in it resolve against its folder.
     source_path: str = ""
 

@@ -1,7 +1,7 @@
 """Where a config file's relative paths point, and the environment variables that override it.
 
 One rule for the validated config (``config.py``) and the drop-in's fast path, which reads
-the file without pydantic (``fast_dropin.py``).
+the file without pydantic (``dropin/fast.py``).
 """
 
 from __future__ import annotations

@@ -30,10 +30,10 @@ DEMO_FIELDS = (
 
 def run_demo(keep_running: bool = False) -> None:
     """Start the stand-in, ingest both files twice, print what SciCat holds."""
-    from .job import new_job
+    from .ingest.job import new_job
+    from .ingest.pipeline import ingest
+    from .ingest.runtime import Runtime
     from .logs import configure_logging
-    from .pipeline import ingest
-    from .runtime import Runtime
     from .testing.scenario import example_tree, make_config, seeded_standin
 
     configure_logging("console", "WARNING")
@@ -45,7 +45,7 @@ def run_demo(keep_running: bool = False) -> None:
         for attempt in ("first run", "second run (must create nothing)"):
             click.echo(f"== {attempt}")
             for path in files:
-                job = ingest(rt, new_job(path, rt.config))
+                job = ingest(rt, new_job(path, rt.config.ingestion.allowed_data_roots))
                 made = "created" if job.get("dataset_created") else "already there"
                 click.echo(f"  {path.name:<16} schema={job['schema_id']:<32} pid={job['pid']}  ({made})")
         click.echo(

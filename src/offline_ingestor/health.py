@@ -47,7 +47,7 @@ def _schemas(config: Config) -> str:
 def _redis(config: Config) -> str:
     import redis
 
-    from .redis_conn import describe, redis_client
+    from .queue.connection import describe, redis_client
 
     client = redis_client(config.queue, socket_timeout=3, connect_timeout=3)
     try:
@@ -121,7 +121,7 @@ def _data_roots(config: Config) -> str:
 
 
 def _spool(config: Config) -> str:
-    from .spool import Spool
+    from .queue.spool import Spool
 
     spool = Spool.for_config(config)
     assert spool is not None

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
-from .current import CURRENT
+from .current import current_step
 
 __all__ = [
     "configure_logging",
@@ -120,9 +120,10 @@ def _add_logger(logger: Any, __: str, event: MutableMapping[str, Any]) -> Mutabl
 
 
 def _add_current(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Name the file, key and step this process works on (see ``current.py``)."""
-    for field, value in CURRENT.items():
-        event.setdefault(field, value)
+    """Name the file, key and step in progress here (see ``current.py``)."""
+    for field, value in current_step().items():
+        if value:
+            event.setdefault(field, value)
     return event
 
 

@@ -1,8 +1,8 @@
 """Prometheus metrics of the worker (prefork: ``prometheus_client`` multiprocess mode).
 
-Children count; the main process serves ``/metrics`` on ``queue.metrics_port`` and also
-reports, read at scrape time, the queue depth and the age of its oldest message, the failed
-registry's size, the heartbeat's age and the pool (processes, busy processes).
+Children count; the worker's main process serves them (``worker/metrics_server.py``, which
+adds what it reads from Redis at scrape time). This module is a leaf: it imports nothing of
+the package but the config, so the SciCat client and the steps can count without Redis.
 
 Metrics never stop ingestion: a metrics folder that cannot be made, or any error inside
 ``prometheus_client``, turns metrics off with one warning and the files go on.
@@ -12,21 +12,15 @@ Every name starts with ``offline_ingestor_``; ``docs/operations.md`` lists them.
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
 import functools
-import json
 import os
 import re
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
-
-from .config import Queue
 
 __all__ = [
     "ERROR_KINDS",
@@ -37,9 +31,10 @@ __all__ = [
     "count_retry",
     "count_scicat_error",
     "init_series",
+    "never_fail",
     "observe_step",
     "prepare_multiprocess_dir",
-    "start_metrics_server",
+    "series",
 ]
 
 PREFIX = "offline_ingestor_"
@@ -65,7 +60,7 @@ def _warn_and_disable(what: str, exc: BaseException) -> None:
     _STATE["disabled"] = True
 
 
-def _never_fail(function: F) -> F:
+def never_fail(function: F) -> F:
     """Metrics are an aid: an error in them is logged once and never reaches the step."""
 
     @functools.wraps(function)
@@ -150,7 +145,7 @@ def _use_multiprocess_values() -> None:
         values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
 
 
-def _metrics() -> dict[str, Any]:
+def series() -> dict[str, Any]:
     from prometheus_client import Counter, Histogram
 
     if _STATE["metrics"] is None:
@@ -170,10 +165,10 @@ def _metrics() -> dict[str, Any]:
     return _STATE["metrics"]  # type: ignore[no-any-return]
 
 
-@_never_fail
+@never_fail
 def init_series(schemas: Iterable[str]) -> None:
     """Create every series known at start at 0, so that alerts see 0 rather than no data."""
-    metrics = _metrics()
+    metrics = series()
     for schema in [*schemas, "unknown"]:
         for outcome in OUTCOMES:
             metrics["files"].labels(outcome=outcome, schema=schema)
@@ -184,14 +179,14 @@ def init_series(schemas: Iterable[str]) -> None:
         metrics["scicat_errors"].labels(kind=kind)
 
 
-@_never_fail
+@never_fail
 def observe_step(step: str, seconds: float) -> None:
-    _metrics()["steps"].labels(step=step).observe(seconds)
+    series()["steps"].labels(step=step).observe(seconds)
 
 
-@_never_fail
+@never_fail
 def count_file(outcome: str, schema: str | None) -> None:
-    _metrics()["files"].labels(outcome=outcome, schema=schema or "unknown").inc()
+    series()["files"].labels(outcome=outcome, schema=schema or "unknown").inc()
 
 
 def count_failed(schema: str | None) -> None:
@@ -199,114 +194,12 @@ def count_failed(schema: str | None) -> None:
     count_file("failed", schema)
 
 
-@_never_fail
+@never_fail
 def count_retry(step: str) -> None:
-    _metrics()["retries"].labels(step=step).inc()
+    series()["retries"].labels(step=step).inc()
 
 
-@_never_fail
+@never_fail
 def count_scicat_error(kind: str) -> None:
     """One failed SciCat request; ``kind`` is one of :data:`ERROR_KINDS`."""
-    _metrics()["scicat_errors"].labels(kind=kind if kind in ERROR_KINDS else "client").inc()
-
-
-def _message_body(message: dict[str, Any]) -> str | bytes:
-    """A queued message's body: ours are plain JSON text, other producers' base64."""
-    body = message["body"]
-    if message.get("properties", {}).get("body_encoding") == "base64":
-        return base64.b64decode(body)
-    return str(body)
-
-
-def _oldest_age(client: Any, names: list[str], now: float) -> float:
-    """Seconds since the oldest waiting message's file was enqueued (0 when none waits).
-
-    kombu pushes on the left and pops on the right: the oldest message is at index -1.
-    """
-    from .job_store import job_key
-
-    oldest = 0.0
-    for name in names:
-        raw = client.lindex(name, -1)
-        if not raw:
-            continue
-        with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
-            message = json.loads(raw)
-            body = json.loads(_message_body(message))
-            key = body[0][0]["key"]
-            stamp = client.hget(job_key(key), "enqueued_at")
-            if stamp:
-                stamp = stamp.decode() if isinstance(stamp, bytes) else stamp
-                started = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-                oldest = max(oldest, now - started)
-    return oldest
-
-
-class _WorkerCollector:
-    """Read per scrape: queue depth and age, failed registry, heartbeat age, pool."""
-
-    def __init__(self, queue: Queue, heartbeat: str, concurrency: int) -> None:
-        self.queue, self.queue_name = queue, queue.queue_name
-        self.heartbeat, self.concurrency = heartbeat, concurrency
-
-    def collect(self) -> Iterator[Any]:
-        import redis
-        from celery.worker import state
-        from prometheus_client.core import GaugeMetricFamily
-
-        from .broker_layout import queue_keys
-        from .job_store import FAILED_KEY
-        from .redis_conn import redis_client
-
-        pool = GaugeMetricFamily(f"{PREFIX}pool_processes", "Pool processes configured")
-        pool.add_metric([], self.concurrency)
-        yield pool
-        busy = GaugeMetricFamily(f"{PREFIX}pool_busy_processes", "Pool processes running a step")
-        busy.add_metric([], len(state.active_requests))
-        yield busy
-        if self.heartbeat:
-            with contextlib.suppress(OSError):
-                age = time.time() - os.stat(self.heartbeat).st_mtime
-                beat = GaugeMetricFamily(f"{PREFIX}heartbeat_age_seconds", "Age of the liveness file")
-                beat.add_metric([], age)
-                yield beat
-        up_value = 1
-        try:
-            # One Redis or the master behind the sentinels, as the job store reaches it.
-            client = redis_client(self.queue, socket_timeout=2, connect_timeout=2, decode=False)
-            names = queue_keys(self.queue_name)
-            depth_value = sum(int(client.llen(name)) for name in names)
-            age_value = _oldest_age(client, names, time.time())
-            failed_value = int(client.hlen(FAILED_KEY))
-        except redis.RedisError:
-            up_value = 0
-        up = GaugeMetricFamily(f"{PREFIX}redis_up", "1 when the worker's scrape reached Redis")
-        up.add_metric([], up_value)
-        yield up
-        if not up_value:
-            return
-        depth = GaugeMetricFamily(f"{PREFIX}queue_depth", "Messages waiting in the queue", labels=["queue"])
-        depth.add_metric([self.queue_name], depth_value)
-        yield depth
-        oldest = GaugeMetricFamily(
-            f"{PREFIX}queue_oldest_age_seconds", "Age of the oldest waiting file", labels=["queue"]
-        )
-        oldest.add_metric([self.queue_name], age_value)
-        yield oldest
-        failed = GaugeMetricFamily(f"{PREFIX}failed_files", "Files in the failed registry")
-        failed.add_metric([], failed_value)
-        yield failed
-
-
-@_never_fail
-def start_metrics_server(port: int, queue: Queue, *, heartbeat: str = "", concurrency: int = 0) -> None:
-    """Serve /metrics from the main worker process (aggregating every child)."""
-    from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    _metrics()  # fails (and disables metrics, once) when there is no multiprocess folder
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    ProcessCollector(namespace="offline_ingestor_worker", registry=registry)
-    registry.register(_WorkerCollector(queue, heartbeat, concurrency))
-    start_http_server(port, addr="0.0.0.0", registry=registry)
+    series()["scicat_errors"].labels(kind=kind if kind in ERROR_KINDS else "client").inc()

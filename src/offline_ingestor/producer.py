@@ -10,7 +10,7 @@ All or nothing: the claim is one MULTI (no job document at enqueue); when publis
 the claim is rolled back, and when even the roll-back fails (Redis gone mid-request) the
 claim carries the request's id, so the same request retried later re-takes it. When Redis
 cannot take the request at all (down, timed out, full, read-only replica) and
-``queue.spool_dir`` is set, the request goes to the local spool (spool.py) and the result is
+``queue.spool_dir`` is set, the request goes to the local spool (queue/spool.py) and the result is
 ``spooled``; spooled requests are sent first by the next call that finds Redis answering.
 """
 
@@ -19,17 +19,16 @@ from __future__ import annotations
 import os
 
 from .config import CONFIG_ENV, Config, load_config
-from .job import Job, new_job
-from .job_store import JobStore
-from .spool import Spool
-from .submission import EnqueueResult, Producer
+from .ingest.job import Job, new_job
+from .queue.job_store import JobStore
+from .queue.spool import Spool
+from .queue.submission import EnqueueResult, Producer
 
 __all__ = [
     "EnqueueResult",
     "Producer",
     "enqueue",
     "producer_for",
-    "refusal_reason",
     "start_chain",
     "submit_job",
 ]
@@ -58,8 +57,8 @@ def start_chain(job: Job, config: Config) -> None:
     """Publish the chain for ``job`` (the caller must have claimed its key)."""
     # Celery is imported when publishing, not when this module is: the spawned drop-in
     # pays for it only when it enqueues.
-    from .chain import build_chain
-    from .worker import app_for
+    from .worker.app import app_for
+    from .worker.chain import build_chain
 
     build_chain(app_for(config), job, config).apply_async()
 
@@ -77,24 +76,9 @@ def enqueue(
     Returns ``spooled`` (not an error) when Redis cannot take the file and the spool can.
     """
     config = config or load_config(os.environ.get(CONFIG_ENV))
-    job = new_job(path, config, job_id=job_id, message_file=message_file)
+    # The one relaxed door: a program queueing its own output may do so before the file is
+    # on disk (the writer's job is known first); select-schema refuses it if it never comes.
+    job = new_job(
+        path, config.ingestion.allowed_data_roots, must_exist=False, job_id=job_id, message_file=message_file
+    )
     return submit_job(job, config, force=force)
-
-
-def refusal_reason(path: str | os.PathLike[str], config: Config) -> str | None:
-    """Why ``path`` cannot be queued (missing, not a file, outside the data roots), or None.
-
-    Checked at enqueue so that a typo is refused on the spot rather than failing later.
-    """
-    from pathlib import Path
-
-    from .errors import InputFileError
-    from .job import check_data_root, check_is_file
-
-    resolved = Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
-    try:
-        check_data_root(resolved, config)
-        check_is_file(resolved)
-    except InputFileError as exc:
-        return str(exc).removeprefix("refused: ")
-    return None

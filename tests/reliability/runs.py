@@ -19,7 +19,7 @@ import redis
 import yaml
 
 from helpers import BIN, ymir_file
-from offline_ingestor.job_store import FAILED_KEY, JobStore
+from offline_ingestor.queue.job_store import FAILED_KEY, JobStore
 
 __all__ = [
     "Tally",

@@ -23,7 +23,7 @@ import pytest
 
 from helpers import ROOT, ingestor_cli, wait_for, ymir_file
 from offline_ingestor.config import load_config
-from offline_ingestor.job import new_job
+from offline_ingestor.ingest.job import new_job
 from offline_ingestor.producer import submit_job
 from offline_ingestor.testing import Fault, ScicatStandin, scenario
 from offline_ingestor.testing.nexus_factory import write_ess_file, write_nexus
@@ -361,7 +361,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         # ...so they reach the worker as files that vanished after they were queued
         loaded = load_config(str(config))
         for case in gone:
-            submit_job(new_job(case.path, loaded), loaded)
+            submit_job(new_job(case.path, loaded.ingestion.allowed_data_roots), loaded)
         rest = [str(case.path) for case in all_cases if case.name not in REFUSED_AT_ENQUEUE]
         result = ingestor_cli("enqueue", "-c", str(config), *rest)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -207,7 +207,7 @@ def test_random_kills(
         done += 1
     # Then every file ends with exactly one dataset and one origdatablock
     # Each kill may leave a write step to wait out its orphaned POST (scicat.timeout + 2 s,
-    # executor.py) before it runs again, on top of a visibility timeout for whole-worker kills.
+    # ingest/executor.py) before it runs again, on top of a visibility timeout for whole-worker kills.
     orphan_wait = float(yaml.safe_load(config.read_text())["scicat"]["timeout"]) + 2
     budget = 60 + count + done * orphan_wait
     try:

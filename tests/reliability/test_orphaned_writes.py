@@ -6,7 +6,7 @@ none, and posts a second block (an origdatablock has no server-side uniqueness).
 that closes it: every write records when it started, and a redelivered write step re-checks
 SciCat only once that write can no longer be in flight (start + request timeout + margin).
 The same holds without a kill: a POST that timed out at the client may still be stored, so
-the retry of that attempt waits as long (executor.py, "Orphaned writes").
+the retry of that attempt waits as long (ingest/executor.py, "Orphaned writes").
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from helpers import wait_for, ymir_file
-from offline_ingestor.job import new_job
-from offline_ingestor.pipeline import ingest
-from offline_ingestor.retry import RetryPolicy
-from offline_ingestor.runtime import Runtime
+from offline_ingestor.ingest.job import new_job
+from offline_ingestor.ingest.pipeline import ingest
+from offline_ingestor.ingest.retry import RetryPolicy
+from offline_ingestor.ingest.runtime import Runtime
 from offline_ingestor.testing import Fault
 from reliability.runs import enqueue_all, make_files, tally
 
@@ -108,7 +108,7 @@ def test_write_that_timed_out_and_was_stored_later_is_not_repeated(
     # When the file is ingested (the first POST times out, the step is retried)
     job = ingest(
         Runtime.from_config(config),
-        new_job(ymir_file(data_root), config),
+        new_job(ymir_file(data_root), config.ingestion.allowed_data_roots),
         policy=RetryPolicy(max_retries=3, backoff_s=0.1, backoff_max_s=0.1),
     )
     time.sleep(SLOW_S)  # any second write would have landed by now

@@ -82,7 +82,7 @@ def test_closing_a_collected_connection_with_unacked_messages(redis_server: Any)
     import redis
     from kombu import Connection
 
-    import offline_ingestor.kombu_patches  # noqa: F401  (the patch)
+    import offline_ingestor.worker.kombu_patches  # noqa: F401  (the patch)
 
     with Connection(redis_server.url) as connection:
         queue = connection.SimpleQueue("collect-test")
@@ -108,8 +108,8 @@ def test_acking_on_a_collected_connection_leaves_the_message_unacked(
     import redis
     from kombu import Connection
 
-    import offline_ingestor.kombu_oom
-    import offline_ingestor.kombu_patches  # noqa: F401
+    import offline_ingestor.worker.kombu_oom
+    import offline_ingestor.worker.kombu_patches  # noqa: F401
 
     with Connection(redis_server.url) as connection:
         queue = connection.SimpleQueue("ack-test")

@@ -19,8 +19,8 @@ import yaml
 
 from helpers import BIN, wait_for
 from offline_ingestor.config import load_config
-from offline_ingestor.redis_conn import redis_client
-from offline_ingestor.spool import Spool
+from offline_ingestor.queue.connection import redis_client
+from offline_ingestor.queue.spool import Spool
 from offline_ingestor.testing import Fault
 from offline_ingestor.testing.processes import RedisServer, SentinelServer
 from reliability.runs import enqueue_all, make_files, tally

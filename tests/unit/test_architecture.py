@@ -1,4 +1,4 @@
-"""The package's shape: no import cycle, domain code never imports the Celery glue.
+"""The package's shape: no import cycle, and no import up the layers its folders show.
 
 Read from the source with ``ast`` (module-level and function-level imports alike), so a
 cycle hidden in an import inside a function is found too.
@@ -12,19 +12,29 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "offline_ingestor"
-#: The Celery layer (``proj/celery.py + proj/tasks.py``) and what only it uses.
-GLUE = {
-    "offline_ingestor.worker",
-    "offline_ingestor.tasks",
-    "offline_ingestor.chain",
-    "offline_ingestor.celery_config",
-    "offline_ingestor.envelope",
-    "offline_ingestor.worker_signals",
-    "offline_ingestor.kombu_patches",
-    "offline_ingestor.worker_stop",
+#: Bottom to top: a module imports its own layer and those below it, never one above.
+#: A name is a folder (subpackage) or a top-level module; "" is the package's ``__init__``.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors", "config_paths", "current", "logs", "config", "metrics", "examples"),  # shared leaves
+    ("files",),  # reading the data file
+    ("scicat",),  # the HTTP client and SciCat's rules
+    ("schema",),  # schema files, variables, rendering
+    ("ingest",),  # one file's five steps and the executor: no Celery, no Redis
+    ("queue",),  # Redis: job store, spool, submission (no Celery)
+    ("worker",),  # everything Celery and kombu
+    ("producer", "health", "audit"),  # what operators and producers call
+    ("dropin", "cli", "demo", "background_ingestor", "testing", ""),  # entry points
+)
+#: Third-party packages a layer must not import (its folder's promise in the README).
+FORBIDDEN = {
+    "files": {"celery", "kombu", "redis"},
+    "scicat": {"celery", "kombu", "redis"},
+    "schema": {"celery", "kombu", "redis"},
+    "ingest": {"celery", "kombu", "redis"},
+    # queue/ publishes through a function the worker layer passes in; it reads kombu's
+    # exception type only, to tell a publish that Redis refused (connection.redis_failure).
+    "queue": {"celery"},
 }
-#: The layers above the domain: they may import the glue.
-ENTRY_POINTS = ("offline_ingestor.cli", "offline_ingestor.background_ingestor", "offline_ingestor.producer")
 
 
 def module_name(path: Path) -> str:
@@ -90,24 +100,54 @@ def test_package_has_no_import_cycle(graph: dict[str, set[str]]) -> None:
         visit(name, ())
 
 
-def test_domain_modules_do_not_import_the_celery_glue(graph: dict[str, set[str]]) -> None:
-    """Steps, executor, store, client … run without Celery: only the glue and entry points use it."""
-    upward = {
-        f"{name} -> {target}"
+def layer_of(module: str) -> int:
+    """The rank in :data:`LAYERS` of ``offline_ingestor.<first part>``; unknown names fail."""
+    first = module.removeprefix("offline_ingestor").removeprefix(".").partition(".")[0]
+    for rank, names in enumerate(LAYERS):
+        if first in names:
+            return rank
+    pytest.fail(f"{module}: its folder or module {first!r} is in no layer of LAYERS; place it there")
+
+
+def test_every_module_imports_only_its_own_layer_and_those_below(graph: dict[str, set[str]]) -> None:
+    """The folders are the architecture: an import up the layers is a design error."""
+    upward = sorted(
+        f"{name} ({layer_of(name)}) -> {target} ({layer_of(target)})"
         for name, targets in graph.items()
         for target in targets
-        if target in GLUE
-        and name not in GLUE
-        and not name.startswith(ENTRY_POINTS)
-        and name != "offline_ingestor"
+        if layer_of(target) > layer_of(name)
+    )
+    assert not upward, "imports up the layers:\n" + "\n".join(upward)
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """Top-level names of the non-package modules ``path`` imports at run time."""
+    found: set[str] = set()
+    for node in runtime_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.partition(".")[0])
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.partition(".")[0] for alias in node.names}
+    return found
+
+
+@pytest.mark.parametrize("folder", sorted(FORBIDDEN))
+def test_lower_layers_run_without_celery_or_redis(folder: str) -> None:
+    """ingest/ runs in ``ingest-now`` without a broker; queue/ is Redis without Celery."""
+    used = {
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in (PACKAGE / folder).rglob("*.py")
+        for name in third_party_imports(path) & FORBIDDEN[folder]
     }
-    assert not upward
+    assert not used
 
 
 def test_tasks_module_holds_no_step_logic() -> None:
-    """tasks.py maps executor outcomes onto Celery; it imports no step and no SciCat code."""
-    imported = imports_of(PACKAGE / "tasks.py")
+    """worker/tasks.py maps executor outcomes onto Celery; it imports no step and no SciCat code."""
+    imported = imports_of(PACKAGE / "worker/tasks.py")
     assert not {
-        name for name in imported if name.startswith(("offline_ingestor.steps", "offline_ingestor.scicat"))
+        name
+        for name in imported
+        if name.startswith(("offline_ingestor.ingest.steps", "offline_ingestor.scicat"))
     }
-    assert "offline_ingestor.executor" in imported
+    assert "offline_ingestor.ingest.executor" in imported

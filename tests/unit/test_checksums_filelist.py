@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from offline_ingestor.checksums import BUFFER_BYTES, clear_cache, file_checksum
-from offline_ingestor.config import FileHandling
-from offline_ingestor.filelist import build_file_list, hash_file_path
+from offline_ingestor.config import FileHandlingOptions
+from offline_ingestor.files.checksums import BUFFER_BYTES, clear_cache, file_checksum
+from offline_ingestor.files.filelist import build_file_list, hash_file_path
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$")
 
@@ -33,8 +33,8 @@ def big_file(tmp_path: Path) -> Path:
     return path
 
 
-def options(**overrides: object) -> FileHandling:
-    return FileHandling(**overrides)  # type: ignore[arg-type]
+def options(**overrides: object) -> FileHandlingOptions:
+    return FileHandlingOptions(**overrides)  # type: ignore[arg-type]
 
 
 # -- checksums -------------------------------------------------------------------------------

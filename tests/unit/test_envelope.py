@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from offline_ingestor.envelope import DEFAULT_HEADERS, compact
-from offline_ingestor.metrics import _message_body
+from offline_ingestor.worker.envelope import DEFAULT_HEADERS, compact
+from offline_ingestor.worker.metrics_server import _message_body
 
 app = Celery("envelope-test", set_as_current=False)
 ERRBACK = app.signature("offline_ingestor.record_failure")

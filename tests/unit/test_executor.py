@@ -16,15 +16,16 @@ import pytest
 from structlog.testing import capture_logs
 
 from offline_ingestor.config import parse_config
+from offline_ingestor.current import announce_write
 from offline_ingestor.errors import PermanentError, ScicatUnavailable, TransientError
-from offline_ingestor.executor import ORPHAN_MARGIN_S, Done, Failed, Retry, StepExecutor, Stopped
-from offline_ingestor.job import Job
-from offline_ingestor.job_store import JobStore
-from offline_ingestor.ledger import MemoryLedger, StepLedger
-from offline_ingestor.retry import RetryPolicy
-from offline_ingestor.runtime import Runtime
+from offline_ingestor.ingest.executor import ORPHAN_MARGIN_S, Done, Failed, Retry, StepExecutor, Stopped
+from offline_ingestor.ingest.job import Job
+from offline_ingestor.ingest.ledger import MemoryLedger, StepLedger
+from offline_ingestor.ingest.retry import RetryPolicy
+from offline_ingestor.ingest.runtime import Runtime
+from offline_ingestor.ingest.steps import STEP_OUTPUT, STEPS
+from offline_ingestor.queue.job_store import JobStore
 from offline_ingestor.scicat import ScicatClient
-from offline_ingestor.steps import STEP_OUTPUT, STEPS
 
 REF: Job = {"key": "k1", "file": "/data/run1.hdf"}
 POLICY = RetryPolicy(max_retries=2, backoff_s=1.0, backoff_max_s=8.0)
@@ -314,7 +315,7 @@ def test_writes_are_recorded_before_they_are_sent(ledger: StepLedger, steps: Ste
     seen: list[float | None] = []
 
     def post(rt: Runtime, job: Job) -> Job:
-        rt.scicat._announce_write()  # what create_dataset does first
+        announce_write()  # what create_dataset does first
         record = ledger.begin_step("k1", "probe", "chain-a").record
         seen.append(record.write_started("post-dataset") if record else None)
         return {**job, "pid": "p"}
@@ -323,7 +324,10 @@ def test_writes_are_recorded_before_they_are_sent(ledger: StepLedger, steps: Ste
     before = time.time()
     run.run("post-dataset", REF, attempt=0, owner="chain-a")
     assert seen and seen[0] is not None and seen[0] >= before
-    assert run.rt.scicat.before_write is None  # not left behind for the next step
+    time.sleep(0.01)
+    announce_write()  # outside any step: the hook was not left behind for the next one
+    record = ledger.begin_step("k1", "probe", "chain-a").record
+    assert record is not None and record.write_started("post-dataset") == seen[0]
 
 
 def test_a_second_copy_of_a_write_step_may_not_write_while_the_first_may(
@@ -341,12 +345,12 @@ def test_a_second_copy_of_a_write_step_may_not_write_while_the_first_may(
     def post_second(rt: Runtime, job: Job) -> Job:
         checked.set()
         first_sent.wait(5)
-        rt.scicat._announce_write()  # what create_origdatablock does before sending
+        announce_write()  # what create_origdatablock does before sending
         sends.append("second")
         return {**job, "origdatablock_id": "b2"}
 
     def post_first(rt: Runtime, job: Job) -> Job:
-        rt.scicat._announce_write()
+        announce_write()
         sends.append("first")
         first_sent.set()
         return {**job, "origdatablock_id": "b1"}
@@ -399,7 +403,7 @@ def test_a_retry_after_a_failed_write_waits_until_it_cannot_land(ledger: StepLed
         run.run(step, REF, attempt=0, owner="chain-a")
 
     def post(rt: Runtime, job: Job) -> Job:
-        rt.scicat._announce_write()
+        announce_write()
         raise ScicatUnavailable("SciCat POST origdatablocks timed out")  # no status: no answer
 
     run.functions = {**run.functions, "post-origdatablock": post}
@@ -420,7 +424,7 @@ def test_a_retry_after_an_answered_write_keeps_the_policy_delay(
         run.run(step, REF, attempt=0, owner="chain-a")
 
     def post(rt: Runtime, job: Job) -> Job:
-        rt.scicat._announce_write()
+        announce_write()
         raise ScicatUnavailable(f"SciCat answered {status}", status=status)
 
     run.functions = {**run.functions, "post-origdatablock": post}

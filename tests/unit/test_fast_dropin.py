@@ -1,4 +1,4 @@
-"""The drop-in's fast path decides cheaply and conservatively when it may spool (fast_dropin.py)."""
+"""The drop-in's fast path decides cheaply and conservatively when it may spool (dropin/fast.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from offline_ingestor import fast_dropin
 from offline_ingestor.config import load_config, parse_config
+from offline_ingestor.dropin import fast as fast_dropin
+from offline_ingestor.queue.broker_identity import broker_identity
 
 
 @pytest.mark.parametrize(
@@ -46,7 +47,7 @@ def test_anything_else_takes_the_slow_path(argv: list[str]) -> None:
 
 def test_broker_identity_names_no_password() -> None:
     config = parse_config({"queue": {"broker_url": "redis://:s3cret@redis-host:6379/0", "queue_name": "q"}})
-    identity = fast_dropin.broker_identity(config.queue)
+    identity = broker_identity(config.queue)
     assert "s3cret" not in identity and "redis-host:6379/0" in identity and "queue q" in identity
 
 

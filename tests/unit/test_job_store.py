@@ -10,10 +10,10 @@ from pathlib import Path
 import fakeredis
 import pytest
 
-from offline_ingestor.config import Config, parse_config
+from offline_ingestor.config import parse_config
 from offline_ingestor.errors import InputFileError
-from offline_ingestor.job import Job, ingest_key, new_job, read_message_file
-from offline_ingestor.job_store import JobStore
+from offline_ingestor.ingest.job import Job, ingest_key, new_job, read_message_file
+from offline_ingestor.queue.job_store import JobStore
 
 
 @pytest.fixture
@@ -360,8 +360,11 @@ def roots(tmp_path: Path) -> tuple[Path, Path]:
     return allowed, outside
 
 
-def config_with_roots(*roots: Path) -> Config:
-    return parse_config({"ingestion": {"allowed_data_roots": [str(root) for root in roots]}})
+def config_with_roots(*roots: Path) -> list[str]:
+    """``ingestion.allowed_data_roots`` as the config gives it to ``new_job``."""
+    return parse_config(
+        {"ingestion": {"allowed_data_roots": [str(root) for root in roots]}}
+    ).ingestion.allowed_data_roots
 
 
 def test_new_job_inside_root(roots: tuple[Path, Path]) -> None:
@@ -419,7 +422,7 @@ def test_new_job_accepts_file_under_symlinked_root(roots: tuple[Path, Path], tmp
 def test_new_job_without_roots_accepts_anything(roots: tuple[Path, Path]) -> None:
     """With no allowed_data_roots configured, no path is refused."""
     _, outside = roots
-    made = new_job(outside / "passwd.hdf", parse_config({}))
+    made = new_job(outside / "passwd.hdf", [])
     assert made["file"].endswith("passwd.hdf")
 
 
@@ -428,7 +431,7 @@ def test_new_job_job_id_from_message_file(roots: tuple[Path, Path], tmp_path: Pa
     allowed, _ = roots
     message = tmp_path / "run.message.json"
     message.write_text(json.dumps({"job_id": "fw-42", "file_name": "run.hdf"}))
-    made = new_job(allowed / "run.hdf", parse_config({}), message_file=str(message))
+    made = new_job(allowed / "run.hdf", [], message_file=str(message))
     assert made["job_id"] == "fw-42"
     assert made["key"] == "fw-42"
     assert made["message_file"] == str(message)
@@ -439,8 +442,18 @@ def test_new_job_explicit_job_id_beats_message_file(roots: tuple[Path, Path], tm
     allowed, _ = roots
     message = tmp_path / "m.json"
     message.write_text(json.dumps({"job_id": "from-file"}))
-    made = new_job(allowed / "run.hdf", parse_config({}), job_id="given", message_file=str(message))
+    made = new_job(allowed / "run.hdf", [], job_id="given", message_file=str(message))
     assert made["key"] == "given"
+
+
+def test_new_job_refuses_a_missing_path_or_a_folder_unless_told(roots: tuple[Path, Path]) -> None:
+    """``must_exist`` (every door but the Python producer API): missing or not a file is refused."""
+    allowed, _ = roots
+    with pytest.raises(InputFileError, match=r"refused: .*later\.hdf does not exist"):
+        new_job(allowed / "later.hdf", [str(allowed)])
+    with pytest.raises(InputFileError, match=r"refused: .* is not a file"):
+        new_job(allowed, [])
+    assert new_job(allowed / "later.hdf", [str(allowed)], must_exist=False)["file"].endswith("later.hdf")
 
 
 @pytest.mark.parametrize("content", ["not json", "[1, 2]"])

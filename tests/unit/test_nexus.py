@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from offline_ingestor import nexus
 from offline_ingestor.errors import InputFileError, NexusReadError
-from offline_ingestor.nexus import NexusValue, ReadLimits, open_nexus, read_path
+from offline_ingestor.files import nexus
+from offline_ingestor.files.nexus import NexusValue, ReadLimits, open_nexus, read_path
 from offline_ingestor.testing.nexus_factory import write_nexus
 
 

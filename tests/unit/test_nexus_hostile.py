@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from offline_ingestor.errors import NexusReadError
-from offline_ingestor.nexus import NexusValue, ReadLimits, open_nexus, read_path
+from offline_ingestor.files.nexus import NexusValue, ReadLimits, open_nexus, read_path
 from offline_ingestor.testing.nexus_factory import write_nexus
 
 
@@ -243,7 +243,7 @@ class TestChildReader:
     """The child-process reader gives what the in-process reader gives, errors included."""
 
     def test_same_values_and_errors_as_in_process(self, root: Path) -> None:
-        from offline_ingestor.nexus_child import read_isolated
+        from offline_ingestor.files.nexus_child import read_isolated
 
         path = write_nexus(
             root / "run.h5",
@@ -265,7 +265,7 @@ class TestChildReader:
 
     def test_file_level_errors_keep_their_class(self, root: Path) -> None:
         from offline_ingestor.errors import InputFileError
-        from offline_ingestor.nexus_child import read_isolated
+        from offline_ingestor.files.nexus_child import read_isolated
 
         (root / "empty.h5").write_bytes(b"")
         with pytest.raises(InputFileError, match="file is empty"):

@@ -17,7 +17,7 @@ from offline_ingestor.errors import (
     ScicatUnavailable,
     TransientError,
 )
-from offline_ingestor.retry import RetryPolicy
+from offline_ingestor.ingest.retry import RetryPolicy
 from offline_ingestor.scicat.payloads import for_api, missing_required
 
 V3_DATASET: dict[str, Any] = {
@@ -219,10 +219,10 @@ class TestScicatLookupUrls:
     """Where ``SC`` variable URLs are sent."""
 
     def _client(self, **scicat: object) -> object:
-        from offline_ingestor.config import Scicat
+        from offline_ingestor.config import ScicatOptions
         from offline_ingestor.scicat import ScicatClient
 
-        return ScicatClient(Scicat.model_validate({"host": "https://sc.example/api/v3", **scicat}))
+        return ScicatClient(ScicatOptions.model_validate({"host": "https://sc.example/api/v3", **scicat}))
 
     def _sent(self, client: object, path: str, monkeypatch: object) -> str:
         seen: list[str] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from offline_ingestor.errors import PermanentError, ScicatUnavailable, TransientError, is_transient
-from offline_ingestor.retry import RetryPolicy
+from offline_ingestor.ingest.retry import RetryPolicy
 from offline_ingestor.scicat.errors import error_for_response
 
 PERMANENT = (400, 401, 403, 404, 409, 422)

@@ -1,4 +1,4 @@
-"""The producer's local spool (spool.py) and how Redis errors are sorted (redis_conn.py)."""
+"""The producer's local spool (queue/spool.py) and how Redis errors are sorted (queue/connection.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from kombu.exceptions import OperationalError
 
 from offline_ingestor.config import parse_config
 from offline_ingestor.errors import ConfigError, QueueUnavailable, ScicatRejected, SpoolFull
-from offline_ingestor.job import Job
-from offline_ingestor.redis_conn import broker_settings, describe, redact, redis_failure, sentinel_spec
-from offline_ingestor.spool import Spool, SpooledRequest
+from offline_ingestor.ingest.job import Job
+from offline_ingestor.queue.connection import broker_settings, describe, redact, redis_failure, sentinel_spec
+from offline_ingestor.queue.spool import Spool, SpooledRequest
 
 
 def job(key: str = "k1", file: str = "/data/run1.hdf") -> Job:
@@ -223,7 +223,7 @@ def test_sentinel_url_without_master_name_is_a_config_error() -> None:
 
 
 def test_celery_settings_use_the_sentinel_transport() -> None:
-    from offline_ingestor.celery_config import celery_settings
+    from offline_ingestor.worker.settings import celery_settings
 
     config = parse_config({"queue": {"sentinel": {"master_name": "oi", "sentinels": ["h1:26379"]}}})
     settings = celery_settings(config)

@@ -1,4 +1,4 @@
-"""The Celery glue (tasks.py) never acks a step whose successor was not published."""
+"""The Celery glue (worker/tasks.py) never acks a step whose successor was not published."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import redis
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from offline_ingestor import tasks
 from offline_ingestor.config import parse_config
-from offline_ingestor.executor import StepExecutor
-from offline_ingestor.job import Job
-from offline_ingestor.job_store import JobStore
-from offline_ingestor.retry import RetryPolicy
-from offline_ingestor.runtime import Runtime
+from offline_ingestor.ingest.executor import StepExecutor
+from offline_ingestor.ingest.job import Job
+from offline_ingestor.ingest.retry import RetryPolicy
+from offline_ingestor.ingest.runtime import Runtime
+from offline_ingestor.ingest.steps import STEP_OUTPUT, STEPS
+from offline_ingestor.queue.job_store import JobStore
 from offline_ingestor.scicat import ScicatClient
-from offline_ingestor.steps import STEP_OUTPUT, STEPS
+from offline_ingestor.worker import tasks
 
 REF: Job = {"key": "k1", "file": "/data/run1.hdf"}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from offline_ingestor.config import parse_config
-from offline_ingestor.upstream_args import apply_overrides, parse_upstream_args
+from offline_ingestor.dropin.upstream_args import apply_overrides, parse_upstream_args
 
 
 def test_bools_values_and_lists() -> None:

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from helpers import BIN, ingestor_cli, wait_for, ymir_file
-from offline_ingestor.job_store import JobStore
+from offline_ingestor.queue.job_store import JobStore
 from offline_ingestor.testing import Fault
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]

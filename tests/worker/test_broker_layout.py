@@ -9,9 +9,9 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from offline_ingestor.broker_layout import migrate_colon_layout, queue_keys
-from offline_ingestor.celery_config import FIRST_STEP_PRIORITY, STEP_PRIORITY, celery_settings
 from offline_ingestor.config import parse_config
+from offline_ingestor.queue.broker_layout import migrate_colon_layout, queue_keys
+from offline_ingestor.worker.settings import FIRST_STEP_PRIORITY, STEP_PRIORITY, celery_settings
 
 pytestmark = [pytest.mark.redis]
 

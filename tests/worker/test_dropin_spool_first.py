@@ -1,4 +1,4 @@
-"""The drop-in's fast path (fast_dropin.py): with a spool and a local worker polling it, the
+"""The drop-in's fast path (dropin/fast.py): with a spool and a local worker polling it, the
 spawned process only writes the request to the spool; the worker enqueues it."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 
 from helpers import cli, ingestor_cli, wait_for, ymir_file
 from offline_ingestor.config import load_config
-from offline_ingestor.fast_dropin import broker_identity
-from offline_ingestor.spool import Spool
+from offline_ingestor.queue.broker_identity import broker_identity
+from offline_ingestor.queue.spool import Spool
 from offline_ingestor.testing import scenario
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]

@@ -2,7 +2,7 @@
 
 Flower is the real ``flower`` package (a test dependency) run as the compose file runs it:
 ``celery --broker=URL flower``, no app and no transport options of ours. It must read the
-same Redis layout as the worker (broker_layout.py).
+same Redis layout as the worker (queue/broker_layout.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from helpers import BIN, ingestor_cli, wait_for, ymir_file
-from offline_ingestor.steps import STEPS
+from offline_ingestor.ingest.steps import STEPS
 from offline_ingestor.testing.processes import free_port
 
 pytest.importorskip("flower", reason="flower is in the [test] extra")

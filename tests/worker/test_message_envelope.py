@@ -1,7 +1,7 @@
 """What a queued file costs Redis, as a contract, and that every message still gets consumed.
 
-Our producers publish plain-JSON bodies with a trimmed envelope (``envelope.py``,
-``celery_config.py``: ``body_encoding``); a real worker must ingest from them, still read
+Our producers publish plain-JSON bodies with a trimmed envelope (``worker/envelope.py``,
+``worker/settings.py``: ``body_encoding``); a real worker must ingest from them, still read
 base64 messages of producers with kombu's defaults, and still run the errback.
 """
 
@@ -16,12 +16,12 @@ import redis
 from celery import Celery
 
 from helpers import wait_for, ymir_file
-from offline_ingestor.broker_layout import queue_keys
-from offline_ingestor.chain import SUBMIT_TASK, step_signature
 from offline_ingestor.config import load_config
-from offline_ingestor.envelope import DEFAULT_HEADERS
 from offline_ingestor.producer import enqueue
-from offline_ingestor.worker import app_for
+from offline_ingestor.queue.broker_layout import queue_keys
+from offline_ingestor.worker.app import app_for
+from offline_ingestor.worker.chain import SUBMIT_TASK, step_signature
+from offline_ingestor.worker.envelope import DEFAULT_HEADERS
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 

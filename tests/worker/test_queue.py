@@ -99,7 +99,7 @@ def test_400_goes_to_failed_registry_then_requeue(
 
 def _only_key(config: Path) -> str:
     from offline_ingestor.config import load_config
-    from offline_ingestor.job_store import JobStore
+    from offline_ingestor.queue.job_store import JobStore
 
     (record,) = JobStore.for_config(load_config(str(config))).records()
     return record.key

@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from offline_ingestor.scicat.shared_limit import SharedRateLimiter
+from offline_ingestor.queue.rate_limit import SharedRateLimiter
 from offline_ingestor.testing.processes import free_port
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..config import Config
 from ..errors import IngestError
-from ..job import new_job
+from ..ingest.job import new_job
 from ..logs import get_logger
 from ..scicat import ScicatClient
 from ..scicat.totals import check_totals, repair_totals
@@ -26,8 +26,8 @@ log = get_logger("offline_ingestor.audit")
 
 def enqueue_missing(config: Config, results: list[FileResult]) -> list[str]:
     """Enqueue ``missing`` and ``failed`` files; one line per file saying what happened."""
-    from ..job_store import JobStore
     from ..producer import submit_job
+    from ..queue.job_store import JobStore
 
     store = JobStore.for_config(config)
     done = []
@@ -35,7 +35,9 @@ def enqueue_missing(config: Config, results: list[FileResult]) -> list[str]:
         if result.cls not in ("missing", "failed"):
             continue
         try:
-            outcome = submit_job(new_job(result.file, config), config, store=store)
+            outcome = submit_job(
+                new_job(result.file, config.ingestion.allowed_data_roots), config, store=store
+            )
             done.append(f"enqueue {result.file}: {outcome.status}")
             log.info("audit.enqueued", file=result.file, key=outcome.key, status=outcome.status)
         except IngestError as exc:
@@ -65,15 +67,15 @@ def _patch_totals(client: ScicatClient, pid: str) -> str:
 
 
 def _attach_block(config: Config, result: FileResult) -> str:
-    job = new_job(result.file, config)
+    job = new_job(result.file, config.ingestion.allowed_data_roots)
     if config.queue.enabled:
         from ..producer import submit_job
 
         # force: SciCat shows the chain did not finish, whatever an old record says.
         outcome = submit_job(job, config, force=True)
         return f"requeue {result.file} (no-files): {outcome.status}"
-    from ..pipeline import ingest
-    from ..runtime import Runtime
+    from ..ingest.pipeline import ingest
+    from ..ingest.runtime import Runtime
 
     final = ingest(Runtime.from_config(config), job)
     return f"ingest {result.file} (no-files): block {final.get('origdatablock_id')} on {final.get('pid')}"

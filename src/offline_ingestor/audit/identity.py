@@ -23,10 +23,10 @@ import requests
 
 from ..config import Config
 from ..errors import IngestError, InputFileError, SchemaError, ScicatUnavailable
-from ..job import Job, new_job
-from ..runtime import Runtime
+from ..ingest.job import Job, new_job
+from ..ingest.runtime import Runtime
+from ..ingest.steps import build_dataset, extract, select_schema
 from ..scicat import ScicatClient
-from ..steps import build_dataset, extract, select_schema
 
 __all__ = ["CachingClient", "Identity", "Unidentified", "audit_runtime", "identify"]
 
@@ -92,7 +92,7 @@ class Unidentified:
 def identify(rt: Runtime, path: Path) -> Identity | Unidentified:
     """Run the read-only steps on ``path``; transient errors (SciCat down) propagate."""
     try:
-        job = new_job(path, rt.config)
+        job = new_job(path, rt.config.ingestion.allowed_data_roots)
     except IngestError as exc:
         return Unidentified(str(path), "", exc.message, unselectable=True)
     try:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from ..job_store import PREFIX, JobStore
 from ..logs import get_logger
+from ..queue.job_store import PREFIX, JobStore
 
 __all__ = ["RedisStates"]
 

@@ -235,7 +235,7 @@ def run_audit(
     view = ScicatView(rt.scicat, config.ingestion.check_if_dataset_exists_by_metadata_key)
     store = None
     if options.use_redis:
-        from ..job_store import JobStore
+        from ..queue.job_store import JobStore
 
         store = JobStore.for_config(config)
     states = RedisStates.load(store)

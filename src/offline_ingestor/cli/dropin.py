@@ -1,7 +1,7 @@
 """The drop-in's click command (the slow path; ``background_ingestor.py`` is the entry point).
 
-The message file may be upstream's JSON array or an object (``done_writing.py``); upstream's
-one-flag-per-config-key options are accepted too (``upstream_args.py``).
+The message file may be upstream's JSON array or an object (``files/done_writing.py``); upstream's
+one-flag-per-config-key options are accepted too (``dropin/upstream_args.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ __all__ = ["background_ingestor"]
 @click.command(
     context_settings={
         "help_option_names": ["-h", "--help"],
-        # Upstream's --section.key flags (upstream_args.py) arrive in ctx.args.
+        # Upstream's --section.key flags (dropin/upstream_args.py) arrive in ctx.args.
         "ignore_unknown_options": True,
         "allow_extra_args": True,
     }
@@ -48,21 +48,20 @@ def background_ingestor(
     if ctx.args:
         config = _upstream_flags(config, ctx.args)
     if config.queue.enabled and not config.ingestion.dry_run:
-        from ..job import check_is_file, new_job
+        from ..ingest.job import new_job
         from ..producer import submit_job
 
-        job = new_job(nexus_file, config, message_file=done_writing_message_file)
-        check_is_file(Path(job["file"]))
+        job = new_job(nexus_file, config.ingestion.allowed_data_roots, message_file=done_writing_message_file)
         # Redis down, full or failing over: the request waits in queue.spool_dir (exit 0), as
         # the online ingestor never retries a drop-in that failed.
         result = submit_job(job, config)
         note = f" (Redis cannot take it now; kept in {config.queue.spool_dir})" if result.spooled else ""
         click.echo(f"{result.status}: {result.key}{note}")
         if text and not ctx.args:
-            from ..fast_dropin import remember_config
+            from ..dropin.fast import remember_config
 
             # Accepted in full, and the queue took the file: the next calls may hand requests
-            # to the local worker through the spool (fast_dropin.py).
+            # to the local worker through the spool (dropin/fast.py).
             remember_config(config_path, config, text)
         return
     from .ingest import run_ingest_now
@@ -75,8 +74,8 @@ def _upstream_flags(config: Any, args: list[str]) -> Any:
     """Upstream's ``--section.key`` flags applied (or ignored with a warning)."""
     import structlog
 
+    from ..dropin.upstream_args import apply_overrides, parse_upstream_args
     from ..logs import configure_logging
-    from ..upstream_args import apply_overrides, parse_upstream_args
 
     upstream = parse_upstream_args(args)
     if upstream.overrides:

@@ -32,15 +32,18 @@ def run_ingest_now(
     config: Any, file: str, *, job_id: str | None = None, message_file: str | None = None
 ) -> Any:
     """Build a runtime and run every step (the writes too unless ``ingestion.dry_run``)."""
-    from ..job import new_job
-    from ..pipeline import ingest
-    from ..runtime import Runtime
+    from ..ingest.job import new_job
+    from ..ingest.pipeline import ingest
+    from ..ingest.runtime import Runtime
 
     rt = Runtime.from_config(config)
     rt.command = True
     for problem in rt.schema_problems():
         click.echo(f"warning: schema not loaded: {problem}", err=True)
-    job = new_job(file, config, job_id=job_id, message_file=message_file)
+    # Relaxed: a missing file is reported by select-schema, with its step, as any unreadable one.
+    job = new_job(
+        file, config.ingestion.allowed_data_roots, must_exist=False, job_id=job_id, message_file=message_file
+    )
     with _progress_bar(Path(job["file"])) as bar:
         rt.progress = bar.update if bar is not None else None
         return ingest(rt, job)

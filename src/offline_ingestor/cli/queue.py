@@ -11,13 +11,13 @@ import click
 from .common import config_option, echo_json, load
 
 if TYPE_CHECKING:
-    from ..job import Job
+    from ..ingest.job import Job
 
 __all__ = ["enqueue", "failed", "requeue", "status", "worker"]
 
 
 def _store(config: Any) -> Any:
-    from ..job_store import JobStore
+    from ..queue.job_store import JobStore
 
     return JobStore.for_config(config)
 
@@ -55,15 +55,16 @@ def _read_paths(files: tuple[str, ...]) -> list[str]:
 def _enqueue_one(path: str, config: Any, producer: Any, job_id: str | None, force: bool) -> dict[str, str]:
     """Queue one path; a refusal is a result (``refused``, with why), not an exception, so
     that every line of a pipe is tried and reported."""
-    from ..errors import IngestError, is_transient
-    from ..job import new_job, printable_path
-    from ..producer import refusal_reason
+    from ..errors import IngestError, InputFileError, is_transient
+    from ..ingest.job import new_job, printable_path
 
-    reason = refusal_reason(path, config)
-    if reason is not None:
+    try:
+        job = new_job(path, config.ingestion.allowed_data_roots, job_id=job_id)
+    except InputFileError as exc:
+        reason = str(exc).removeprefix("refused: ")
         return {"status": "refused", "key": "", "file": printable_path(path), "reason": reason}
     try:
-        result = producer.submit(new_job(path, config, job_id=job_id), force=force)
+        result = producer.submit(job, force=force)
     except IngestError as exc:
         if is_transient(exc):  # Redis is gone: the next lines would fail the same way
             raise
@@ -140,10 +141,10 @@ def worker(
     from ..config import load_config
 
     config = load_config(config_path)
-    from ..worker_signals import json_mode, prepare_worker
+    from ..worker.setup import json_mode, prepare_worker
 
     prepare_worker(config)  # logs, redaction, metrics folder: before Celery and its pool start
-    from ..worker import app_for
+    from ..worker.app import app_for
 
     app = app_for(config)
     if io and not config.queue.io_queue_name:

@@ -55,13 +55,13 @@ def _source(schema: Any, name: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def explain(file: str, config_path: str | None, as_json: bool) -> None:
     """Show the schema FILE matches, every variable's value and source, and the dataset."""
-    from ..job import new_job
-    from ..runtime import Runtime
-    from ..steps import build_dataset, extract, select_schema
+    from ..ingest.job import new_job
+    from ..ingest.runtime import Runtime
+    from ..ingest.steps import build_dataset, extract, select_schema
 
     config = load(config_path, dry_run=True)
     rt = Runtime.from_config(config)
-    job = select_schema(rt, new_job(file, config))
+    job = select_schema(rt, new_job(file, config.ingestion.allowed_data_roots))
     schema = rt.schemas.by_id(job["schema_id"])
     job = build_dataset(rt, extract(rt, job))
     variables = [

@@ -14,7 +14,7 @@ __all__ = ["spool", "spool_counts"]
 
 def spool_counts(config: Any) -> dict[str, Any] | None:
     """Waiting and unreadable request counts, or None when the spool is off."""
-    from ..spool import Spool
+    from ..queue.spool import Spool
 
     found = Spool.for_config(config)
     if found is None:
@@ -29,7 +29,7 @@ def spool_counts(config: Any) -> dict[str, Any] | None:
 
 
 def _spool_or_exit(config: Any) -> Any:
-    from ..spool import Spool
+    from ..queue.spool import Spool
 
     found = Spool.for_config(config)
     if found is None:

@@ -5,16 +5,30 @@ from __future__ import annotations
 import ast
 import os.path
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote_plus
 
-if TYPE_CHECKING:  # models validates operator names against OPERATORS below
-    from .models import ValueVariable
-
-__all__ = ["OPERATORS", "apply_operator", "canonical_operator"]
+__all__ = ["OPERATORS", "OperatorArgs", "apply_operator", "canonical_operator"]
 
 
-def _join_with_space(value: Any, _: ValueVariable) -> str:
+class OperatorArgs(Protocol):
+    """What an operator reads of its variable (``models.ValueVariable`` has these fields).
+
+    A protocol, not the model: models validates operator names against OPERATORS below,
+    so this module must not import it.
+    """
+
+    @property
+    def operator(self) -> str: ...
+    @property
+    def field(self) -> Any: ...
+    @property
+    def pattern(self) -> str | None: ...
+    @property
+    def replacement(self) -> str | None: ...
+
+
+def _join_with_space(value: Any, _: OperatorArgs) -> str:
     # Upstream joins with ", " despite the name; catalogues already hold that form.
     items = ast.literal_eval(value) if isinstance(value, str) else value
     if not isinstance(items, list | tuple):
@@ -22,7 +36,7 @@ def _join_with_space(value: Any, _: ValueVariable) -> str:
     return ", ".join(str(item) for item in items)
 
 
-def _getitem(value: Any, variable: ValueVariable) -> Any:
+def _getitem(value: Any, variable: OperatorArgs) -> Any:
     if variable.field is None:
         raise ValueError("getitem needs 'field'")
     try:
@@ -33,13 +47,13 @@ def _getitem(value: Any, variable: ValueVariable) -> Any:
         raise ValueError(f"getitem: no item {variable.field!r} in {kind}{size}") from None
 
 
-def _str_replace(value: Any, variable: ValueVariable) -> str:
+def _str_replace(value: Any, variable: OperatorArgs) -> str:
     if variable.pattern is None or variable.replacement is None:
         raise ValueError("str-replace needs 'pattern' and 'replacement'")
     return str(value).replace(variable.pattern, variable.replacement)
 
 
-def _sum(value: Any, _: ValueVariable) -> float | int:
+def _sum(value: Any, _: OperatorArgs) -> float | int:
     items = ast.literal_eval(value) if isinstance(value, str) else value
     if not isinstance(items, list | tuple):
         raise ValueError(f"sum needs a list, got {type(items).__name__}")
@@ -48,7 +62,7 @@ def _sum(value: Any, _: ValueVariable) -> float | int:
 
 
 #: Every operator a schema may name, with its function (the one list of them).
-_OPERATORS: dict[str, Callable[[Any, ValueVariable], Any]] = {
+_OPERATORS: dict[str, Callable[[Any, OperatorArgs], Any]] = {
     "join_with_space": _join_with_space,
     "filename": lambda value, _: os.path.basename(str(value)),
     "dirname": lambda value, _: os.path.dirname(str(value)),
@@ -71,7 +85,7 @@ def canonical_operator(name: str) -> str:
     return "join_with_space" if dashed == "join-with-space" else dashed
 
 
-def apply_operator(value: Any, variable: ValueVariable) -> Any:
+def apply_operator(value: Any, variable: OperatorArgs) -> Any:
     """Apply the variable's operator (already validated when the schema loaded)."""
     if not variable.operator:
         return value

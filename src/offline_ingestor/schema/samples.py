@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from ..errors import NexusReadError
-from ..nexus import read_path
+from ..files.nexus import read_path
 from .models import SampleAttachment
 from .variables import Lookup
 

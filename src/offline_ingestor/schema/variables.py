@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IngestError, ScicatAuthError, ScicatRejected, TransientError, VariableError
-from ..nexus import read_path
+from ..files.nexus import read_path
 from .models import NexusVariable, Schema, ScicatVariable, ValueVariable
 from .operators import apply_operator
 from .templates import Resolved, UnresolvedVariable, render

@@ -2,7 +2,7 @@
 
 One request per call: the client does not retry. A transient failure (connection, timeout,
 5xx, 429 with its ``Retry-After``) is raised as ``ScicatUnavailable`` and the step executor
-retries the whole step with the one retry policy (``retry.py``). Steps are idempotent and
+retries the whole step with the one retry policy (``ingest/retry.py``). Steps are idempotent and
 the POST steps check SciCat before writing, so a retried step is safe, and retries never
 nest (a client loop inside a step loop multiplied the requests). The one repeat made here
 is a new login when the session expired (401).
@@ -14,23 +14,34 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
 
 from .. import metrics
-from ..config import Scicat as ScicatSettings
+from ..config import ScicatOptions
+from ..current import announce_write
 from ..errors import ScicatAuthError, ScicatUnavailable
 from .errors import TRANSIENT_STATUSES, error_for_response, server_message
 
-__all__ = ["ScicatClient"]
+__all__ = ["Limiter", "LocalRateLimiter", "ScicatClient"]
 
 
-class _RateLimiter:
-    """At most ``rate`` calls per second from this process (0 = unlimited)."""
+class Limiter(Protocol):
+    """Waits until the next request may go (``scicat.rate_limit_per_s``)."""
 
-    def __init__(self, rate: float, sleep: Callable[[float], None]) -> None:
+    def wait(self) -> None: ...
+
+
+class LocalRateLimiter:
+    """At most ``rate`` calls per second from this process (0 = unlimited).
+
+    The worker shares one budget through Redis instead (``queue/rate_limit.py``) and falls
+    back to this one while Redis is away.
+    """
+
+    def __init__(self, rate: float, sleep: Callable[[float], None] = time.sleep) -> None:
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
@@ -52,21 +63,20 @@ class ScicatClient:
 
     def __init__(
         self,
-        settings: ScicatSettings,
+        settings: ScicatOptions,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        limiter: Limiter | None = None,
     ) -> None:
         self.settings = settings
         self.session = session or requests.Session()
         self.session.headers.update(settings.additional_headers)
         self.session.verify = settings.verify
         _freeze_environment(self.session, settings)
-        self._limiter = _RateLimiter(settings.rate_limit_per_s, sleep)
+        self._limiter = limiter or LocalRateLimiter(settings.rate_limit_per_s, sleep)
         self._token = settings.token.get_secret_value()
         self._login_lock = threading.Lock()
-        #: Called just before a request that creates or changes something is sent (executor.py);
-        #: it may raise to stop the request (another execution's write may be in flight).
-        self.before_write: Callable[[], None] | None = None
         #: Whether SciCat takes our token as anonymous (None = not asked since the last login).
         self._anonymous: bool | None = None
         #: What the account may read, probed once (see ``scicat.rights``); steps cache it here.
@@ -132,8 +142,8 @@ class ScicatClient:
         self._limiter.wait()
         if write:
             # After the rate limiter's wait, right before the bytes go: the in-flight window
-            # (executor.py) is timed from here, also for the re-send after a re-login.
-            self._announce_write()
+            # (ingest/executor.py) is timed from here, also for the re-send after a re-login.
+            announce_write()
         try:
             return self.session.request(
                 method,
@@ -249,10 +259,6 @@ class ScicatClient:
             raise ScicatUnavailable(f"SciCat dataset search answered {type(body).__name__}, not a list")
         return list(body or [])
 
-    def _announce_write(self) -> None:
-        if self.before_write is not None:
-            self.before_write()
-
     def create_dataset(self, payload: dict[str, Any]) -> tuple[int, Any]:
         """POST a dataset; 409 (pid exists) is returned, not raised."""
         endpoint = self.settings.api_endpoints.datasets
@@ -305,7 +311,7 @@ class ScicatClient:
         return self.request("GET", self.settings.health_endpoint, base=self.settings.v3_base)[1]
 
 
-def _freeze_environment(session: requests.Session, settings: ScicatSettings) -> None:
+def _freeze_environment(session: requests.Session, settings: ScicatOptions) -> None:
     """Read proxy and CA-bundle variables once instead of on every request.
 
     With ``trust_env`` on, requests scans the environment for proxies, evaluates

@@ -1,0 +1,131 @@
+"""Read a file's metadata in a child process, so that libhdf5 crashing cannot end the caller.
+
+A few hostile files make libhdf5 itself crash (a string virtual dataset whose source stores
+strings differently: SIGSEGV) or run away in memory or time. The worker survives that
+(Celery replaces the child), but ``ingest-now`` and the drop-in would die with exit 139 and
+no word. Here the schema's NeXus paths are read by ``python -m offline_ingestor.files.nexus_child``
+under an address-space limit and a hard timeout, and any death becomes one
+:class:`NexusReadError` naming the file.
+
+Protocol: JSON on stdin ``{file, paths, limits, identity}``, JSON on stdout
+``{"results": {path: {"values": [...]} | {"error": "..."}}}`` or ``{"fatal": {...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import errors
+from ..errors import IngestError, NexusReadError
+from .identity import FileIdentity
+from .nexus import Prefetched, ReadLimits, open_nexus, read_path
+
+__all__ = ["prefetch", "read_isolated"]
+
+#: Seconds the parent waits beyond the child's own time limit before killing it.
+_GRACE_S = 10.0
+
+
+def prefetch(
+    path: Path, paths: list[str], limits: ReadLimits, expected: FileIdentity | None
+) -> dict[str, Any]:
+    """Read every path in this process; per-path errors are kept, not raised."""
+    results: dict[str, Any] = {}
+    with open_nexus(path, limits, expected) as handle:
+        for nexus_path in dict.fromkeys(paths):
+            try:
+                found = read_path(handle, nexus_path)
+            except NexusReadError as exc:
+                results[nexus_path] = {"error": exc.message}
+                continue
+            results[nexus_path] = {"values": [{"value": item.value, "unit": item.unit} for item in found]}
+    return results
+
+
+def _limit_memory(megabytes: int) -> None:
+    if megabytes:
+        size = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+
+def _describe_death(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exit status {returncode}"
+
+
+def read_isolated(
+    path: Path,
+    paths: list[str],
+    limits: ReadLimits,
+    expected: FileIdentity | None,
+    memory_mb: int,
+) -> Prefetched:
+    """Run :func:`prefetch` in a child process; a crash or overrun is one NexusReadError."""
+    request = {
+        "file": os.fsdecode(path),
+        "paths": paths,
+        "limits": limits.to_dict(),
+        "identity": expected.to_dict() if expected else None,
+        "memory_mb": memory_mb,
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "offline_ingestor.files.nexus_child"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=limits.time_limit_s + _GRACE_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise NexusReadError(
+            f"reading metadata of {path} took longer than {limits.time_limit_s:g} s and was stopped "
+            "(ingestion.nexus_reading.time_limit_s)"
+        ) from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [""])[-1][:200]
+        memory = " (out of memory? ingestion.nexus_reading.child_memory_mb)" if "MemoryError" in last else ""
+        raise NexusReadError(
+            f"reading metadata of {path} crashed the HDF5 reader ({_describe_death(done.returncode)})"
+            f"{memory}{': ' + last if last and done.returncode > 0 else ''}"
+        )
+    answer = json.loads(done.stdout)
+    if "fatal" in answer:
+        fatal = answer["fatal"]
+        cls = getattr(errors, fatal["class"], NexusReadError)
+        if not (isinstance(cls, type) and issubclass(cls, IngestError)):
+            cls = NexusReadError
+        raise cls(fatal["message"])
+    return Prefetched(answer["results"])
+
+
+def main() -> None:
+    """Child side: read the request, answer on stdout."""
+    request = json.loads(sys.stdin.read())
+    # Set here rather than in a preexec_fn, which is unsafe when the caller runs threads.
+    _limit_memory(int(request.get("memory_mb") or 0))
+    limits_data = request["limits"]
+    limits = ReadLimits(**{**limits_data, "roots": tuple(limits_data["roots"])})
+    identity = FileIdentity.from_dict(request["identity"]) if request.get("identity") else None
+    try:
+        results = prefetch(Path(request["file"]), request["paths"], limits, identity)
+    except IngestError as exc:
+        json.dump({"fatal": {"class": type(exc).__name__, "message": exc.message}}, sys.stdout)
+        return
+    json.dump({"results": results}, sys.stdout, default=str)
+
+
+if __name__ == "__main__":
+    main()

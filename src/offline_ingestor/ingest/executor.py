@@ -1,0 +1,386 @@
+"""Run one attempt of one step: the exactly-once protocol, shared by the worker and ingest-now.
+
+An attempt goes through the same rules wherever it runs (``worker/tasks.py`` maps the outcome onto
+Celery; ``ingest/pipeline.py`` loops in-process)::
+
+    begin      count the execution, take or confirm the key's lease, read record + document
+      ├─ executions past the redelivery cap ─→ Failed   (WorkerLost: the step keeps killing
+      │                                                  its process; recorded, lease freed)
+      ├─ lease held by another chain ────────→ Stopped  (a duplicate chain ends quietly)
+      ├─ step already done ──────────────────→ Done     (skipped: a redelivered message)
+      └─ a lost process's write may still be
+         on its way to SciCat ───────────────→ Retry    (after it can no longer land)
+    run        the step function (a dry run skips the SciCat writes)
+      ├─ ok ─────────────────────────────────→ Done     (document saved, step marked done;
+      │                                                  the last step frees the lease)
+      ├─ transient error, retries left ──────→ Retry    (delay from the one RetryPolicy,
+      │                                                  a server's Retry-After honoured)
+      └─ anything else ──────────────────────→ Failed   (failed registry, lease freed)
+
+Every outcome is logged as one event (``step.*``/``ingest.*``) with ``file``, ``key``,
+``step`` and ``duration_ms``, and counted in the metrics.
+
+Orphaned writes: a write can reach SciCat after its sender stopped waiting for it, and a
+step that checks SciCat before it lands sees nothing and posts again (an origdatablock has
+no server-side uniqueness). A write is in flight until sent + the request timeout +
+:data:`ORPHAN_MARGIN_S` (the *window*). Every write is recorded before it is sent, with
+its sender (the step's message: its retries share it), and three rules follow:
+
+* a redelivered write step (its process died) starts only once the lost write's window is
+  over;
+* an attempt that sent a write and got no answer from SciCat (a timeout, a reset
+  connection, a gateway's 502/504: ``ScicatUnavailable.may_still_land``) is retried only
+  once that write's window is over;
+* one sender per step: a second copy of a step's message (published twice when a process
+  died between publishing the next step and its ack) is refused its write while the other
+  copy's window is open (:class:`WriteInFlight`), and retried; by then the step is done.
+
+First writes: a write step's first execution (not a redelivery, no write of an earlier
+attempt noted in the record) gets a flag in its input (``first_write``). ``post-dataset``
+may then POST before looking (its 409 is the look-up; ``scicat/write_order.py``), and
+``post-origdatablock`` skips listing the dataset's blocks when this chain created the
+dataset: no block of ours can be there. Every other case (redelivery, a retry after a
+write was sent, a record lost with Redis) looks SciCat up first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import metrics
+from ..current import working_on, writes_noted_by
+from ..errors import IngestError, PermanentError, ScicatUnavailable
+from ..logs import get_logger
+from .job import Job
+from .ledger import StepLedger
+from .retry import RetryPolicy
+from .runtime import Runtime
+from .steps import STEP_FUNCTIONS, STEPS, WRITE_STEPS, StepFunction, with_inputs
+
+__all__ = ["Done", "Failed", "Outcome", "Retry", "StepExecutor", "Stopped", "WriteInFlight"]
+
+log = get_logger("offline_ingestor.executor")
+
+#: Beyond the request timeout, for clocks of two worker hosts that differ a little.
+ORPHAN_MARGIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class Done:
+    """The step is done (now, or ``skipped`` because it was done before); go on."""
+
+    job: Job
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Run the step again after ``delay_s`` (a transient failure, or a wait; see above)."""
+
+    delay_s: float
+    error: IngestError | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A final failure, already in the failed registry: end the chain."""
+
+    error: IngestError
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Another chain holds the file: end this one without recording anything."""
+
+    reason: str
+
+
+Outcome = Done | Retry | Failed | Stopped
+
+
+@dataclass(frozen=True)
+class _Begun:
+    """An attempt allowed to run: the job to run it on, and whether it is the first write."""
+
+    job: Job
+    first_write: bool
+
+
+class WriteInFlight(Exception):
+    """Another sender's write of this step may still reach SciCat: nothing was sent."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"another execution's write may still reach SciCat for {wait_s:.1f} s")
+        self.wait_s = wait_s
+
+
+class StepExecutor:
+    """Runs step attempts for one process against one ledger."""
+
+    def __init__(
+        self,
+        rt: Runtime | Callable[[], Runtime],
+        ledger: StepLedger,
+        policy: RetryPolicy,
+        *,
+        max_redeliveries: int,
+        time_limit_errors: tuple[type[BaseException], ...] = (),
+        ledger_errors: tuple[type[BaseException], ...] = (),
+        functions: Mapping[str, StepFunction] = STEP_FUNCTIONS,
+    ) -> None:
+        # A callable is asked after the attempt is counted: loading the schemas (slow, and
+        # able to crash on a hostile file) then counts towards the redelivery cap.
+        self._runtime = rt if callable(rt) else lambda: rt
+        self.ledger = ledger
+        self.policy = policy
+        self.max_redeliveries = max_redeliveries
+        #: Raised inside a step when its time is up (Celery's soft time limit): final.
+        self.time_limit_errors = time_limit_errors
+        #: The ledger's own outages (Redis unreachable, full): met inside a step too (a write
+        #: is noted before it is sent), they leave the attempt to the caller, never fail the file.
+        self.ledger_errors = ledger_errors
+        #: The step functions (``steps.STEP_FUNCTIONS``; tests put their own).
+        self.functions = functions
+
+    @property
+    def rt(self) -> Runtime:
+        """The runtime the steps run with (the worker's may be reloaded between attempts)."""
+        return self._runtime()
+
+    def run(self, step: str, ref: Job, *, attempt: int, owner: str, message_id: str = "") -> Outcome:
+        """Run attempt number ``attempt`` (0 = first) of ``step`` for the file in ``ref``.
+
+        ``owner`` names the chain (its root task id, or the ``ingest-now`` run): only the
+        owner of the key's lease may work on the file. ``message_id`` names the step's
+        message (its retries share it; a duplicate copy has its own): the write sender.
+        """
+        begun = self._begin(step, ref, attempt=attempt, owner=owner)
+        if not isinstance(begun, _Begun):
+            return begun
+        with working_on(ref["key"], ref["file"], step):
+            return self._attempt(step, begun, attempt=attempt, owner=owner, sender=message_id or owner)
+
+    def _begin(self, step: str, ref: Job, *, attempt: int, owner: str) -> _Begun | Outcome:
+        """The first half of the module docstring's drawing: may this attempt run at all?"""
+        key, file = ref["key"], ref["file"]
+        start = self.ledger.begin_step(key, step, owner)
+        # Retries are counted by the caller; executions beyond them are redeliveries after
+        # the process running the step died (SIGKILL, OOM, a crash in libhdf5).
+        if start.runs - attempt > self.max_redeliveries + 1:
+            lost = PermanentError(
+                f"worker died {start.runs - 1} times running {step} (out of memory? crash in HDF5?)",
+                step=step,
+                file=file,
+            )
+            schema_id = (start.doc or {}).get("schema_id", "")
+            return self._fail(
+                key, step, owner, lost, start.runs, error_class="WorkerLost", schema_id=schema_id
+            )
+        if not start.leased:
+            log.warning(
+                "chain.duplicate", step=step, file=file, key=key, reason="another chain holds the file"
+            )
+            return Stopped("another chain holds the file")
+        # The first step starts from its message: a document there is from an earlier run
+        # of the file (a forced re-ingest); producers save none (chain.build_chain).
+        job: Job = ref if step == STEPS[0] else start.doc or ref
+        if start.record is not None and start.record.step_done(step):
+            log.info("step.skipped", step=step, file=file, key=key, reason="already done")
+            return Done(job, skipped=True)
+        redelivered = start.runs - attempt > 1
+        if redelivered and step in WRITE_STEPS and start.record is not None:
+            wait = self._orphan_wait(start.record.write_started(step), start.record.write_deadline(step))
+            if wait > 0:
+                log.info("step.waiting", step=step, file=file, key=key, wait_s=round(wait, 2),
+                         reason="the lost process's write may still reach SciCat")  # fmt: skip
+                return Retry(wait)
+        # Only a first execution with no write noted may skip checks for its own writes.
+        record = start.record
+        first_write = not redelivered and record is not None and record.write_started(step) is None
+        return _Begun(job, first_write)
+
+    def _attempt(self, step: str, begun: _Begun, *, attempt: int, owner: str, sender: str) -> Outcome:
+        """The second half: run the step function and map what happened onto an outcome."""
+        job = begun.job
+        key, file = job["key"], job["file"]
+        log.info("step.started", step=step, file=file, key=key, attempt=attempt)
+        self.ledger.mark_running(key, step, attempt + 1)
+        started = time.perf_counter()
+        sent: list[float] = []
+        try:
+            job = self._call(step, job, first_write=begun.first_write, sender=sender, sent=sent)
+        except WriteInFlight as busy:
+            log.info("step.waiting", step=step, file=file, key=key, wait_s=round(busy.wait_s, 2),
+                     reason="another copy of this step is writing to SciCat")  # fmt: skip
+            return Retry(busy.wait_s)
+        except Exception as exc:  # everything unexpected is final, never silently retried
+            if isinstance(exc, self.ledger_errors):
+                raise
+            error = self._as_ingest_error(exc, step)
+            error.at(step=step, file=file)
+            if self.policy.should_retry(error, attempt):
+                return self._retry(step, job, error, attempt=attempt, sent=sent, started=started)
+            return self._fail(key, step, owner, error, attempt + 1, schema_id=job.get("schema_id", ""))
+        return self._finish(job, step, owner, attempt, time.perf_counter() - started)
+
+    def _retry(
+        self, step: str, job: Job, error: IngestError, *, attempt: int, sent: list[float], started: float
+    ) -> Retry:
+        delay = self.policy.delay(attempt, getattr(error, "retry_after", None))
+        if sent and isinstance(error, ScicatUnavailable) and error.may_still_land:
+            # This attempt's last write timed out on its way: it can still be stored.
+            delay = max(delay, self._orphan_wait(sent[-1]))
+        self.ledger.note_retry(job["key"], str(error))
+        metrics.count_retry(step)
+        log.warning(
+            "step.retry",
+            step=step,
+            file=job["file"],
+            key=job["key"],
+            attempt=attempt,
+            duration_ms=_ms_since(started),
+            error_class=type(error).__name__,
+            error=str(error),
+            retry_in_s=round(delay, 2),
+        )
+        return Retry(delay, error)
+
+    def _as_ingest_error(self, exc: Exception, step: str) -> IngestError:
+        if isinstance(exc, IngestError):
+            return exc
+        if isinstance(exc, self.time_limit_errors):
+            return PermanentError(f"step {step} exceeded its time limit")
+        # A bug or an unforeseen library error: final, with its class in the message so the
+        # failed registry says what happened, and its traceback in the log for the fix.
+        log.error("step.unexpected_error", step=step, error_class=type(exc).__name__, exc_info=exc)
+        return PermanentError(f"{type(exc).__name__}: {exc}")
+
+    def _orphan_wait(self, sent_at: float | None, deadline: float | None = None) -> float:
+        """Seconds until a write sent at ``sent_at`` can no longer land (its sender's deadline)."""
+        if sent_at is None:
+            return 0.0
+        if deadline is None:  # noted before deadlines were recorded: our own timeout
+            deadline = sent_at + self._window_s()
+        return deadline - time.time()
+
+    def _window_s(self) -> float:
+        """How long a write may still reach SciCat after it was sent (module docstring)."""
+        return self.rt.config.scicat.timeout + ORPHAN_MARGIN_S
+
+    def _call(
+        self,
+        step: str,
+        job: Job,
+        *,
+        first_write: bool,
+        sender: str,
+        sent: list[float],
+    ) -> Job:
+        if self.rt.dry_run and step in WRITE_STEPS:
+            log.info(
+                "step.dry_run", step=step, file=job["file"], key=job["key"], reason="dry run: nothing written"
+            )
+            return job
+        with self._writes_noted(job["key"], step, sender, sent):
+            inputs = with_inputs(self.rt, job, step, self.functions)
+            if first_write and step in WRITE_STEPS:
+                inputs = {**inputs, "first_write": True}
+            result = self.functions[step](self.rt, inputs)
+        # A fact about this execution only: never saved in the document.
+        result = {**result}
+        result.pop("first_write", None)
+        return result
+
+    @contextlib.contextmanager
+    def _writes_noted(self, key: str, step: str, sender: str, sent: list[float]) -> Iterator[None]:
+        """Record each write of the step in the ledger before it is sent; append its time to ``sent``."""
+        window = self._window_s()
+
+        def note() -> None:
+            at = time.time()
+            wait = self.ledger.note_write(key, step, at, writer=sender, window_s=window)
+            if wait > 0:
+                raise WriteInFlight(wait)
+            sent.append(at)
+
+        with writes_noted_by(note):
+            yield
+
+    def _finish(self, job: Job, step: str, owner: str, attempt: int, seconds: float) -> Done:
+        last = step == STEPS[-1]
+        metrics.observe_step(step, seconds)
+        self.ledger.finish_step(
+            job,
+            step,
+            pid=job.get("pid") or "",
+            schema_id=job.get("schema_id", ""),
+            **({"state": "done"} if last else {}),
+        )
+        log.info(
+            "step.done",
+            step=step,
+            file=job["file"],
+            key=job["key"],
+            dataset_pid=job.get("pid"),
+            attempt=attempt,
+            duration_ms=round(seconds * 1000, 1),
+        )
+        if last:
+            self.ledger.release_lease(job["key"], owner)
+            outcome = _file_outcome(job, dry_run=self.rt.dry_run)
+            metrics.count_file(outcome, job.get("schema_id", ""))
+            log.info(
+                "ingest.finished",
+                file=job["file"],
+                key=job["key"],
+                writer_job_id=job.get("job_id"),
+                dataset_pid=job.get("pid"),
+                schema_id=job.get("schema_id"),
+                outcome=outcome,
+                dataset_created=job.get("dataset_created"),
+                origdatablock_created=job.get("origdatablock_created"),
+            )
+        return Done(job)
+
+    def _fail(
+        self,
+        key: str,
+        step: str,
+        owner: str,
+        error: IngestError,
+        attempts: int,
+        *,
+        error_class: str | None = None,
+        schema_id: str = "",
+    ) -> Failed:
+        failure: dict[str, Any] = {
+            **error.to_dict(),
+            "error_class": error_class or type(error).__name__,
+            "attempts": attempts,
+        }
+        self.ledger.fail_step(key, step, owner, failure)
+        metrics.count_failed(schema_id or None)
+        log.error(
+            "ingest.failed",
+            step=step,
+            file=error.file,
+            key=key,
+            error_class=failure["error_class"],
+            error=error.message,
+            attempts=attempts,
+        )
+        return Failed(error)
+
+
+def _file_outcome(job: Job, *, dry_run: bool) -> str:
+    if dry_run:
+        return "dry_run"
+    return "created" if job.get("dataset_created") else "duplicate"
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

@@ -1,0 +1,349 @@
+"""Job records in Redis: per-file state, leases, intermediate documents, failed registry.
+
+Keys (``oi:`` prefix, all JSON-able, no secrets):
+
+* ``oi:job:{key}``   hash: file, job_id, state (queued/running/done/failed), ``step:<name>``
+  = done, pid, attempts, last_error, timestamps, ``claim``/``published`` (the producer's
+  request id, and ``1`` once its chain was published). Expires ``state_ttl_s`` after last change.
+* ``oi:doc:{key}``   the job document the steps pass along (JSON), same TTL.
+* ``oi:lease:{key}`` the chain that may work on the key (``SET NX EX``).
+* ``oi:runs:{key}:{step}`` executions of a step, to cap redeliveries after worker loss.
+* ``oi:failed``      hash key -> JSON failure record (file, step, error, attempts, time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+
+from ..config import Config, QueueOptions
+from ..ingest.job import Job, ingest_key
+from ..ingest.ledger import Record, StepStart
+
+__all__ = ["ACTIVE_STATES", "FAILED_KEY", "PREFIX", "JobStore", "Record", "StepStart", "job_key"]
+
+ACTIVE_STATES = ("queued", "running", "done")
+PREFIX = "oi:"
+#: The failed registry (a hash); the metrics scrape reads its length.
+FAILED_KEY = f"{PREFIX}failed"
+#: release_claim: delete record and document only if the record is still this claim's.
+_RELEASE_CLAIM = """
+if redis.call('HGET', KEYS[1], 'claim') == ARGV[1] then
+  return redis.call('DEL', KEYS[1], KEYS[2])
+end
+return 0
+"""
+
+
+#: note_write: one writer per step at a time. While another writer's last write may still
+#: reach SciCat (before the deadline *that writer* noted: its own timeout), answer the seconds
+#: left and record nothing.
+_NOTE_WRITE = """
+local holder = redis.call('HGET', KEYS[1], 'writer:' .. ARGV[1])
+local deadline = tonumber(redis.call('HGET', KEYS[1], 'write_until:' .. ARGV[1]) or '0')
+local at, window = tonumber(ARGV[3]), tonumber(ARGV[4])
+if holder and holder ~= ARGV[2] and at < deadline then
+  return tostring(deadline - at)
+end
+redis.call('HSET', KEYS[1], 'writer:' .. ARGV[1], ARGV[2], 'write:' .. ARGV[1], ARGV[3],
+           'write_until:' .. ARGV[1], tostring(at + window))
+return '0'
+"""
+
+
+def job_key(key: str) -> str:
+    """The Redis key of a file's record (the metrics scrape reads its enqueue time)."""
+    return f"{PREFIX}job:{key}"
+
+
+class JobStore:
+    """Thin, typed access to the keys above; every method is one or two round trips."""
+
+    def __init__(self, client: redis.Redis, state_ttl_s: int = 7 * 86400, lease_ttl_s: int = 11400) -> None:
+        self.redis = client
+        self.state_ttl_s = state_ttl_s
+        self.lease_ttl_s = lease_ttl_s
+
+    @classmethod
+    def for_config(cls, config: Config) -> JobStore:
+        """The store of the Redis ``queue.broker_url`` (or ``queue.sentinel``) names, with its TTLs."""
+        return cls.for_queue(config.queue)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> JobStore:
+        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, decode_responses=True)
+        return cls(client, **kwargs)
+
+    @classmethod
+    def for_queue(cls, queue: QueueOptions) -> JobStore:
+        """The store of ``queue``'s Redis: one URL, or the master behind Redis Sentinel."""
+        from .connection import redis_client
+
+        return cls(redis_client(queue), state_ttl_s=queue.state_ttl_s, lease_ttl_s=queue.lease_ttl_s)
+
+    # -- records ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Record | None:
+        fields = cast(dict[str, str], self.redis.hgetall(f"{PREFIX}job:{key}"))
+        return Record(key, fields) if fields else None
+
+    def update(self, key: str, **fields: Any) -> None:
+        name = f"{PREFIX}job:{key}"
+        values = {field: _text(value) for field, value in fields.items()}
+        values["updated_at"] = _now()
+        pipe = self.redis.pipeline()
+        pipe.hset(name, mapping=cast(Any, values))  # redis-py types keys as a union Mapping
+        pipe.expire(name, self.state_ttl_s)
+        pipe.execute()
+
+    def claim_for_queue(self, job: Job, *, force: bool = False, claim: str = "") -> tuple[bool, str]:
+        """Mark a key queued unless it is queued, running or done; (claimed, previous state).
+
+        A WATCH transaction makes two concurrent enqueues of one file claim it once. No job
+        document is written: the first step starts from its message (``chain.build_chain``),
+        and a queued file costs Redis only this record and that message (bench/RESULTS.md,
+        Redis memory per queued file). ``claim`` tags the record with the producer's
+        request id: a request retried from the spool re-takes its own claim when its chain
+        was never published (the publish or its roll-back failed), and is a no-op once it was.
+        """
+        name = f"{PREFIX}job:{job['key']}"
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(name)  # type: ignore[no-untyped-call]
+                    previous, owner, published = (
+                        str(value or "") for value in pipe.hmget(name, "state", "claim", "published")
+                    )
+                    ours = bool(claim) and owner == claim
+                    if ours and (published or previous in ("running", "done")):
+                        pipe.unwatch()
+                        return False, previous
+                    if previous in ACTIVE_STATES and not force and not ours:
+                        pipe.unwatch()
+                        return False, previous
+                    pipe.multi()
+                    pipe.delete(name)
+                    pipe.hset(
+                        name,
+                        mapping={
+                            "state": "queued",
+                            "file": job["file"],
+                            "job_id": job.get("job_id") or "",
+                            "attempts": "0",
+                            "claim": claim,
+                            "enqueued_at": _now(),
+                            "updated_at": _now(),
+                        },
+                    )
+                    pipe.expire(name, self.state_ttl_s)
+                    pipe.hdel(FAILED_KEY, job["key"])
+                    pipe.execute()
+                    return True, "" if ours else previous
+                except redis.WatchError:
+                    continue
+
+    def mark_published(self, key: str, *, replicas: int = 0, timeout_ms: int = 1000) -> int:
+        """Note that the claim's chain is on the queue (see :meth:`claim_for_queue`).
+
+        With ``replicas``, also WAIT until that many replicas hold every write made so far
+        (this connection's HSET comes after the chain's publish on the master): a request is
+        reported queued only once a failover cannot lose it. Returns the replicas that did.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        # A flag: the record's ``claim`` already names the request (repeating its 32 characters
+        # here cost 40-64 B per queued file, bench/RESULTS.md).
+        pipe.hset(f"{PREFIX}job:{key}", "published", "1")
+        if replicas:
+            pipe.wait(replicas, timeout_ms)
+        answers = pipe.execute()
+        return int(answers[1]) if replicas else 0
+
+    def release_claim(self, key: str, claim: str) -> bool:
+        """Undo a claim whose chain could not be published: its record goes (and a document).
+
+        Only the claim's own record is removed (another producer may have forced a newer
+        one). A script, not WATCH/MULTI: a Redis at maxmemory refuses every command queued in
+        a MULTI, DEL included, but runs a script's DEL (DEL frees memory).
+        """
+        removed = self.redis.eval(_RELEASE_CLAIM, 2, f"{PREFIX}job:{key}", f"{PREFIX}doc:{key}", claim)
+        return bool(removed)
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def save_doc(self, job: Job) -> None:
+        self.redis.set(f"{PREFIX}doc:{job['key']}", json.dumps(job), ex=self.state_ttl_s)
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def release_lease(self, key: str, owner: str) -> None:
+        name = f"{PREFIX}lease:{key}"
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(name)  # type: ignore[no-untyped-call]
+                if pipe.get(name) == owner:
+                    pipe.multi()
+                    pipe.delete(name)
+                    pipe.execute()
+                else:
+                    pipe.unwatch()
+            except redis.WatchError:
+                pass  # someone else changed it: not ours to delete any more
+
+    # -- redelivery cap -----------------------------------------------------------------------
+
+    def forgive_run(self, key: str, step: str) -> None:
+        """Uncount one execution of ``step``: it was stopped on purpose, not lost (a bounded stop)."""
+        name = f"{PREFIX}runs:{key}:{step}"
+        if int(self.redis.decr(name)) <= 0:
+            self.redis.delete(name)
+
+    def clear_runs(self, key: str, step: str) -> None:
+        self.redis.delete(f"{PREFIX}runs:{key}:{step}")
+
+    # -- one round trip per task phase (the worker's hot path) ---------------------------------
+
+    def begin_step(self, key: str, step: str, owner: str) -> StepStart:
+        """Count the execution, take or confirm the lease, read record and document.
+
+        One pipeline: with ~1 ms of client and server CPU per round trip, five separate
+        calls were a fifth of a small file's cost on a 2-core host (bench/RESULTS.md). The
+        lease is ``SET NX EX``; a chain that already holds it refreshes its expiry with one
+        more call, and any other owner is refused until the lease expires or is released.
+        """
+        lease = f"{PREFIX}lease:{key}"
+        runs = f"{PREFIX}runs:{key}:{step}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(runs)
+        pipe.expire(runs, self.state_ttl_s)
+        pipe.set(lease, owner, nx=True, ex=self.lease_ttl_s)
+        pipe.get(lease)
+        pipe.hgetall(f"{PREFIX}job:{key}")
+        pipe.get(f"{PREFIX}doc:{key}")
+        count, _, taken, holder, fields, raw = pipe.execute()
+        leased = bool(taken) or holder == owner
+        if leased and not taken:
+            self.redis.expire(lease, self.lease_ttl_s)
+        return StepStart(
+            runs=int(count),
+            leased=leased,
+            record=Record(key, fields) if fields else None,
+            doc=json.loads(raw) if raw else None,
+        )
+
+    def finish_step(self, job: Job, step: str, **fields: Any) -> None:
+        """``save_doc`` + ``update(step:<step>=done, **fields)`` + ``clear_runs``, one round trip.
+
+        With ``state="done"`` (the last step) the document is deleted instead: no step reads it
+        any more (a late copy of the last step is skipped from the record), and at ~5 KB it
+        was most of what a finished file kept in Redis for ``state_ttl_s`` (bench/RESULTS.md).
+        """
+        key = job["key"]
+        name = f"{PREFIX}job:{key}"
+        values: dict[Any, Any] = {field: _text(value) for field, value in fields.items()}  # redis-py stubs
+        values[f"step:{step}"] = "done"
+        values["updated_at"] = _now()
+        pipe = self.redis.pipeline(transaction=False)
+        if fields.get("state") == "done":
+            pipe.delete(f"{PREFIX}doc:{key}")
+        else:
+            pipe.set(f"{PREFIX}doc:{key}", json.dumps(job), ex=self.state_ttl_s)
+        pipe.hset(name, mapping=values)
+        pipe.expire(name, self.state_ttl_s)
+        pipe.delete(f"{PREFIX}runs:{key}:{step}")
+        pipe.execute()
+
+    def mark_running(self, key: str, step: str, attempt: int) -> None:
+        self.update(key, state="running", step=step, attempts=attempt)
+
+    def note_retry(self, key: str, error: str) -> None:
+        self.update(key, last_error=error)
+
+    def note_write(self, key: str, step: str, at: float, *, writer: str, window_s: float) -> float:
+        """See :meth:`StepLedger.note_write`: a script, so two executions cannot both pass."""
+        left = self.redis.eval(_NOTE_WRITE, 1, f"{PREFIX}job:{key}", step, writer, repr(at), repr(window_s))
+        return float(left)
+
+    def fail_step(self, key: str, step: str, owner: str, failure: dict[str, Any]) -> None:
+        """Failed registry + release the lease + reset the count (a requeue counts afresh)."""
+        self.record_failure(key, failure)
+        self.release_lease(key, owner)
+        self.clear_runs(key, step)
+
+    def record_refusal(self, path: str, job_id: str | None, reason: str, error_class: str) -> str:
+        """Record a file the worker refused at ``offline_ingestor.submit`` (failed registry and
+        record), so that ``failed``, ``status`` and a producer reading ``oi:job:<key>`` see it.
+        Returns the key (the producer's job id when it gave one)."""
+        resolved = Path(os.path.realpath(os.path.expanduser(path)))
+        key = ingest_key(resolved, job_id)
+        self.update(key, file=str(resolved), job_id=job_id or "", state="failed", step="submit")
+        failure = {"file": str(resolved), "step": "submit", "error_class": error_class, "message": reason}
+        self.record_failure(key, {**failure, "attempts": 1})
+        return key
+
+    def unclaim(self, key: str) -> None:
+        """Forget a claim whose chain could not be published (the producer rolls back)."""
+        self.redis.delete(f"{PREFIX}job:{key}")
+
+    # -- failed registry ----------------------------------------------------------------------
+
+    def record_failure(self, key: str, failure: dict[str, Any]) -> None:
+        entry = {**failure, "key": key, "failed_at": _now()}
+        pipe = self.redis.pipeline()
+        pipe.hset(FAILED_KEY, key, json.dumps(entry))
+        pipe.hset(
+            f"{PREFIX}job:{key}",
+            mapping={
+                "state": "failed",
+                "last_error": _text(failure.get("message", "")),
+                "updated_at": _now(),
+            },
+        )
+        pipe.expire(f"{PREFIX}job:{key}", self.state_ttl_s)
+        pipe.execute()
+
+    def failures(self) -> list[dict[str, Any]]:
+        entries = [json.loads(raw) for raw in self.redis.hgetall(FAILED_KEY).values()]
+        return sorted(entries, key=lambda entry: entry.get("failed_at", ""))
+
+    def failure(self, key: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(FAILED_KEY, key)
+        return json.loads(raw) if raw else None
+
+    def records(self) -> Iterator[Record]:
+        """Every record (a scan: for operators and tests, not hot paths)."""
+        for name in self.redis.scan_iter(f"{PREFIX}job:*", count=1000):
+            fields = cast(dict[str, str], self.redis.hgetall(name))
+            if fields:
+                yield Record(str(name).removeprefix(f"{PREFIX}job:"), fields)
+
+    def find_key(self, file: str) -> str | None:
+        """The key of the newest record for a file path (``status FILE``)."""
+        mine = [record for record in self.records() if record.fields.get("file") == file]
+        newest = max(mine, key=lambda record: record.fields.get("updated_at", ""), default=None)
+        return newest.key if newest else None
+
+    def counts(self) -> dict[str, int]:
+        """How many records are in each state."""
+        totals: dict[str, int] = {}
+        for record in self.records():
+            totals[record.state or "?"] = totals.get(record.state or "?", 0) + 1
+        return totals
+
+    def step_runs(self, step: str) -> int:
+        """How many keys have a started, unfinished execution of ``step`` (tests watch this)."""
+        return sum(1 for _ in self.redis.scan_iter(f"{PREFIX}runs:*:{step}", count=1000))
+
+
+def _now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

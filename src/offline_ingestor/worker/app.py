@@ -1,0 +1,63 @@
+"""The Celery application (like Celery's ``proj/celery.py``).
+
+The config file comes from ``$OFFLINE_INGESTOR_CONFIG`` in the worker; producers configure
+an app from their own config through :func:`app_for`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from celery import Celery, signals
+
+from ..config import CONFIG_ENV, Config, load_config
+from . import envelope  # noqa: F401  (connects the handler that trims our step messages)
+from .settings import celery_settings
+
+__all__ = ["app", "app_for", "configure"]
+
+app = Celery("offline_ingestor", include=["offline_ingestor.worker.tasks"])
+
+
+def configure(target: Celery, config: Config) -> Celery:
+    """Apply our settings; a producer switching brokers drops its pooled connections."""
+    settings = celery_settings(config)
+    pool = target._pool
+    if pool is not None and target.conf.broker_url != settings["broker_url"]:
+        # Celery keeps the connection pool of the first broker URL it used; without this a
+        # process that enqueues with a second config would still publish to the first Redis.
+        pool.force_close_all()
+        target._pool = None
+        target.amqp._producer_pool = None
+    target.conf.update(settings)
+    target.conf["offline_ingestor_config"] = config
+    return target
+
+
+def app_for(config: Config) -> Celery:
+    """The shared app, configured from ``config`` (producers and tests)."""
+    return configure(app, config)
+
+
+if os.environ.get(CONFIG_ENV):
+    configure(app, load_config(os.environ[CONFIG_ENV]))
+
+
+@signals.celeryd_init.connect
+def _full_setup(instance: Any = None, **_: Any) -> None:
+    """A worker started as ``celery -A offline_ingestor.worker worker`` gets the same set-up
+    as ``offline-ingestor worker`` (logs, redaction, metrics, heartbeat, kombu fix), and one
+    without a config refuses to start instead of consuming from a default Redis."""
+    config = app.conf.get("offline_ingestor_config")
+    if config is None:
+        sys.exit(
+            f"offline-ingestor: no config for the worker: set ${CONFIG_ENV} "
+            "(or run `offline-ingestor worker --config FILE`)"
+        )
+    from .setup import json_mode, prepare_worker
+
+    prepare_worker(config)
+    if instance is not None and json_mode(config):
+        instance.quiet = True  # no banner: JSON lines only (worker.starting says the same)

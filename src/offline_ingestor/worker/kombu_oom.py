@@ -1,0 +1,113 @@
+"""Keep the worker alive, and its messages safe, while Redis is at ``maxmemory``.
+
+With ``maxmemory-policy noeviction`` (the only safe policy for a queue) a full Redis refuses
+every command that may add data, and every command inside a MULTI. kombu's Redis QoS uses
+MULTI pipelines for its bookkeeping, so a full Redis made the worker stop with
+"Unrecoverable error: OutOfMemoryError" (tests/reliability/test_redis_outages.py):
+
+* ``ack`` (ZREM + HDEL in a MULTI) failed in the event loop. Both commands free memory and a
+  full Redis runs them outside a MULTI: we send them without one.
+* ``append`` (the unacked record written after BRPOP took the message off the queue) failed
+  with the message in no list at all. We wait until Redis takes the record: the message is
+  in our memory only, the same window kombu always has between BRPOP and this write.
+* ``reject(requeue=True)`` and ``restore_visible`` (LPUSH back to the queue) cannot succeed;
+  the message stays in the unacked hash, and is put back after the visibility timeout, as
+  for a lost worker.
+
+Applied on import (worker_signals imports it in the worker).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+import structlog
+
+from ..queue.connection import redis_failure
+
+__all__ = ["is_full"]
+
+log = structlog.get_logger("offline_ingestor.kombu_oom")
+
+_WAIT_S = 1.0
+
+
+def is_full(exc: BaseException) -> bool:
+    """Redis refused a write for lack of memory (or as a read-only replica)."""
+    return redis_failure(exc) == "refused"
+
+
+def _patch() -> None:
+    from kombu.transport import redis as kombu_redis
+    from kombu.transport import virtual
+
+    qos: Any = kombu_redis.QoS
+    if getattr(qos, "_offline_ingestor_oom", False):
+        return
+    original_append = qos.append
+    original_reject = qos.reject
+    original_restore_visible = qos.restore_visible
+
+    def append(self: Any, message: Any, delivery_tag: Any) -> None:
+        warned = False
+        while True:
+            try:
+                return original_append(self, message, delivery_tag)  # type: ignore[no-any-return]
+            except redis.ResponseError as exc:
+                if not is_full(exc):
+                    raise
+                if not warned:
+                    log.warning("redis.full_waiting", action="record an unacked message", error=str(exc))
+                    warned = True
+                time.sleep(_WAIT_S)
+
+    def detached(self: Any, action: str) -> bool:
+        # After Celery's consumer collected a lost connection (worker/kombu_patches.py) this channel
+        # cannot reach Redis; kombu would raise AttributeError and the worker stop. The
+        # message stays in the unacked hash: restore_visible requeues it, and a finished step
+        # is then skipped as done.
+        if getattr(self.channel.connection, "client", None) is not None:
+            return False
+        log.warning("redis.connection_detached", action=action, outcome="left unacked for restore_visible")
+        return True
+
+    def ack(self: Any, delivery_tag: Any) -> None:
+        if detached(self, "ack"):
+            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+            return
+        with self.channel.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)  # no MULTI: runs even at maxmemory
+            pipe.zrem(self.unacked_index_key, delivery_tag).hdel(self.unacked_key, delivery_tag)
+            pipe.execute()
+        virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+
+    def reject(self: Any, delivery_tag: Any, requeue: bool = False) -> None:
+        if not requeue:
+            ack(self, delivery_tag)
+            return
+        if detached(self, "requeue"):
+            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+            return
+        try:
+            original_reject(self, delivery_tag, requeue=True)
+        except redis.ResponseError as exc:
+            if not is_full(exc):
+                raise
+            log.warning("redis.full_requeue_later", action="requeue a message", error=str(exc))
+            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]  # unacked hash keeps it
+
+    def restore_visible(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            original_restore_visible(self, *args, **kwargs)
+        except redis.ResponseError as exc:
+            if not is_full(exc):
+                raise
+            log.warning("redis.full_restore_later", action="restore unacked messages", error=str(exc))
+
+    qos.append, qos.ack, qos.reject, qos.restore_visible = append, ack, reject, restore_visible
+    qos._offline_ingestor_oom = True
+
+
+_patch()
