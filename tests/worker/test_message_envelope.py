@@ -61,7 +61,7 @@ def test_a_queued_file_is_a_small_plain_json_message_a_worker_ingests(
     # (a header with a value of its own stays: e.g. the time limits when the producer's app was
     # configured before the task was bound)
     # (ignore_result depends on whether this test process bound the task before configuring
-    # the app: tests/unit/test_envelope.py pins that rule; `enqueue` from the CLI sends none)
+    # the app: tests/unit/worker/test_envelope.py pins that rule; `enqueue` from the CLI sends none)
     assert not [name for name, default in DEFAULT_HEADERS.items() if headers.get(name, ...) == default]
     assert not {"argsrepr", "kwargsrepr", "reply_to", "correlation_id"} & set(message["properties"])
     raw = json.dumps(message)

@@ -11,9 +11,10 @@ from .audit import audit
 from .common import main_entry
 from .health import health
 from .ingest import demo, ingest_now
-from .queue import enqueue, failed, requeue, status, worker
+from .queue import enqueue, failed, requeue, status
 from .schemas import schemas
 from .spool import spool
+from .worker import worker
 
 __all__ = ["cli", "main"]
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import IngestError, is_transient
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["EXIT_PERMANENT", "EXIT_TRANSIENT", "config_option", "echo_json", "fail", "load", "main_entry"]
 
@@ -37,7 +40,7 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
-def load(config_path: str | None, *, dry_run: bool = False) -> Any:
+def load(config_path: str | None, *, dry_run: bool = False) -> Config:
     """Load the config and set up logging from it; ``dry_run`` turns ``ingestion.dry_run`` on."""
     from ..config import load_config
     from ..logs import configure_logging, register_config_secrets

@@ -7,9 +7,12 @@ one-flag-per-config-key options are accepted too (``dropin/upstream_args.py``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["background_ingestor"]
 
@@ -70,7 +73,7 @@ def background_ingestor(
     click.echo(job.get("pid") or "dry run: nothing written")
 
 
-def _upstream_flags(config: Any, args: list[str]) -> Any:
+def _upstream_flags(config: Config, args: list[str]) -> Config:
     """Upstream's ``--section.key`` flags applied (or ignored with a warning)."""
     import structlog
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .common import config_option, echo_json, load
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..ingest.job import Job
 
 __all__ = ["demo", "ingest_now", "run_ingest_now"]
 
@@ -29,27 +34,20 @@ def _progress_bar(path: Path) -> Iterator[Any]:
 
 
 def run_ingest_now(
-    config: Any, file: str, *, job_id: str | None = None, message_file: str | None = None
-) -> Any:
-    """Build a runtime and run every step (the writes too unless ``ingestion.dry_run``)."""
-    from ..ingest.job import new_job
-    from ..ingest.pipeline import ingest
-    from ..ingest.runtime import Runtime
+    config: Config, file: str, *, job_id: str | None = None, message_file: str | None = None
+) -> Job:
+    """``ingest-now``'s work with its terminal output: schema warnings and a progress bar."""
+    from ..ingest.pipeline import command_runtime, ingest_path
 
-    rt = Runtime.from_config(config)
-    rt.command = True
+    rt = command_runtime(config)
     for problem in rt.schema_problems():
         click.echo(f"warning: schema not loaded: {problem}", err=True)
-    # Relaxed: a missing file is reported by select-schema, with its step, as any unreadable one.
-    job = new_job(
-        file, config.ingestion.allowed_data_roots, must_exist=False, job_id=job_id, message_file=message_file
-    )
-    with _progress_bar(Path(job["file"])) as bar:
-        rt.progress = bar.update if bar is not None else None
-        return ingest(rt, job)
+    with _progress_bar(Path(os.path.realpath(file))) as bar:
+        progress = bar.update if bar is not None else None
+        return ingest_path(rt, file, job_id=job_id, message_file=message_file, progress=progress)
 
 
-def summary(job: dict[str, Any]) -> dict[str, Any]:
+def summary(job: Job) -> dict[str, Any]:
     keys = (
         "file",
         "key",

@@ -1,28 +1,34 @@
-"""Queue commands: ``enqueue``, ``worker``, ``status``, ``failed``, ``requeue``."""
+"""Queue commands: ``enqueue``, ``status``, ``failed``, ``requeue``."""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .common import config_option, echo_json, load
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..ingest.job import Job
+    from ..queue.job_store import JobStore
+    from ..queue.submission import Producer
 
-__all__ = ["enqueue", "failed", "requeue", "status", "worker"]
+T = TypeVar("T")
+
+__all__ = ["enqueue", "failed", "requeue", "status"]
 
 
-def _store(config: Any) -> Any:
+def _store(config: Config) -> JobStore:
     from ..queue.job_store import JobStore
 
     return JobStore.for_config(config)
 
 
-def _guard_redis(call: Any) -> Any:
+def _guard_redis(call: Callable[[], T]) -> T:
     """Run ``call``; a Redis that cannot be reached is one line and exit code 75."""
     import redis
 
@@ -52,7 +58,9 @@ def _read_paths(files: tuple[str, ...]) -> list[str]:
     return [os.fsdecode(line.strip()) for line in sys.stdin.buffer if line.strip()]
 
 
-def _enqueue_one(path: str, config: Any, producer: Any, job_id: str | None, force: bool) -> dict[str, str]:
+def _enqueue_one(
+    path: str, config: Config, producer: Producer, job_id: str | None, force: bool
+) -> dict[str, str]:
     """Queue one path; a refusal is a result (``refused``, with why), not an exception, so
     that every line of a pipe is tried and reported."""
     from ..errors import IngestError, InputFileError, is_transient
@@ -104,72 +112,6 @@ def enqueue(
     if as_json:
         echo_json(results)
     sys.exit(1 if any(result["status"] == "refused" for result in results) else 0)
-
-
-def _concurrency_hint(ctx: click.Context, _: click.Parameter, value: str | None) -> str | None:
-    """``-c`` is Celery's concurrency for ``worker``; a path there is a mistake worth a hint."""
-    if value is not None and not value.isdigit():
-        raise click.BadParameter(
-            f"{value!r} is not a number. For `worker`, -c is Celery's --concurrency; "
-            "give the config file with --config FILE (or $OFFLINE_INGESTOR_CONFIG)."
-        )
-    return value
-
-
-@click.command("worker", context_settings={"ignore_unknown_options": True})
-@click.option(
-    "--config",
-    "config_path",
-    envvar="OFFLINE_INGESTOR_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="Config file (ESS ingestor YAML format). Default: $OFFLINE_INGESTOR_CONFIG.",
-)
-@click.option(
-    "--concurrency",
-    "-c",
-    callback=_concurrency_hint,
-    default=None,
-    help="Pool processes, as in `celery worker -c` (default: queue.concurrency).",
-)
-@click.option("--loglevel", "-l", default="INFO", help="Celery's log level.")
-@click.option("--io", "io", is_flag=True, help="Serve queue.io_queue_name with a thread pool.")
-@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(
-    config_path: str | None, concurrency: str | None, loglevel: str, io: bool, celery_args: tuple[str, ...]
-) -> None:
-    """Run the Celery worker with our settings (extra arguments go to `celery worker`)."""
-    from ..config import load_config
-
-    config = load_config(config_path)
-    from ..worker.setup import json_mode, prepare_worker
-
-    prepare_worker(config)  # logs, redaction, metrics folder: before Celery and its pool start
-    from ..worker.app import app_for
-
-    app = app_for(config)
-    if io and not config.queue.io_queue_name:
-        raise click.UsageError("--io needs queue.io_queue_name in the config")
-    queue = config.queue.io_queue_name if io else config.queue.queue_name
-    processes = concurrency or (config.queue.io_concurrency if io else config.queue.concurrency)
-    argv = [
-        # JSON logs: no banner (a worker.starting event says the same in one JSON line).
-        *(["--quiet"] if json_mode(config) else []),
-        "worker",
-        "-Q",
-        queue,
-        "-c",
-        str(processes),
-        "--loglevel",
-        loglevel,
-        *(["-E"] if config.queue.task_events else []),  # see queue.task_events
-        "--pool",
-        "threads" if io else "prefork",
-        *celery_args,
-    ]
-    # app.start, not app.worker_main: worker_main drops the worker's exit status, so a worker
-    # that stopped on "Unrecoverable error" exited 0 and looked like a clean shutdown.
-    code = app.start(argv=argv)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 #: Record fields shown under the names used in logs and docs (Redis keeps the old names).

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from .common import config_option, echo_json, load
+
+if TYPE_CHECKING:
+    from ..schema.models import Schema
 
 __all__ = ["schemas"]
 
@@ -35,7 +38,7 @@ def check(directory: str | None, config_path: str | None) -> None:
     sys.exit(1 if loaded.broken or not loaded.schemas else 0)
 
 
-def _source(schema: Any, name: str) -> str:
+def _source(schema: Schema, name: str) -> str:
     from ..schema.variables import BUILTIN_NAMES
 
     if name in BUILTIN_NAMES:

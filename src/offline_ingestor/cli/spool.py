@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from .common import config_option, echo_json, load
 
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..queue.spool import Spool
+
 __all__ = ["spool", "spool_counts"]
 
 
-def spool_counts(config: Any) -> dict[str, Any] | None:
+def spool_counts(config: Config) -> dict[str, str | int | float | None] | None:
     """Waiting and unreadable request counts, or None when the spool is off."""
     from ..queue.spool import Spool
 
@@ -28,7 +32,7 @@ def spool_counts(config: Any) -> dict[str, Any] | None:
     }
 
 
-def _spool_or_exit(config: Any) -> Any:
+def _spool_or_exit(config: Config) -> Spool:
     from ..queue.spool import Spool
 
     found = Spool.for_config(config)

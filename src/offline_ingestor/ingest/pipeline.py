@@ -10,15 +10,17 @@ import time
 import uuid
 from collections.abc import Callable
 
+from ..config import Config
 from ..errors import IngestError
+from ..files.checksums import Progress
 from .executor import Done, Failed, Retry, StepExecutor, Stopped
-from .job import Job
+from .job import Job, new_job
 from .ledger import MemoryLedger
 from .retry import RetryPolicy
 from .runtime import Runtime
 from .steps import STEPS
 
-__all__ = ["ingest"]
+__all__ = ["command_runtime", "ingest", "ingest_path"]
 
 
 def ingest(
@@ -58,3 +60,31 @@ def ingest(
 def _error_of(outcome: Failed | Stopped) -> IngestError:
     # A memory ledger is never held by another chain; Stopped would be a bug here.
     return outcome.error if isinstance(outcome, Failed) else IngestError(outcome.reason)
+
+
+def command_runtime(config: Config) -> Runtime:
+    """The runtime of a command's own process (``ingest-now``, the drop-in)."""
+    rt = Runtime.from_config(config)
+    rt.command = True  # a libhdf5 crash would end the command: read in a child process
+    return rt
+
+
+def ingest_path(
+    rt: Runtime,
+    file: str,
+    *,
+    job_id: str | None = None,
+    message_file: str | None = None,
+    progress: Progress | None = None,
+) -> Job:
+    """Admit ``file`` and run its five steps: ``ingest-now`` and the drop-in's slow path."""
+    # Relaxed: a missing file is reported by select-schema, with its step, as any unreadable one.
+    job = new_job(
+        file,
+        rt.config.ingestion.allowed_data_roots,
+        must_exist=False,
+        job_id=job_id,
+        message_file=message_file,
+    )
+    rt.progress = progress
+    return ingest(rt, job)

@@ -3,7 +3,7 @@
 It enforces the rules of ``shared/reference/scicat-backend/CONTRACT.md`` §9 (DTO validation
 with class-validator's messages, group permissions, pid rules, origdatablock bookkeeping)
 and agrees with the recorded exchanges in ``observed/``; see
-``tests/test_scicat_standin_contract.py``. Faults (status codes, delays, connection resets,
+``tests/scicat/test_scicat_standin_contract.py``. Faults (status codes, delays, connection resets,
 "stored but the client saw an error", an HTML body, SciCat dying between storing an
 origdatablock and updating its dataset's totals) can be injected per method and path.
 

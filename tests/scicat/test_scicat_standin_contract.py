@@ -27,7 +27,7 @@ pytestmark = pytest.mark.reference
 
 def _shared() -> Path | None:
     for candidate in (
-        Path(__file__).resolve().parents[2] / "shared",
+        Path(__file__).resolve().parents[3] / "shared",
         Path(os.environ.get("OFFLINE_INGESTOR_SHARED", "/nonexistent")),
     ):
         if (candidate / "reference" / "scicat-backend" / "observed").is_dir():

@@ -29,10 +29,10 @@ NO_WAIT = RetryPolicy(max_retries=3, backoff_s=0.0, backoff_max_s=0.0)
 
 
 def run(config: Any, path: Path, *, dry_run: bool = False) -> Any:
+    """What ``ingest-now`` does (``ingest_path``), with a retry policy that does not wait."""
     rt = Runtime.from_config(config.as_dry_run() if dry_run else config)
-    return ingest(
-        rt, new_job(path, config.ingestion.allowed_data_roots), policy=NO_WAIT, sleep=lambda _: None
-    )
+    job = new_job(path, config.ingestion.allowed_data_roots, must_exist=False)  # as ingest_path
+    return ingest(rt, job, policy=NO_WAIT, sleep=lambda _: None)
 
 
 def odbs_of(standin: Any, pid: str) -> list[dict[str, Any]]:

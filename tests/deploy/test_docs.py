@@ -31,7 +31,7 @@ from offline_ingestor.schema.models import (
 )
 from offline_ingestor.schema.variables import BUILTIN_NAMES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 SCHEMA_DOC = DOCS / "schema-language.md"
 CONFIG_DOC = DOCS / "configuration.md"

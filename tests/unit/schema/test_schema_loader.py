@@ -426,7 +426,7 @@ def test_packaged_schemas_are_the_shipped_ones() -> None:
     """The schemas inside the package (demo, tests, bench) are byte for byte ``schemas/``."""
     from offline_ingestor.testing.scenario import SCHEMAS_DIR
 
-    shipped = Path(__file__).resolve().parents[2] / "schemas"
+    shipped = Path(__file__).resolve().parents[3] / "schemas"
     files = sorted(path.relative_to(shipped) for path in shipped.rglob("*.imsc.yml"))
     assert files == sorted(path.relative_to(SCHEMAS_DIR) for path in SCHEMAS_DIR.rglob("*.imsc.yml"))
     for name in files:

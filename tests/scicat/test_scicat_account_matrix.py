@@ -5,7 +5,7 @@ reruns it from scratch (no Redis record survives: each run is a fresh ``Runtime`
 what SciCat holds. Each cell runs twice: with new processes (they look a dataset up before
 creating it) and with warm ones that have seen this SciCat keep the pids it is sent (they
 POST first and let the 409 be the look-up: ``scicat/write_order.py``).
-``python tests/test_scicat_account_matrix.py`` prints the table.
+``python tests/scicat/test_scicat_account_matrix.py`` prints the table.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from offline_ingestor.testing import Account, Fault, ScicatStandin
 def _shared() -> Path | None:
     """``../shared`` beside the checkout, or ``$OFFLINE_INGESTOR_SHARED``."""
     for candidate in (
-        Path(__file__).resolve().parents[2] / "shared",
+        Path(__file__).resolve().parents[3] / "shared",
         Path(os.environ.get("OFFLINE_INGESTOR_SHARED", "/nonexistent")),
     ):
         if (candidate / "reference" / "scicat-backend").is_dir():
