@@ -138,9 +138,20 @@ def run_kill_case(
     return result
 
 
-@pytest.mark.parametrize("point", list(POINTS))
-def test_child_killed_at_each_step(
+def _kill_cases() -> list[Any]:
+    """Every point with a pool process killed; the whole worker at the two POST points
+    (at the others with ``-m slow``: each costs a restart and a redelivery)."""
+    cases = [pytest.param(point, "child", id=f"{point}-child") for point in POINTS]
+    for point in POINTS:
+        slow = [] if point in ("between-posts", "post-origdatablock") else [pytest.mark.slow]
+        cases.append(pytest.param(point, "worker", id=f"{point}-worker", marks=slow))
+    return cases
+
+
+@pytest.mark.parametrize(("point", "how"), _kill_cases())
+def test_killed_at_each_step(
     point: str,
+    how: str,
     standin: Any,
     fast_config: Any,
     start_worker: Any,
@@ -148,32 +159,10 @@ def test_child_killed_at_each_step(
     data_root: Path,
     figures: Any,
 ) -> None:
-    """A pool process SIGKILLed inside each step (and between the POSTs) is redone: one dataset, one block."""
+    """A pool process, or the whole worker (then restarted), SIGKILLed inside each step and
+    between the POSTs: the step is redone, one dataset, one block."""
     figures(
-        run_kill_case(point, "child", standin, fast_config, start_worker, tmp_path, data_root),
-        window=POINTS[point][0],
-    )
-
-
-@pytest.mark.parametrize(
-    "point",
-    [
-        pytest.param(p, marks=[] if p in ("between-posts", "post-origdatablock") else pytest.mark.slow)
-        for p in POINTS
-    ],
-)
-def test_whole_worker_killed_at_each_step(
-    point: str,
-    standin: Any,
-    fast_config: Any,
-    start_worker: Any,
-    tmp_path: Path,
-    data_root: Path,
-    figures: Any,
-) -> None:
-    """The whole worker SIGKILLed inside each step, then restarted: one dataset, one block after the VT."""
-    figures(
-        run_kill_case(point, "worker", standin, fast_config, start_worker, tmp_path, data_root),
+        run_kill_case(point, how, standin, fast_config, start_worker, tmp_path, data_root),
         window=POINTS[point][0],
     )
 
