@@ -361,7 +361,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         # ...so they reach the worker as files that vanished after they were queued
         loaded = load_config(str(config))
         for case in gone:
-            submit_job(new_job(case.path, loaded.ingestion.allowed_data_roots), loaded)
+            submit_job(new_job(case.path, loaded.ingestion.allowed_data_roots, must_exist=False), loaded)
         rest = [str(case.path) for case in all_cases if case.name not in REFUSED_AT_ENQUEUE]
         result = ingestor_cli("enqueue", "-c", str(config), *rest)
         assert result.returncode == 0, result.stdout + result.stderr
