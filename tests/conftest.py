@@ -10,6 +10,35 @@ import pytest
 pytest_plugins = ["offline_ingestor.testing.pytest_plugin"]
 
 ROOT = Path(__file__).resolve().parents[1]
+UNIT_TESTS = ROOT / "tests" / "unit"
+
+#: Seconds before a test fails as hung (pytest-timeout), by its heaviest marker, first match wins.
+#: Generous: a hang must fail one named test instead of eating CI's 90 minutes, and a slow
+#: loaded 2-core machine must never trip it. Tests with none of these: tests/unit gets
+#: UNIT_LIMIT_S, the end-to-end rest pyproject's ``timeout`` (600 s).
+MARKER_LIMITS_S = (("slow", 7200.0), ("worker", 1200.0), ("redis", 900.0))
+UNIT_LIMIT_S = 120.0
+
+
+def time_limit(item: pytest.Item) -> float | None:
+    """The limit the markers and folder give ``item``; None leaves pyproject's default."""
+    for marker, seconds in MARKER_LIMITS_S:
+        if item.get_closest_marker(marker) is not None:
+            return seconds
+    return UNIT_LIMIT_S if UNIT_TESTS in item.path.parents else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give each test its limit, unless it names its own or the command line names one for all."""
+    if not config.pluginmanager.hasplugin("timeout"):
+        return
+    # A marker beats --timeout; a limit given for the run (e.g. --timeout=0 to debug) wins here.
+    if config.getoption("timeout", None) is not None or os.environ.get("PYTEST_TIMEOUT"):
+        return
+    for item in items:
+        limit = time_limit(item)
+        if limit is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(limit))
 
 
 def shared_dir() -> Path | None:

@@ -114,7 +114,8 @@ def test_cheap_refusals_keep_their_exit_status_and_line(
     missing = data_root / "ess/raw/ymir/2024/876380/missing.hdf"
     broken = ymir_file(data_root, name="broken.hdf")
     message = data_root / "ingestor" / "broken.message.json"
-    message.parent.mkdir()
+    # The worker may have made this folder already, for the accepted file's hash file.
+    message.parent.mkdir(exist_ok=True)
     message.write_text(json.dumps(["kafka-to-nexus", "job-9", True, str(broken), None, "disk full"]))
     outside = tmp_path / "outside.hdf"
     outside.write_bytes(broken.read_bytes())
