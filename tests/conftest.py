@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,12 @@ UNIT_TESTS = ROOT / "tests" / "unit"
 #: UNIT_LIMIT_S, the end-to-end rest pyproject's ``timeout`` (600 s).
 MARKER_LIMITS_S = (("slow", 7200.0), ("worker", 1200.0), ("redis", 900.0))
 UNIT_LIMIT_S = 120.0
+#: pytest-timeout's SIGALRM fails a test only once Python runs again: C code that retries the
+#: interrupted call holding the GIL (h5py opening a FIFO) never lets it, nor any Python thread.
+#: This long after the limit faulthandler's C watchdog dumps every stack (the hung test's name
+#: and line in it) to the real stderr and ends the run, instead of CI's 90 minutes.
+BACKSTOP_S = 60.0
+_STDERR = pytest.StashKey[int]()
 
 
 def time_limit(item: pytest.Item) -> float | None:
@@ -57,3 +65,28 @@ def reference() -> Path:
     if found is None:
         pytest.skip("../shared/reference not found beside the checkout (CI has it); skipping")
     return found / "reference"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the terminal's stderr: during a test pytest captures descriptor 2."""
+    config.stash[_STDERR] = os.dup(2)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _STDERR in config.stash:
+        os.close(config.stash[_STDERR])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Arm the backstop beside pytest-timeout's signal (None: the plugin still sets that)."""
+    if settings.method == "signal" and settings.timeout and _STDERR in item.config.stash:
+        faulthandler.dump_traceback_later(
+            settings.timeout + BACKSTOP_S, exit=True, file=item.config.stash[_STDERR]
+        )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    """The test ended (passed, or failed by the signal): no backstop."""
+    faulthandler.cancel_dump_traceback_later()

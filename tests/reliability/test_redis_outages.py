@@ -6,6 +6,7 @@ Each case records files / lost / duplicated for RELIABILITY.md's "Redis outages"
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -48,23 +49,47 @@ def settled(config: Path, files: int) -> bool:
 
 
 def snapshot(config: Path) -> str:
-    """States, queue lengths, unacked and spool, for a failure message."""
+    """States, queue lengths, unacked and spool, and each unsettled record, for a failure message."""
     try:
         client = client_of(config)
         states: dict[str, int] = {}
+        open_records: list[str] = []
         for name in client.scan_iter("oi:job:*", count=1000):
-            state = str(client.hget(name, "state"))
-            steps = ",".join(sorted(f for f in client.hkeys(name) if f.startswith("step:")))
+            fields = client.hgetall(name)
+            state = str(fields.get("state"))
+            steps = ",".join(sorted(f for f in fields if f.startswith("step:")))
             label = state if state in ("done",) else f"{state}[{steps}]"
             states[label] = states.get(label, 0) + 1
+            if state not in ("done", "failed") and len(open_records) < 10:
+                # What a file left queued needs to be explained: its claim, whether its chain
+                # was published, its lease and document (the message itself is in queues/unacked).
+                key = name.removeprefix("oi:job:")
+                lease = client.get(f"oi:lease:{key}")
+                has_doc = bool(client.exists(f"oi:doc:{key}"))
+                open_records.append(f"{key}: {fields} lease={lease} doc={has_doc}")
         queues = {
             name: client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list"
         }
         spool = Spool.for_config(load_config(config))
         unacked = client.hlen("unacked")
-        return f"states={states} queues={queues} unacked={unacked} spool={spool and spool.count()}"
+        records = "".join(f"\n  {line}" for line in open_records)
+        return f"states={states} queues={queues} unacked={unacked} spool={spool and spool.count()}{records}"
     except redis.RedisError as exc:
         return f"Redis: {exc}"
+
+
+@contextlib.contextmanager
+def state_dump_on_failure(config: Path) -> Iterator[None]:
+    """A failure, pytest-timeout's included, comes with the Redis state it left (issue 28, item 8)."""
+    try:
+        yield
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {snapshot(config)}") from None
+    except BaseException:
+        # pytest-timeout's Failed (a BaseException) must stay what it is; the dump goes to the
+        # captured output, which pytest prints with the failure.
+        print(f"Redis state at the failure: {snapshot(config)}")
+        raise
 
 
 def drop_in(config: Path, path: Path) -> subprocess.CompletedProcess[str]:
@@ -219,14 +244,13 @@ def test_primary_killed_sentinel_promotes_the_replica(
         assert code is None, f"the worker exited (status {code}) after the failover; see its log"
         return settled(config, count)
 
-    try:
+    with state_dump_on_failure(config):
         wait_for(settled_while_alive, timeout=120 + count, what="the run to settle after the failover")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {snapshot(config)}") from None
     result = tally(standin, files)
     figures(result, outage="primary SIGKILLed, Sentinel failover", failover_s=round(promoted_s, 1))
-    assert (result.lost, result.duplicated) == (0, 0)
-    assert not client_of(config).hlen("oi:failed")
+    with state_dump_on_failure(config):
+        assert (result.lost, result.duplicated) == (0, 0)
+        assert not client_of(config).hlen("oi:failed")
 
 
 def test_worker_waits_while_redis_is_full(
