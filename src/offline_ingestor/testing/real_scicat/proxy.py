@@ -1,9 +1,10 @@
 """A recording HTTP proxy in front of the real backend (requests per file, what was sent).
 
 ``RecordingProxy(target_port).start()`` listens on a free 127.0.0.1 port and forwards every
-request to the backend unchanged; ``requests`` keeps (method, path, status) in order and
-``after_forward`` (if set) is called with (method, path) once a request has been sent on,
-before its answer is read: a test can kill the backend a few ms after it forwarded a POST.
+request to the backend unchanged; ``requests`` keeps (method, path, status) in order,
+``exchanges`` the bodies too (for the differential contract test); ``after_forward`` (if
+set) is called with (method, path) once a request has been sent on, before its answer is
+read: a test can kill the backend a few ms after it forwarded a POST.
 """
 
 from __future__ import annotations
@@ -12,12 +13,28 @@ import http.client
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["RecordingProxy"]
+__all__ = ["Exchange", "RecordingProxy"]
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One forwarded request and the backend's answer (status 0: no answer, the backend died)."""
+
+    method: str
+    path: str
+    status: int
+    sent: bytes | None
+    answer: bytes | None
+
+    @property
+    def kind(self) -> str:
+        return f"{self.method} {_kind(self.path)}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -46,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         finally:
             conn.close()
-        proxy.record(self.command, self.path, answer.status)
+        proxy.record(self.command, self.path, answer.status, body, data)
         self.send_response(answer.status)
         for key, value in answer.getheaders():
             if key.lower() not in _HOP_BY_HOP:
@@ -71,6 +88,7 @@ class RecordingProxy:
         self.after_forward: Callable[[str, str], None] | None = None
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str, int]] = []
+        self.exchanges: list[Exchange] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="scicat-proxy")
@@ -83,9 +101,12 @@ class RecordingProxy:
     def url_v3(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v3"
 
-    def record(self, method: str, path: str, status: int) -> None:
+    def record(
+        self, method: str, path: str, status: int, sent: bytes | None = None, answer: bytes | None = None
+    ) -> None:
         with self._lock:
             self.requests.append((method, path, status))
+            self.exchanges.append(Exchange(method, path, status, sent, answer))
 
     def counts(self) -> Counter[str]:
         """Requests per kind: ``"POST /api/v3/datasets"``, ``"GET /api/v3/datasets/{}"``, ..."""
@@ -94,6 +115,7 @@ class RecordingProxy:
     def clear(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.exchanges.clear()
 
     def start(self) -> RecordingProxy:
         self._thread.start()

@@ -10,7 +10,10 @@ interface: a ``--require`` preload of ours makes every listen bind 127.0.0.1 ins
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -48,6 +51,20 @@ net.Server.prototype.listen = function (...args) {
   return listen.apply(this, args);
 };
 """
+
+
+JWT_SECRET = "offline-ingestor-tests"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _hs256(header: dict[str, Any], claims: dict[str, Any], secret: str) -> str:
+    """A compact JWS (what the backend's passport-jwt verifies)."""
+    signing = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return signing + "." + _b64(signature)
 
 
 def secantus_binary() -> str:
@@ -160,7 +177,7 @@ class RealScicat:
             "NODE_ENV": "production",
             "MONGODB_URI": f"mongodb://127.0.0.1:{db_port}/scicat",
             "PORT": str(self.port),
-            "JWT_SECRET": "offline-ingestor-tests",
+            "JWT_SECRET": JWT_SECRET,
             "EXPRESS_SESSION_SECRET": "offline-ingestor-tests",
             "FUNCTIONAL_ACCOUNTS_FILE": str(accounts),
             "SITE": "TEST",
@@ -252,6 +269,18 @@ class RealScicat:
         answer.raise_for_status()
         session.headers["Authorization"] = f"Bearer {answer.json()['id']}"
         return session
+
+    def expired_token(self, username: str) -> str:
+        """A JWT for ``username`` signed with the backend's secret that expired an hour ago."""
+        answer = requests.post(
+            self.url_v3 + "/auth/login",
+            json={"username": username, "password": PASSWORDS[username]},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        now = int(time.time())
+        claims = {**answer.json()["user"], "iat": now - 7200, "exp": now - 3600}
+        return _hs256({"alg": "HS256", "typ": "JWT"}, claims, JWT_SECRET)
 
     def kill(self) -> None:
         """SIGKILL the backend (SciCat dies; the database and its data stay)."""
