@@ -70,19 +70,18 @@ def test_worker_scicat_killed_between_block_and_totals(alive_scicat: RealScicat,
 
 
 def test_queue_run_with_worker_and_scicat_sigkills(alive_scicat: RealScicat, tmp_path: Path) -> None:
-    """Eight files; the worker SIGKILLed mid-run, SciCat SIGKILLed twice: each file once and whole."""
+    """Eight files; the worker and SciCat SIGKILLed mid-run, then SciCat again between a block and
+    its totals (a ninth file, enqueued once the tripwire is armed): each file once and whole."""
     scicat, data = alive_scicat, tmp_path / "data"
-    files = [ymir_file(data, f"run-{i:04d}.hdf") for i in range(8)]
+    files = [ymir_file(data, f"run-{i:04d}.hdf") for i in range(9)]
     redis = RedisServer(tmp_path / "redis").start()
     config = config_for(tmp_path / "worker.yml", scicat.url_v3, data, "ingestor", redis=redis)
     worker = start_worker(config, tmp_path, "ingestor", name="worker-1")
     enqueue = [str(BIN / "offline-ingestor"), "enqueue", "-c", str(config)]
-    assert (
-        subprocess.run(
-            [*enqueue, *map(str, files)], env=env_for("ingestor"), capture_output=True, timeout=60
-        ).returncode
-        == 0
+    ran = subprocess.run(
+        [*enqueue, *map(str, files[:8])], env=env_for("ingestor"), capture_output=True, timeout=60
     )
+    assert ran.returncode == 0, ran.stderr
     second = None
     try:
         wait_for(lambda: holdings(scicat, ymir_folder(data)).datasets >= 2, timeout=120, what="two datasets")
@@ -90,21 +89,24 @@ def test_queue_run_with_worker_and_scicat_sigkills(alive_scicat: RealScicat, tmp
         scicat.kill()
         second = start_worker(config, tmp_path, "ingestor", name="worker-2")
         scicat.restart()
-        wait_for(lambda: holdings(scicat, ymir_folder(data)).blocks >= 5, timeout=180, what="five blocks")
+        wait_for(lambda: holdings(scicat, ymir_folder(data)).blocks == 8, timeout=240, what="eight blocks")
         assert scicat.tripwire is not None
-        scicat.tripwire.arm()  # the next block's totals never land: SciCat dies between
+        scicat.tripwire.arm()  # the ninth file's block is stored, its totals never are: SciCat dies
+        ran = subprocess.run(
+            [*enqueue, str(files[8])], env=env_for("ingestor"), capture_output=True, timeout=60
+        )
+        assert ran.returncode == 0, ran.stderr
         wait_for(scicat.tripwire.fired.is_set, timeout=120, what="the kill between block and totals")
         scicat.restart()
         wait_for(
-            lambda: holdings(scicat, ymir_folder(data)) == Holdings(8, 8, 0), timeout=240, what="all 8 whole"
+            lambda: holdings(scicat, ymir_folder(data)) == Holdings(9, 9, 0), timeout=240, what="all 9 whole"
         )
     finally:
         for each in (worker, second):
             if each is not None:
                 each.stop()
         redis.stop(kill=True)
-    for doc_blocks in (blocks_of(scicat, pid) for pid in _pids(scicat, data)):
-        assert len(doc_blocks) == 1
+    assert all(len(blocks_of(scicat, pid)) == 1 for pid in _pids(scicat, data))
 
 
 def _pids(scicat: RealScicat, data: Path) -> list[str]:
