@@ -6,14 +6,13 @@ anything else missing (npm, secantusdb) fails, since ``scripts/setup`` installs 
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from real_world import start_real
 
-from offline_ingestor.testing.real_scicat import BackendMissing, RealScicat, ensure_built, find_shared
+from offline_ingestor.testing.real_scicat import RealScicat
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -21,30 +20,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.real_scicat)
-
-
-def _skip_reason() -> str | None:
-    if find_shared() is None:
-        return "../shared not found beside the checkout: the real SciCat backend tier needs its archive"
-    if shutil.which("node") is None:
-        return "Node.js not installed: the real SciCat backend tier needs `node` (>= 20)"
-    return None
-
-
-def start_real(run_dir: Path, *, tripwire: bool = True) -> RealScicat:
-    """Build (once; the time is reported) and start a backend, or skip/fail as the tier's rules say."""
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    started = time.monotonic()
-    try:
-        backend = ensure_built()
-    except BackendMissing as exc:
-        pytest.fail(str(exc))
-    built = time.monotonic()
-    scicat = RealScicat(run_dir, backend=backend, tripwire=tripwire).start()
-    print(f"real SciCat: build check {built - started:.1f} s, start {time.monotonic() - built:.1f} s")
-    return scicat
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 from offline_ingestor.testing import Account, ScicatStandin
 from offline_ingestor.testing.processes import RedisServer, WorkerProcess, wait_for
 from offline_ingestor.testing.pytest_plugin import TEST_QUEUE
-from offline_ingestor.testing.real_scicat import RealScicat
+from offline_ingestor.testing.real_scicat import BackendMissing, RealScicat, ensure_built, find_shared
 from offline_ingestor.testing.real_scicat.accounts import ACCOUNTS, GROUP_ENV, PASSWORDS, PROPOSALS
 from offline_ingestor.testing.scenario import write_config
 
@@ -113,3 +117,27 @@ def mirrored_standin(real: RealScicat) -> ScicatStandin:
 def wait_settled(check: Any, timeout: float = 120.0, what: str = "the worker") -> None:
     """Poll ``check`` (tolerating a backend that is restarting) until it holds."""
     wait_for(check, timeout=timeout, what=what, every=0.5)
+
+
+def _skip_reason() -> str | None:
+    if find_shared() is None:
+        return "../shared not found beside the checkout: the real SciCat backend tier needs its archive"
+    if shutil.which("node") is None:
+        return "Node.js not installed: the real SciCat backend tier needs `node` (>= 20)"
+    return None
+
+
+def start_real(run_dir: Path, *, tripwire: bool = True) -> RealScicat:
+    """Build (once; the time is reported) and start a backend, or skip/fail as the tier's rules say."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    started = time.monotonic()
+    try:
+        backend = ensure_built()
+    except BackendMissing as exc:
+        pytest.fail(str(exc))
+    built = time.monotonic()
+    scicat = RealScicat(run_dir, backend=backend, tripwire=tripwire).start()
+    print(f"real SciCat: build check {built - started:.1f} s, start {time.monotonic() - built:.1f} s")
+    return scicat

@@ -3,7 +3,7 @@
 Each cell ingests one YMIR file with one account, through ``ingest-now`` (each run a new
 process: nothing survives between runs) or through the worker (enqueue; enqueue again; Redis
 FLUSHALL, enqueue again), then counts as admin what SciCat holds for the file's folder.
-``python tests/real_scicat/test_real_account_matrix.py`` prints RELIABILITY.md's table.
+``PYTHONPATH=tests python tests/real_scicat/test_real_account_matrix.py`` prints RELIABILITY.md's table.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from real_world import Holdings, config_for, env_for, holdings, start_worker, ymir_folder
+from real_world import Holdings, config_for, env_for, holdings, start_real, start_worker, ymir_folder
 
 from helpers import BIN, ymir_file
 from offline_ingestor.testing.processes import RedisServer, wait_for
@@ -127,8 +127,6 @@ def test_account_matrix(alive_scicat: RealScicat, tmp_path: Path, account: str, 
 def main() -> None:
     """Print RELIABILITY.md's table (starts its own backend)."""
     import tempfile
-
-    from conftest import start_real
 
     with tempfile.TemporaryDirectory() as tmp:
         scicat = start_real(Path(tmp) / "scicat")

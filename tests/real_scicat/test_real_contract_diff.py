@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 import requests
-from real_world import config_for, env_for, mirrored_standin
+from real_world import config_for, env_for, mirrored_standin, start_real
 
-from conftest import start_real
 from helpers import BIN, ymir_file
 from offline_ingestor.testing import ScicatStandin
 from offline_ingestor.testing.nexus_factory import write_ess_file
