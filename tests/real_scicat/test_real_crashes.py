@@ -52,7 +52,8 @@ def test_worker_scicat_killed_between_block_and_totals(alive_scicat: RealScicat,
     scicat, data = alive_scicat, tmp_path / "data"
     path = ymir_file(data)
     redis = RedisServer(tmp_path / "redis").start()
-    config = config_for(tmp_path / "worker.yml", scicat.url_v3, data, "ingestor", redis=redis)
+    queue = {"max_retries": 40, "retry_backoff_max_s": 3}  # outlast the restart (see below)
+    config = config_for(tmp_path / "worker.yml", scicat.url_v3, data, "ingestor", redis=redis, queue=queue)
     worker = start_worker(config, tmp_path, "ingestor")
     assert scicat.tripwire is not None
     scicat.tripwire.arm()
@@ -75,7 +76,10 @@ def test_queue_run_with_worker_and_scicat_sigkills(alive_scicat: RealScicat, tmp
     scicat, data = alive_scicat, tmp_path / "data"
     files = [ymir_file(data, f"run-{i:04d}.hdf") for i in range(9)]
     redis = RedisServer(tmp_path / "redis").start()
-    config = config_for(tmp_path / "worker.yml", scicat.url_v3, data, "ingestor", redis=redis)
+    # Retries outlast a backend restart (seconds to tens of seconds on a loaded machine): with
+    # the test default (6 retries, <= 2 s apart) files would end in the failed registry, as designed.
+    queue = {"max_retries": 40, "retry_backoff_max_s": 3}
+    config = config_for(tmp_path / "worker.yml", scicat.url_v3, data, "ingestor", redis=redis, queue=queue)
     worker = start_worker(config, tmp_path, "ingestor", name="worker-1")
     enqueue = [str(BIN / "offline-ingestor"), "enqueue", "-c", str(config)]
     ran = subprocess.run(
