@@ -8,6 +8,7 @@ last file done) for RELIABILITY.md; nothing asserts on it.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from helpers import wait_for
+from helpers import cli, wait_for
 from offline_ingestor.testing import Fault
 from reliability.runs import enqueue_all, failures, make_files, settled, tally, unsettled
 
@@ -36,6 +37,18 @@ def answering_503(standin: Any) -> tuple[Callable[[], None], Callable[[], None]]
     return (lambda: standin.inject(Fault(status=503, times=None))), standin.clear_faults
 
 
+def operator_sees_the_outage(config: Path) -> None:
+    """``status`` and ``health`` say since when the workers wait for SciCat, and for how many files."""
+    status = cli("offline-ingestor", "status", config=config)
+    assert status.returncode == 0, status.stderr
+    assert re.search(
+        r"^scicat +waiting for SciCat since .* UTC \(\dm \d\ds, \d+ files waiting\)", status.stdout, re.M
+    ), status.stdout
+    health = cli("offline-ingestor", "health", config=config)
+    assert health.returncode == 1
+    assert re.search(r"^FAIL scicat .*waiting for SciCat since", health.stdout, re.M), health.stdout
+
+
 def run_outage(
     standin: Any,
     config: Path,
@@ -50,11 +63,13 @@ def run_outage(
     files = make_files(data_root, FILES)
     down()
     enqueue_all(config, files)
-    for down_s, up_s in pattern:
+    for number, (down_s, up_s) in enumerate(pattern):
         time.sleep(down_s)
         # Nothing may fail while SciCat is away, however long it stays away.
         failed = failures(config)
         assert not failed, f"{len(failed)} files failed during the outage, e.g. {next(iter(failed.values()))}"
+        if number == 0:
+            operator_sees_the_outage(config)
         up()
         time.sleep(up_s)
         if up_s:

@@ -22,6 +22,13 @@ def _store(config: Any) -> Any:
     return JobStore.for_config(config)
 
 
+def _scicat_outage(store: Any) -> Any:
+    """The workers' open SciCat breaker (``queue/scicat_breaker.py``), or None while SciCat is up."""
+    from ..queue.scicat_breaker import ScicatBreaker
+
+    return _guard_redis(ScicatBreaker(store.redis).outage)
+
+
 def _guard_redis(call: Any) -> Any:
     """Run ``call``; a Redis that cannot be reached is one line and exit code 75."""
     import redis
@@ -208,12 +215,17 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
         data: dict[str, Any] = {"states": counts, "failed_registry": failed_count}
         if spooled is not None:
             data["spool"] = spooled
+        outage = _scicat_outage(store)
+        if outage is not None:
+            data["scicat_outage"] = {**outage.__dict__, "text": outage.describe()}
         if as_json:
             echo_json(data)
         else:
             for state, count in sorted(counts.items()):
                 click.echo(f"{state:<10} {count}")
             click.echo(f"{'failed registry':<10} {failed_count}")
+            if outage is not None:
+                click.echo(f"{'scicat':<10} {outage.describe()}")
             if spooled is not None:
                 click.echo(f"{'spooled':<10} {spooled['waiting']}  ({spooled['dir']})")
         return

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
 
@@ -53,6 +54,15 @@ class Outage:
     since: float
     reason: str
     waiting: int
+
+    def describe(self, now: float | None = None) -> str:
+        """What ``status`` and ``health`` print: since when, how long, how many files, why."""
+        now = time.time() if now is None else now
+        since = datetime.fromtimestamp(self.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return (
+            f"waiting for SciCat since {since} ({_duration(now - self.since)}, "
+            f"{self.waiting} files waiting): {self.reason}"
+        )
 
 
 class ScicatBreaker:
@@ -171,3 +181,9 @@ def _healthy(probe: Probe) -> bool:
         log.debug("scicat.probe", ok=False, error=f"{type(exc).__name__}: {exc}")
         return False
     return True
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(max(0.0, seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
