@@ -266,7 +266,10 @@ class JobStore:
         self.update(key, last_error=error)
 
     def note_wait(self, key: str, step: str) -> None:
-        self.redis.hincrby(f"{PREFIX}job:{key}", f"waits:{step}", 1)
+        pipe = self.redis.pipeline()
+        pipe.hincrby(f"{PREFIX}job:{key}", f"waits:{step}", 1)
+        pipe.expire(f"{PREFIX}job:{key}", self.state_ttl_s)  # never a record without a TTL
+        pipe.execute()
 
     def note_write(self, key: str, step: str, at: float, *, writer: str, window_s: float) -> float:
         """See :meth:`StepLedger.note_write`: a script, so two executions cannot both pass."""

@@ -73,7 +73,7 @@ class ScicatBreaker:
         client: redis.Redis,
         *,
         probe_s: float = 1.0,
-        probe_max_s: float = 30.0,
+        probe_max_s: float = 10.0,
         probe_lock_s: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
