@@ -235,3 +235,32 @@ def test_a_write_lost_in_the_outage_keeps_its_window(client: Any, clock: Clock) 
     assert isinstance(outcome, Retry)
     # The window: scicat.timeout + the margin, measured from the real send time
     assert outcome.delay_s >= run.rt.config.scicat.timeout
+
+
+def test_metrics_gauges_follow_the_breaker(client: Any, clock: Clock) -> None:
+    """The scrape's SciCat gauges: up 1 / outage 0 while up; 0 / its length / files waiting while down."""
+    from offline_ingestor.worker.metrics_server import _scicat_gauges
+
+    def values(outage: Any) -> dict[str, float]:
+        return {family.name: family.samples[0].value for family in _scicat_gauges(outage, clock.now)}
+
+    gate, health = breaker(client, clock), Health()
+    assert values(gate.outage()) == {
+        "offline_ingestor_scicat_up": 1,
+        "offline_ingestor_scicat_outage_seconds": 0.0,
+        "offline_ingestor_scicat_waiting_files": 0,
+    }
+    health.up = False
+    gate.outage_wait_s(health, "refused")
+    gate.note_waiting("a")
+    clock.now += 90
+    assert values(gate.outage()) == {
+        "offline_ingestor_scicat_up": 0,
+        "offline_ingestor_scicat_outage_seconds": 90.0,
+        "offline_ingestor_scicat_waiting_files": 0,  # "a" last asked 90 s ago: not waiting any more
+    }
+    gate.note_waiting("a")
+    outage = gate.outage()
+    assert outage is not None and values(outage)["offline_ingestor_scicat_waiting_files"] == 1
+    assert outage.describe(clock.now).startswith("waiting for SciCat since ")
+    assert "(1m 30s, 1 files waiting): refused" in outage.describe(clock.now)
