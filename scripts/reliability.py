@@ -29,7 +29,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv/bin/python" if (ROOT / ".venv/bin/python").exists() else Path(sys.executable)
-EXTRA_ORDER = ("window", "kills", "restarts", "files_per_s", "rss_start_mib", "rss_end_mib", "enqueue_s")
+EXTRA_ORDER = (
+    "window",
+    "kills",
+    "restarts",
+    "outage_s",
+    "detect_s",
+    "drain_s",
+    "files_per_s",
+    "rss_start_mib",
+    "rss_end_mib",
+    "enqueue_s",
+)
 
 
 def run_suite(quick: bool, load_n: int | None, extra: list[str]) -> tuple[int, Path, list[str], float]:

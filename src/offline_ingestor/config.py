@@ -151,6 +151,12 @@ class ScicatOptions(_Section):
     #: Seconds a process reuses a schema variable's SciCat GET (proposal, instruments,
     #: samples); 0 = ask SciCat for every file (scicat/lookups.py).
     lookup_cache_ttl_s: float = Field(60.0, ge=0)
+    #: While SciCat is down (queue/scicat_breaker.py) its health is probed after this many
+    #: seconds, doubling per failed probe up to ``outage_probe_max_s``: the longest a worker
+    #: can take to notice that SciCat is back. One GET /health per probe for the whole
+    #: deployment (the breaker is shared), so a short ceiling costs nothing.
+    outage_probe_s: float = Field(1.0, gt=0)
+    outage_probe_max_s: float = Field(10.0, gt=0)
 
     @field_validator("timeout")
     @classmethod

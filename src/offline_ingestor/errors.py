@@ -5,7 +5,9 @@
     IngestError                      base of everything this package raises on purpose
     ├── TransientError               retry with backoff: the same input may succeed later
     │   ├── FileNotReady             file missing size/mtime stability, locked or still being written
-    │   ├── ScicatUnavailable        connection error, timeout, 5xx, 429
+    │   ├── ScicatUnavailable        connection error, timeout, 5xx, 429; with ``outage``
+    │   │                            (no answer, 502/503/504) the executor asks the SciCat
+    │   │                            breaker and, if SciCat is down, waits uncounted
     │   └── QueueUnavailable         Redis (the broker) cannot be reached or take writes
     │       └── SpoolFull            ... and the producer's spool cannot hold the request either
     └── PermanentError               never retried: fix the input, then requeue
@@ -99,6 +101,10 @@ class FileNotReady(TransientError):
     """The data file is still being written, locked, or not yet visible."""
 
 
+#: Answers meaning "SciCat is not there" rather than "this request failed" (a gateway's word).
+OUTAGE_STATUSES = frozenset({502, 503, 504})
+
+
 class ScicatUnavailable(TransientError):
     """SciCat could not be reached or answered 5xx/429."""
 
@@ -123,6 +129,15 @@ class ScicatUnavailable(TransientError):
         waiting for SciCat (502, 504); an answer from SciCat itself ends its request.
         """
         return self.status is None or self.status in (502, 504)
+
+    @property
+    def outage(self) -> bool:
+        """Whether this error looks like SciCat itself being down, not a problem of one request.
+
+        No answer (refused, reset, timed out) or a gateway's 502/503/504. A 500 or 429 is an
+        answer from a running SciCat: the file's own failure (or a rate limit), counted.
+        """
+        return self.status is None or self.status in OUTAGE_STATUSES
 
 
 class QueueUnavailable(TransientError):

@@ -86,12 +86,30 @@ def _server_config(client: object, *names: str) -> dict[str, str]:
     return found
 
 
+def _scicat_outage(config: Config) -> str:
+    """ "waiting for SciCat since …" while the workers' breaker is open; "" otherwise or unknown."""
+    if not config.queue.enabled:
+        return ""
+    try:
+        from .queue.connection import redis_client
+        from .queue.scicat_breaker import ScicatBreaker
+
+        outage = ScicatBreaker(redis_client(config.queue, socket_timeout=3, connect_timeout=3)).outage()
+    except Exception:  # the redis check reports Redis; this is only a note on SciCat's
+        return ""
+    return outage.describe() if outage else ""
+
+
 def _scicat(config: Config) -> str:
     from .scicat import ScicatClient
     from .scicat.rights import FIX, account_rights
 
     client = ScicatClient(config.scicat)
-    client.health()
+    waiting = _scicat_outage(config)
+    try:
+        client.health()
+    except Exception as exc:
+        raise ValueError(f"{exc}; {waiting}" if waiting else str(exc)) from None
     client.login()
     auth = "logged in" if config.scicat.username else ("token set" if client._token else "no credentials")
     # The exactly-once checks read back what we write: say now what this account may read.
@@ -102,6 +120,8 @@ def _scicat(config: Config) -> str:
             "is invalid, expired or from another SciCat; nothing could be written"
         )
     detail = f"{config.scicat.api_base} healthy, {auth}, {rights.describe()}"
+    if waiting:  # SciCat answers, the workers have not probed since: their next probe resumes them
+        detail += f"; workers still {waiting} (until their next probe)"
     if rights.reads_all is not True:
         detail += (
             f"; files whose ownerGroup/accessGroups name none of its groups are written only if it "

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..ingest.job import Job
     from ..queue.job_store import JobStore
+    from ..queue.scicat_breaker import Outage
     from ..queue.submission import Producer
 
 T = TypeVar("T")
@@ -26,6 +27,13 @@ def _store(config: Config) -> JobStore:
     from ..queue.job_store import JobStore
 
     return JobStore.for_config(config)
+
+
+def _scicat_outage(store: JobStore) -> Outage | None:
+    """The workers' open SciCat breaker (``queue/scicat_breaker.py``), or None while SciCat is up."""
+    from ..queue.scicat_breaker import ScicatBreaker
+
+    return _guard_redis(ScicatBreaker(store.redis).outage)
 
 
 def _guard_redis(call: Callable[[], T]) -> T:
@@ -150,12 +158,17 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
         data: dict[str, Any] = {"states": counts, "failed_registry": failed_count}
         if spooled is not None:
             data["spool"] = spooled
+        outage = _scicat_outage(store)
+        if outage is not None:
+            data["scicat_outage"] = {**outage.__dict__, "text": outage.describe()}
         if as_json:
             echo_json(data)
         else:
             for state, count in sorted(counts.items()):
                 click.echo(f"{state:<10} {count}")
             click.echo(f"{'failed registry':<10} {failed_count}")
+            if outage is not None:
+                click.echo(f"{'scicat':<10} {outage.describe()}")
             if spooled is not None:
                 click.echo(f"{'spooled':<10} {spooled['waiting']}  ({spooled['dir']})")
         return

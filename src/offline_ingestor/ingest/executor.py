@@ -8,14 +8,24 @@ Celery; ``ingest/pipeline.py`` loops in-process)::
       │                                                  its process; recorded, lease freed)
       ├─ lease held by another chain ────────→ Stopped  (a duplicate chain ends quietly)
       ├─ step already done ──────────────────→ Done     (skipped: a redelivered message)
-      └─ a lost process's write may still be
-         on its way to SciCat ───────────────→ Retry    (after it can no longer land)
+      ├─ a lost process's write may still be
+      │  on its way to SciCat ───────────────→ Retry    (after it can no longer land)
+      └─ a write step while SciCat is down ──→ Retry    (uncounted: after the next probe)
     run        the step function (a dry run skips the SciCat writes)
       ├─ ok ─────────────────────────────────→ Done     (document saved, step marked done;
       │                                                  the last step frees the lease)
+      ├─ SciCat down (no answer, 502/503/504
+      │  and the breaker confirms it) ───────→ Retry    (uncounted, whatever the retries left)
       ├─ transient error, retries left ──────→ Retry    (delay from the one RetryPolicy,
       │                                                  a server's Retry-After honoured)
       └─ anything else ──────────────────────→ Failed   (failed registry, lease freed)
+
+SciCat outages: SciCat's availability is one fact for the deployment (a
+:class:`~offline_ingestor.ingest.scicat_gate.ScicatGate`; the worker's is a breaker in Redis),
+not a per-file retry count. Attempts that waited for SciCat are counted in the record
+(``waits:<step>``) and subtracted from the attempt number the retry policy sees, so an outage
+of any length spends no file's ``max_retries``. A write whose answer was lost in the outage
+keeps its in-flight window: the wait is at least that window, and the retry checks SciCat.
 
 Every outcome is logged as one event (``step.*``/``ingest.*``) with ``file``, ``key``,
 ``step`` and ``duration_ms``, and counted in the metrics.
@@ -59,6 +69,7 @@ from .job import Job
 from .ledger import StepLedger
 from .retry import RetryPolicy
 from .runtime import Runtime
+from .scicat_gate import NO_GATE, ScicatGate
 from .steps import STEP_FUNCTIONS, STEPS, WRITE_STEPS, StepFunction, with_inputs
 
 __all__ = ["Done", "Failed", "Outcome", "Retry", "StepExecutor", "Stopped", "WriteInFlight"]
@@ -108,6 +119,8 @@ class _Begun:
 
     job: Job
     first_write: bool
+    #: Attempts of this step so far that waited for SciCat: not the file's retries.
+    waits: int = 0
 
 
 class WriteInFlight(Exception):
@@ -131,6 +144,7 @@ class StepExecutor:
         time_limit_errors: tuple[type[BaseException], ...] = (),
         ledger_errors: tuple[type[BaseException], ...] = (),
         functions: Mapping[str, StepFunction] = STEP_FUNCTIONS,
+        gate: ScicatGate = NO_GATE,
     ) -> None:
         # A callable is asked after the attempt is counted: loading the schemas (slow, and
         # able to crash on a hostile file) then counts towards the redelivery cap.
@@ -145,6 +159,8 @@ class StepExecutor:
         self.ledger_errors = ledger_errors
         #: The step functions (``steps.STEP_FUNCTIONS``; tests put their own).
         self.functions = functions
+        #: Whether SciCat is up for the whole deployment (``ingest/scicat_gate.py``).
+        self.gate = gate
 
     @property
     def rt(self) -> Runtime:
@@ -200,8 +216,13 @@ class StepExecutor:
                 return Retry(wait)
         # Only a first execution with no write noted may skip checks for its own writes.
         record = start.record
+        waits = record.waits(step) if record is not None else 0
+        if step in WRITE_STEPS and not self.rt.dry_run:
+            wait = self.gate.wait_s(self._probe)
+            if wait > 0:
+                return self._wait_for_scicat(step, job, wait, reason="SciCat is down")
         first_write = not redelivered and record is not None and record.write_started(step) is None
-        return _Begun(job, first_write)
+        return _Begun(job, first_write, waits)
 
     def _attempt(self, step: str, begun: _Begun, *, attempt: int, owner: str, sender: str) -> Outcome:
         """The second half: run the step function and map what happened onto an outcome."""
@@ -222,8 +243,17 @@ class StepExecutor:
                 raise
             error = self._as_ingest_error(exc, step)
             error.at(step=step, file=file)
-            if self.policy.should_retry(error, attempt):
-                return self._retry(step, job, error, attempt=attempt, sent=sent, started=started)
+            if isinstance(error, ScicatUnavailable) and error.outage:
+                wait = self.gate.outage_wait_s(self._probe, str(error))
+                if wait is not None:
+                    # A write that got no answer keeps its window (module docstring).
+                    window = self._orphan_wait(sent[-1]) if sent and error.may_still_land else 0.0
+                    self.ledger.note_retry(key, str(error))
+                    return self._wait_for_scicat(step, job, wait, reason=str(error), at_least_s=window)
+            # Attempts that only waited for SciCat are not the file's retries.
+            retries = max(0, attempt - begun.waits)
+            if self.policy.should_retry(error, retries):
+                return self._retry(step, job, error, attempt=retries, sent=sent, started=started)
             return self._fail(key, step, owner, error, attempt + 1, schema_id=job.get("schema_id", ""))
         return self._finish(job, step, owner, attempt, time.perf_counter() - started)
 
@@ -248,6 +278,21 @@ class StepExecutor:
             retry_in_s=round(delay, 2),
         )
         return Retry(delay, error)
+
+    def _wait_for_scicat(
+        self, step: str, job: Job, wait_s: float, *, reason: str, at_least_s: float = 0.0
+    ) -> Retry:
+        """Retry after the breaker's wait, uncounted: SciCat is down, the file did nothing wrong."""
+        self.ledger.note_wait(job["key"], step)
+        self.gate.note_waiting(job["key"])
+        delay = max(self.policy.outage_delay(wait_s), at_least_s)
+        log.info("step.waiting", step=step, file=job["file"], key=job["key"], wait_s=round(delay, 2),
+                 reason=f"waiting for SciCat: {reason}")  # fmt: skip
+        return Retry(delay)
+
+    def _probe(self) -> object:
+        """Ask SciCat's health endpoint (the breaker's probe): raises unless SciCat answers."""
+        return self.rt.scicat.health()
 
     def _as_ingest_error(self, exc: Exception, step: str) -> IngestError:
         if isinstance(exc, IngestError):

@@ -35,6 +35,10 @@ class Record:
         value = self.fields.get(f"write:{step}")
         return float(value) if value else None
 
+    def waits(self, step: str) -> int:
+        """Attempts of ``step`` that waited for SciCat to come back: not the file's retries."""
+        return int(self.fields.get(f"waits:{step}") or 0)
+
     def write_deadline(self, step: str) -> float | None:
         """Until when that write may still reach SciCat, by its sender's own timeout."""
         value = self.fields.get(f"write_until:{step}")
@@ -65,6 +69,9 @@ class StepLedger(Protocol):
 
     def note_retry(self, key: str, error: str) -> None:
         """Record the error of a failed attempt that will be retried."""
+
+    def note_wait(self, key: str, step: str) -> None:
+        """Count one attempt of ``step`` that waited for SciCat (:meth:`Record.waits`)."""
 
     def note_write(self, key: str, step: str, at: float, *, writer: str, window_s: float) -> float:
         """Record that ``writer`` sends a write of ``step`` to SciCat at ``at`` (epoch seconds).
@@ -110,6 +117,10 @@ class MemoryLedger:
     def note_retry(self, key: str, error: str) -> None:
         self.records.setdefault(key, {})["last_error"] = error
 
+    def note_wait(self, key: str, step: str) -> None:
+        fields = self.records.setdefault(key, {})
+        fields[f"waits:{step}"] = str(int(fields.get(f"waits:{step}") or 0) + 1)
+
     def note_write(self, key: str, step: str, at: float, *, writer: str, window_s: float) -> float:
         fields = self.records.setdefault(key, {})
         holder, deadline = fields.get(f"writer:{step}"), float(fields.get(f"write_until:{step}") or 0)
@@ -128,6 +139,7 @@ class MemoryLedger:
             self.docs[key] = job
         self.records.setdefault(key, {}).update({name: str(value) for name, value in fields.items()})
         self.records[key][f"step:{step}"] = "done"
+        self.records[key].pop(f"waits:{step}", None)
         self.runs.pop((key, step), None)
 
     def fail_step(self, key: str, step: str, owner: str, failure: dict[str, Any]) -> None:

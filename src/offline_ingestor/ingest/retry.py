@@ -53,3 +53,13 @@ class RetryPolicy:
         ceiling = min(self.backoff_max_s, self.backoff_s * (2**retries_done))
         backoff = random.uniform(ceiling / 2, ceiling)
         return max(backoff, min(retry_after or 0.0, self.backoff_max_s))
+
+    def outage_delay(self, wait_s: float) -> float:
+        """Seconds before a step that waits for SciCat asks again (uncounted: see executor).
+
+        The breaker's ``wait_s`` until its next probe, spread by up to 10 % so that the files
+        do not all come back in the same instant, and capped like every retry (below the
+        broker's visibility timeout); at least a short backoff, not a busy loop.
+        """
+        spread = max(wait_s, self.backoff_s) * random.uniform(1.0, 1.1)
+        return min(spread, self.backoff_max_s)

@@ -256,6 +256,7 @@ class JobStore:
         pipe.hset(name, mapping=values)
         pipe.expire(name, self.state_ttl_s)
         pipe.delete(f"{PREFIX}runs:{key}:{step}")
+        pipe.hdel(name, f"waits:{step}")  # a later re-ingest's outages start from 0
         pipe.execute()
 
     def mark_running(self, key: str, step: str, attempt: int) -> None:
@@ -263,6 +264,12 @@ class JobStore:
 
     def note_retry(self, key: str, error: str) -> None:
         self.update(key, last_error=error)
+
+    def note_wait(self, key: str, step: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hincrby(f"{PREFIX}job:{key}", f"waits:{step}", 1)
+        pipe.expire(f"{PREFIX}job:{key}", self.state_ttl_s)  # never a record without a TTL
+        pipe.execute()
 
     def note_write(self, key: str, step: str, at: float, *, writer: str, window_s: float) -> float:
         """See :meth:`StepLedger.note_write`: a script, so two executions cannot both pass."""

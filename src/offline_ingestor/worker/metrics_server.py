@@ -68,6 +68,7 @@ class _WorkerCollector:
         from ..queue.broker_layout import queue_keys
         from ..queue.connection import redis_client
         from ..queue.job_store import FAILED_KEY
+        from ..queue.scicat_breaker import ScicatBreaker
 
         pool = GaugeMetricFamily(f"{PREFIX}pool_processes", "Pool processes configured")
         pool.add_metric([], self.concurrency)
@@ -89,6 +90,7 @@ class _WorkerCollector:
             depth_value = sum(int(client.llen(name)) for name in names)
             age_value = _oldest_age(client, names, time.time())
             failed_value = int(client.hlen(FAILED_KEY))
+            outage = ScicatBreaker(client).outage()
         except redis.RedisError:
             up_value = 0
         up = GaugeMetricFamily(f"{PREFIX}redis_up", "1 when the worker's scrape reached Redis")
@@ -107,6 +109,24 @@ class _WorkerCollector:
         failed = GaugeMetricFamily(f"{PREFIX}failed_files", "Files in the failed registry")
         failed.add_metric([], failed_value)
         yield failed
+        yield from _scicat_gauges(outage, time.time())
+
+
+def _scicat_gauges(outage: Any, now: float) -> Iterator[Any]:
+    """SciCat up or down as the workers' breaker says (``queue/scicat_breaker.py``), for the alert."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    up = GaugeMetricFamily(f"{PREFIX}scicat_up", "0 while the workers' SciCat breaker is open (SciCat down)")
+    up.add_metric([], 0 if outage else 1)
+    yield up
+    seconds = GaugeMetricFamily(
+        f"{PREFIX}scicat_outage_seconds", "How long SciCat has been down (0 while up)"
+    )
+    seconds.add_metric([], max(0.0, now - outage.since) if outage else 0.0)
+    yield seconds
+    waiting = GaugeMetricFamily(f"{PREFIX}scicat_waiting_files", "Files waiting for SciCat to come back")
+    waiting.add_metric([], outage.waiting if outage else 0)
+    yield waiting
 
 
 @never_fail

@@ -3,7 +3,7 @@
 Both end up in :func:`prepare_worker` (the second through ``celeryd_init``, see ``app.py``),
 so a worker started either way has the same logs, secrets redaction, metrics, heartbeat and
 kombu fixes. The other hooks live one concern per module (``task_context``, ``lost_workers``,
-``refused_submits``, ``heartbeat``, ``spool_flusher``); importing them connects them.
+``refused_submits``, ``heartbeat``, ``spool_flusher``, ``scicat_prober``); importing them connects them.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def prepare_worker(config: Any) -> None:
         kombu_patches,
         lost_workers,
         refused_submits,
+        scicat_prober,
         spool_flusher,
         task_context,
     )

@@ -26,6 +26,7 @@ from ..logs import get_logger
 from ..queue.connection import REDIS_TRANSIENT_ERRORS, redis_failure
 from ..queue.job_store import JobStore
 from ..queue.rate_limit import shared_limiter
+from ..queue.scicat_breaker import ScicatBreaker
 from .app import app
 from .chain import (
     FAILURE_TASK,
@@ -66,6 +67,19 @@ def _runtimes() -> RuntimeCache:
     return _process["runtimes"]  # type: ignore[no-any-return]
 
 
+def _breaker() -> ScicatBreaker:
+    """SciCat up or down for every worker (``queue/scicat_breaker.py``), in the job store's Redis."""
+    if "breaker" not in _process:
+        scicat = _config().scicat
+        _process["breaker"] = ScicatBreaker(
+            _store().redis,
+            probe_s=scicat.outage_probe_s,
+            probe_max_s=scicat.outage_probe_max_s,
+            probe_lock_s=scicat.timeout + 5,
+        )
+    return _process["breaker"]  # type: ignore[no-any-return]
+
+
 def _executor() -> StepExecutor:
     """One per call (cheap), over this process's runtime and job store."""
     config = _config()
@@ -76,6 +90,7 @@ def _executor() -> StepExecutor:
         max_redeliveries=config.queue.max_redeliveries,
         time_limit_errors=(SoftTimeLimitExceeded,),
         ledger_errors=REDIS_TRANSIENT_ERRORS,
+        gate=_breaker(),
     )
 
 

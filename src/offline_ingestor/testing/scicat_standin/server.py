@@ -247,10 +247,12 @@ class ScicatStandin:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> ScicatStandin:
-        """Bind 127.0.0.1 (a free port by default) and serve from a daemon thread."""
+        """Bind 127.0.0.1 (a free port by default, the same one again after :meth:`stop`) and serve."""
         if self._server is not None:
             return self
         server = _Server(("127.0.0.1", self._port), _Handler)
+        # A restart after stop() binds the same port: clients configured with the URL find it again.
+        self._port = server.server_address[1]
         server.api, server.faults, server.log = self._api, self._faults, self._record
         server.latency = self.latency_s
         self._server = server
