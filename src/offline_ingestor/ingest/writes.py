@@ -15,13 +15,18 @@ trust, so:
   through the metadata key when the pid look-up says 404;
 * when the block is found already there (a retry or rerun), the dataset's ``size``/
   ``numberOfFiles`` are checked against its blocks and repaired (SciCat updates them in a
-  second write, after the block and before its 201, that a crash can skip).
+  second write, after the block and before its 201, that a crash can skip);
+* a 201 for a pid we sent does not mean "no block yet": SciCat's dataset DELETE leaves the
+  dataset's origdatablocks behind, and they come back with a dataset created under the same
+  pid. Only a pid SciCat made itself is certainly new;
+* two blocks listing one file are a conflict for an admin, never a sum to repair totals to.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .. import metrics
 from ..errors import (
     CannotVerify,
     IdempotencyConflict,
@@ -33,7 +38,7 @@ from ..errors import (
 from ..files.filelist import refuse_changed_file
 from ..logs import get_logger
 from ..scicat.rights import FIX, AccountRights, account_rights, refuse_unreadable
-from ..scicat.totals import check_totals, repair_totals
+from ..scicat.totals import check_totals, duplicated_files, duplicates_conflict, repair_totals
 from .job import Job
 from .runtime import Runtime
 
@@ -354,10 +359,34 @@ def _create_block(rt: Runtime, payload: dict[str, Any]) -> Any:
 def _blocks_unseen(job: Job) -> bool:
     """No block of ours can exist yet, so listing the dataset's blocks would be a wasted GET.
 
-    True when this chain created the dataset (``dataset_created``) and the executor says no
-    earlier execution of this step may have sent a block (``first_write``, see ingest/executor.py).
+    True when this chain created the dataset (``dataset_created``) under a pid SciCat made
+    (we sent none), and the executor says no earlier execution of this step may have sent a
+    block (``first_write``, see ingest/executor.py). A pid we sent may be one whose dataset an
+    admin deleted: SciCat keeps that dataset's blocks, and the new dataset gets them back.
     """
-    return bool(job.get("first_write")) and job.get("dataset_created") is True
+    return (
+        bool(job.get("first_write"))
+        and job.get("dataset_created") is True
+        and not job.get("dataset", {}).get("pid")
+    )
+
+
+def _refuse_duplicates(rt: Runtime, job: Job, blocks: list[dict[str, Any]]) -> None:
+    """Two blocks listing one file: a conflict (warning, metric, the admin's call), never a sum."""
+    duplicated = duplicated_files(blocks)
+    if not duplicated:
+        return
+    conflict = duplicates_conflict(rt.scicat, job["pid"], duplicated, job.get("file"))
+    log.warning(
+        "scicat.duplicate_blocks",
+        dataset_pid=job["pid"],
+        file=job.get("file"),
+        listed=duplicated[0][0],
+        blocks=list(duplicated[0][1]),
+        hint=conflict.hint,
+    )
+    metrics.count_conflict("duplicate-blocks")
+    raise conflict
 
 
 def post_origdatablock(rt: Runtime, job: Job) -> Job:
@@ -368,6 +397,7 @@ def post_origdatablock(rt: Runtime, job: Job) -> Job:
     payload = {"datasetId": pid, **job["origdatablock"]}
     ours = {entry["path"] for entry in payload["dataFileList"][:1]}
     blocks = [] if _blocks_unseen(job) else _blocks(rt, pid)
+    _refuse_duplicates(rt, job, blocks)
     for block in blocks:
         if _has_our_files(block, ours):
             # The file in SciCat must be this file: a changed one is never "already done".
@@ -377,6 +407,15 @@ def post_origdatablock(rt: Runtime, job: Job) -> Job:
                 "origdatablock_id": block.get("_id") or block.get("id"),
                 "origdatablock_created": False,
             }
+            if job.get("dataset_created"):
+                # A dataset created now already holds our block: one a deleted dataset of this
+                # pid left behind (the same file, as just checked). It is this file's block.
+                log.warning(
+                    "scicat.leftover_block_adopted",
+                    dataset_pid=pid,
+                    file=job.get("file"),
+                    block=found["origdatablock_id"],
+                )
             return _settle_totals(rt, found, blocks)
     if rt.config.scicat.validate_before_write:
         _is_valid(rt, rt.config.scicat.api_endpoints.origdatablocks, payload, "origdatablock")
