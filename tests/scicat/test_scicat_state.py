@@ -182,3 +182,92 @@ def test_a_first_ingestion_whose_dataset_answer_was_lost_is_created(
     (finished,) = [event for event in logs if event["event"] == "ingest.finished"]
     assert finished["outcome"] == "created" and counted == ["created"]
     assert len(standin.datasets) == 1 and len(standin.origdatablocks) == 1
+
+
+def ingest_now_args(path: Path, config: Path) -> list[str]:
+    return ["offline-ingestor", "ingest-now", str(path), "-c", str(config)]
+
+
+def drop_in_args(path: Path, config: Path) -> list[str]:
+    return ["scicat_background_ingestor", "-c", str(config), "--nexus-file", str(path)]
+
+
+def rewrite_pids(standin: Any, how: str) -> None:
+    """A deployment or proxy that prefixes the pids it is sent, or makes its own."""
+    if how == "prefixes":
+        standin.rewrite_pid_prefix = "proxy-"
+    else:
+        standin.drop_client_pids = True
+
+
+#: Prefixed pids make a rerun's POST a 409 that then reads 404 (before: exit 75, retried for
+#: ever); pids of SciCat's own make it a second dataset (before: exit 0 twice, 2 datasets).
+MISBEHAVIOURS = ["prefixes", "makes-its-own"]
+
+
+@pytest.mark.parametrize("how", MISBEHAVIOURS)
+@pytest.mark.parametrize("door", [ingest_now_args, drop_in_args], ids=["ingest-now", "drop-in"])
+def test_a_pid_scicat_rewrote_is_found_by_the_next_run_of_a_command(
+    standin: Any, data_root: Path, tmp_path: Path, door: Any, how: str
+) -> None:
+    """Item 3: with the job-id search off, the pid SciCat returned is kept beside the hash file."""
+    from helpers import cli, write_config
+
+    # Given a SciCat (or proxy) that rewrites the pids it is sent, and no job-id search
+    rewrite_pids(standin, how)
+    config = write_config(tmp_path / "c.yml", standin, data_root, scicat={"max_retries": 0})
+    path = ymir_file(data_root)
+    # When the file is ingested, then ingested again by a new process
+    first = cli(*door(path, config))
+    again = cli(*door(path, config))
+    # Then both runs succeed and SciCat holds one dataset with one block
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    (pid,) = standin.datasets
+    assert pid.startswith("proxy-" if how == "prefixes" else "20.500.12269/")
+    assert len(standin.origdatablocks) == 1
+    assert '"pid": "' + pid + '"' in (data_root / "ingestor/run-0001.scicat-pid").read_text()
+
+
+@pytest.mark.parametrize("how", MISBEHAVIOURS)
+def test_the_worker_keeps_a_rewritten_pid_in_redis(
+    standin: Any, make_config: Any, data_root: Path, redis_server: Any, how: str
+) -> None:
+    """Item 3 (worker): a rerun with its records gone (enqueue --force) finds the pid in Redis."""
+    import redis
+
+    from offline_ingestor.queue.pid_memo import RedisPidMemo
+
+    rewrite_pids(standin, how)
+    config = make_config(standin)
+    client = redis.Redis.from_url(redis_server.url)
+    path = ymir_file(data_root)
+
+    def worker_run() -> dict[str, Any]:
+        rt = Runtime.from_config(config)
+        rt.pid_memo = RedisPidMemo(client, config)  # as worker/tasks.py gives its runtimes
+        job = new_job(path, config.ingestion.allowed_data_roots)
+        return ingest(rt, job, policy=NO_WAIT, sleep=lambda _: None)
+
+    first = worker_run()
+    client.delete(*client.keys("oi:job:*") or ["none"])  # what --force and a lost record do
+    again = worker_run()
+    assert first["pid"] != first["requested_pid"] and again["pid"] == first["pid"]
+    assert again["dataset_created"] is False and again["origdatablock_created"] is False
+    assert len(standin.datasets) == 1 and len(standin.origdatablocks) == 1
+    assert not (data_root / "ingestor/run-0001.scicat-pid").exists()  # the worker writes Redis only
+
+
+def test_a_rewritten_pid_kept_nowhere_is_a_conflict_not_exit_0(
+    standin: Any, make_config: Any, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 3, no memo and no job-id search: the file is completed, then refused as a conflict."""
+    conflicts: list[str] = []
+    monkeypatch.setattr(metrics, "count_conflict", conflicts.append)
+    standin.drop_client_pids = True
+    config = make_config(standin)
+    with pytest.raises(IdempotencyConflict, match="check_if_dataset_exists_by_metadata") as refused:
+        run(config, ymir_file(data_root))  # a runtime with no pid memo
+    (pid,) = standin.datasets
+    assert pid in str(refused.value) and refused.value.hint
+    assert len(blocks_of(standin, pid)) == 1  # the dataset is whole: only reruns are refused
+    assert conflicts == ["pid-not-findable"]

@@ -12,7 +12,9 @@ trust, so:
 * an answer that cannot be read (HTML from a proxy, no pid) is transient: the retry looks the
   dataset up first, as after a connection reset;
 * a 201 carrying another pid than the one sent is followed, and later runs find the dataset
-  through the metadata key when the pid look-up says 404;
+  through the metadata key when the pid look-up says 404, else through the pid kept where
+  reruns look (``ingest/pid_memo.py``); when it could be kept nowhere, the file ends in a
+  conflict once its block is attached (never exit 0 with a rerun that would duplicate it);
 * when the block is found already there (a retry or rerun), the dataset's ``size``/
   ``numberOfFiles`` are checked against its blocks and repaired (SciCat updates them in a
   second write, after the block and before its 201, that a crash can skip);
@@ -122,15 +124,24 @@ def _find_by_metadata(rt: Runtime, job: Job) -> dict[str, Any] | None:
     return found[0] if found and isinstance(found[0], dict) else None
 
 
+def _kept_pid(rt: Runtime, job: Job) -> str | None:
+    """The pid SciCat stored this file's dataset under when it rewrote ours, if one was kept."""
+    pid = job["dataset"].get("pid")
+    return rt.pid_memo.recall(job, str(pid)) if pid and rt.pid_memo is not None else None
+
+
 def _existing(rt: Runtime, job: Job) -> dict[str, Any] | None:
-    """SciCat's dataset for this file, if any: by pid, then by the metadata key."""
+    """SciCat's dataset for this file, if any: by pid, then by the metadata key, then the kept pid."""
     pid = job["dataset"].get("pid")
     if pid and rt.config.ingestion.check_if_dataset_exists_by_pid:
         found = _lookup(rt, pid)
         if found is not None:
             return found
     # Also after a 404 by pid: a SciCat (or proxy) that rewrote our pid on create is found here.
-    return _find_by_metadata(rt, job)
+    found = _find_by_metadata(rt, job)
+    if found is None and (kept := _kept_pid(rt, job)):
+        found = _lookup(rt, kept)  # None: deleted since, so creating it again is right
+    return found
 
 
 def _found(job: Job, existing: dict[str, Any], pid: Any) -> Job:
@@ -255,7 +266,9 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
     dataset = job["dataset"]
     pid = dataset.get("pid")
     order = rt.dataset_order
-    existing = None if _post_first(rt, job) else _existing(rt, job)
+    # A kept pid means SciCat once rewrote this file's: its 409 would not catch a second one.
+    posting_first = _post_first(rt, job) and _kept_pid(rt, job) is None
+    existing = None if posting_first else _existing(rt, job)
     if existing is not None:
         _ours(existing, dataset)
         order.note_found()
@@ -281,16 +294,7 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
     order.note_created(sent_pid=pid, stored_pid=str(created_pid))
     created: Job = {**job, "pid": str(created_pid), "dataset_created": True}
     if pid and created_pid != pid:
-        # Later runs GET the pid we sent (404), then find this one by the metadata key.
-        findable = bool(rt.config.ingestion.check_if_dataset_exists_by_metadata)
-        log.warning(
-            "scicat.pid_rewritten",
-            dataset_pid=created_pid,
-            requested_pid=pid,
-            file=job.get("file"),
-            findable_by_metadata=findable,
-        )
-        created["requested_pid"] = pid
+        created = _rewritten(rt, created, str(pid), str(created_pid))
     rights = _rights(rt)
     if rights.reads_all is None and rights.foreign(dataset):
         # First dataset of a group not ours: can this account read it back? (proves it or not)
@@ -299,6 +303,55 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
         except CannotVerify:
             return _attach_unverifiable(rt, created)
     return created
+
+
+def _rewritten(rt: Runtime, job: Job, sent: str, stored: str) -> Job:
+    """SciCat stored the dataset under ``stored``, not the pid we sent: make reruns find it.
+
+    Later runs GET the pid we sent (404), then search by the metadata key (when it is on and
+    the schema has the item), then read the pid kept here. Kept nowhere and not searchable:
+    the block is still attached (the dataset is whole), then the file ends in a conflict.
+    """
+    findable = _metadata_key_value(rt, job) is not None
+    kept = rt.pid_memo is not None and rt.pid_memo.keep(job, sent, stored)
+    log.warning(
+        "scicat.pid_rewritten",
+        dataset_pid=stored,
+        requested_pid=sent,
+        file=job.get("file"),
+        findable_by_metadata=findable,
+        kept_for_reruns=kept,
+    )
+    rewritten: Job = {**job, "requested_pid": sent}
+    if not findable and not kept:
+        rewritten["pid_unfindable"] = True
+    return rewritten
+
+
+def _unfindable(rt: Runtime, job: Job) -> IdempotencyConflict:
+    """The conflict of a dataset no rerun could find: say so, and how to make it findable."""
+    key = rt.config.ingestion.check_if_dataset_exists_by_metadata_key
+    hint = (
+        f"do not run this file again as things are: it would be catalogued twice. Turn the job-id "
+        f"search on (ingestion.check_if_dataset_exists_by_metadata: true, with a {key!r} item in the "
+        "schema's scientificMetadata) or let SciCat keep the pids it is sent (a proxy or "
+        "deployment rewrites them); with save_file_hash on, ingest-now/the drop-in keep the pid "
+        "beside the hash file instead"
+    )
+    log.warning(
+        "scicat.pid_not_findable",
+        dataset_pid=job["pid"],
+        requested_pid=job.get("requested_pid"),
+        file=job.get("file"),
+        hint=hint,
+    )
+    metrics.count_conflict("pid-not-findable")
+    return IdempotencyConflict(
+        f"SciCat stored this file's dataset under pid {job['pid']}, not the pid sent "
+        f"({job.get('requested_pid')}), and a rerun could not find it (no job-id search, the pid "
+        f"kept nowhere); the dataset and its origdatablock are complete; {hint}",
+        hint=hint,
+    )
 
 
 def _has_our_files(block: dict[str, Any], paths: set[str]) -> bool:
@@ -391,6 +444,14 @@ def _refuse_duplicates(rt: Runtime, job: Job, blocks: list[dict[str, Any]]) -> N
 
 def post_origdatablock(rt: Runtime, job: Job) -> Job:
     """Attach the file list unless the dataset already holds a block with our file."""
+    attached = _attach_block(rt, job)
+    if attached.get("pid_unfindable"):
+        raise _unfindable(rt, attached)
+    return attached
+
+
+def _attach_block(rt: Runtime, job: Job) -> Job:
+    """Post the block unless the dataset holds one with our file (then check its totals)."""
     if job.get("origdatablock_id"):
         return job
     pid = job["pid"]
