@@ -271,3 +271,40 @@ def test_a_rewritten_pid_kept_nowhere_is_a_conflict_not_exit_0(
     assert pid in str(refused.value) and refused.value.hint
     assert len(blocks_of(standin, pid)) == 1  # the dataset is whole: only reruns are refused
     assert conflicts == ["pid-not-findable"]
+
+
+def test_a_dataset_catalogued_under_its_pre_issue_12_pid_is_found_and_mapped(
+    standin: Any, make_config: Any, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 5: ``audit`` finds a dataset under the old path+size+mtime pid; the migration maps it."""
+    import hashlib
+    import os
+
+    from offline_ingestor.audit import AuditOptions, run_audit
+    from offline_ingestor.audit.actions import map_legacy_pids
+    from offline_ingestor.ingest import steps
+    from offline_ingestor.ingest.pipeline import command_runtime
+
+    # Given a file catalogued before issue 12: a derived pid from its queue key of then
+    config = make_config(standin, dataset={"generate_dataset_pid": True})
+    path = ymir_file(data_root)
+    file = os.path.realpath(path)
+    info = os.stat(file)
+    then = "f-" + hashlib.sha256(f"{file}\0{info.st_size}\0{info.st_mtime_ns}".encode()).hexdigest()[:32]
+    with monkeypatch.context() as old_code:
+        old_code.setattr(steps, "scicat_identity", lambda job: then)
+        legacy = run(config, path)
+    # When the audit looks at it
+    outcome = run_audit(config, AuditOptions(use_redis=False))
+    (result,) = [item for item in outcome.problems if item.file == file]
+    # Then it names the class and the one-time command (and never enqueues it as missing)
+    assert result.cls == "legacy-pid" and result.pid == legacy["pid"]
+    assert result.admin == [f"offline-ingestor audit --map-legacy-pids {file}"]
+    # And once mapped, a rerun finds the dataset, and the audit says ingested
+    (action,) = map_legacy_pids(config, outcome.problems)
+    assert action.endswith("kept in file")
+    job = new_job(path, config.ingestion.allowed_data_roots)
+    rerun = ingest(command_runtime(config), job, policy=NO_WAIT, sleep=lambda _: None)
+    assert rerun["pid"] == legacy["pid"] and rerun["dataset_created"] is False
+    assert len(standin.datasets) == 1 and len(standin.origdatablocks) == 1
+    assert not run_audit(config, AuditOptions(use_redis=False)).problems
