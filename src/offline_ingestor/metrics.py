@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "CONFLICT_KINDS",
     "ERROR_KINDS",
     "OUTCOMES",
     "PREFIX",
+    "count_conflict",
     "count_failed",
     "count_file",
     "count_retry",
@@ -41,6 +43,8 @@ PREFIX = "offline_ingestor_"
 OUTCOMES = ("created", "duplicate", "failed", "refused")
 #: SciCat errors by kind (``count_scicat_error``): what the alert on SciCat errors watches.
 ERROR_KINDS = ("connection", "timeout", "server", "rate_limited", "client")
+#: What SciCat already holds that a file's ingestion refuses (ingest/writes.py): admin work.
+CONFLICT_KINDS = ("duplicate-blocks", "pid-not-findable")
 STEP_NAMES = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock")
 #: Up to 4 h: a step hashing a multi-terabyte file may run for hours.
 STEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400)
@@ -160,6 +164,11 @@ def series() -> dict[str, Any]:
             "scicat_errors": Counter(
                 f"{PREFIX}scicat_errors_total", "Failed SciCat requests, by kind", ["kind"]
             ),
+            "conflicts": Counter(
+                f"{PREFIX}scicat_conflicts_total",
+                "Files refused for what SciCat already holds (duplicate blocks, a pid a rerun cannot find)",
+                ["kind"],
+            ),
             "steps": Histogram(f"{PREFIX}step_seconds", "Step duration", ["step"], buckets=STEP_BUCKETS),
         }
     return _STATE["metrics"]  # type: ignore[no-any-return]
@@ -177,6 +186,8 @@ def init_series(schemas: Iterable[str]) -> None:
         metrics["steps"].labels(step=step)
     for kind in ERROR_KINDS:
         metrics["scicat_errors"].labels(kind=kind)
+    for kind in CONFLICT_KINDS:
+        metrics["conflicts"].labels(kind=kind)
 
 
 @never_fail
@@ -203,3 +214,9 @@ def count_retry(step: str) -> None:
 def count_scicat_error(kind: str) -> None:
     """One failed SciCat request; ``kind`` is one of :data:`ERROR_KINDS`."""
     series()["scicat_errors"].labels(kind=kind if kind in ERROR_KINDS else "client").inc()
+
+
+@never_fail
+def count_conflict(kind: str) -> None:
+    """A file refused for what SciCat already holds; ``kind`` is one of :data:`CONFLICT_KINDS`."""
+    series()["conflicts"].labels(kind=kind).inc()

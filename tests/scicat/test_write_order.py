@@ -15,6 +15,7 @@ import pytest
 from helpers import ymir_file
 from offline_ingestor.errors import CannotVerify, IdempotencyConflict
 from offline_ingestor.ingest.job import new_job
+from offline_ingestor.ingest.pid_memo import FileMemo
 from offline_ingestor.ingest.pipeline import ingest
 from offline_ingestor.ingest.retry import RetryPolicy
 from offline_ingestor.ingest.runtime import Runtime
@@ -95,6 +96,8 @@ def test_a_scicat_that_starts_rewriting_pids_is_looked_up_again(
     # Given a process that posts first (pids kept, no job-id search configured)
     config = make_config(standin)
     rt = warm_process(config, data_root)
+    # (keeping a rewritten pid for reruns as ingest-now does; kept nowhere it is a conflict, issue 25)
+    rt.pid_memo = FileMemo(config.ingestion.file_handling)
     # When SciCat starts prefixing pids, a new file is created, then an older file is re-run
     standin.rewrite_pid_prefix = "proxy-"
     created = ingest_file(rt, config, numbered_file(data_root, 2))

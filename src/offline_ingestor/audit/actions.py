@@ -19,7 +19,7 @@ from ..scicat import ScicatClient
 from ..scicat.totals import check_totals, repair_totals
 from .classify import FileResult
 
-__all__ = ["enqueue_missing", "repair"]
+__all__ = ["enqueue_missing", "map_legacy_pids", "repair"]
 
 log = get_logger("offline_ingestor.audit")
 
@@ -79,3 +79,34 @@ def _attach_block(config: Config, result: FileResult) -> str:
 
     final = ingest(Runtime.from_config(config), job)
     return f"ingest {result.file} (no-files): block {final.get('origdatablock_id')} on {final.get('pid')}"
+
+
+def map_legacy_pids(config: Config, results: list[FileResult]) -> list[str]:
+    """Keep each ``legacy-pid`` file's old pid where reruns look (one-time migration, issue 25).
+
+    Written to Redis (``queue.enabled``: the worker's memo) and beside the hash file
+    (``save_file_hash``: ``ingest-now``/the drop-in's, which the worker reads too). A file
+    kept nowhere is reported: a rerun of it would catalogue it again.
+    """
+    from ..ingest.legacy_pid import derived_pid
+    from ..ingest.pid_memo import FileMemo, PidMemo
+
+    memos: list[tuple[str, PidMemo]] = [("file", FileMemo(config.ingestion.file_handling))]
+    if config.queue.enabled:
+        from ..queue.job_store import JobStore
+        from ..queue.pid_memo import RedisPidMemo
+
+        memos.append(("redis", RedisPidMemo(JobStore.for_config(config).redis, config)))
+    done = []
+    for result in results:
+        if result.cls != "legacy-pid" or not result.pid:
+            continue
+        sent = derived_pid(result.file, config.dataset.dataset_pid_prefix)
+        kept = [name for name, memo in memos if memo.keep({"file": result.file}, sent, result.pid)]
+        log.info(
+            "audit.mapped_legacy_pid", file=result.file, dataset_pid=result.pid, requested_pid=sent, kept=kept
+        )
+        nowhere = "nowhere (set save_file_hash or queue.enabled): do not rerun it"
+        where = " and ".join(kept) if kept else nowhere
+        done.append(f"map {result.file}: {sent} -> {result.pid} kept in {where}")
+    return done

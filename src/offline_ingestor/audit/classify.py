@@ -38,6 +38,7 @@ CLASSES = (
     "totals-mismatch",
     "changed-on-disk",
     "unselectable",
+    "legacy-pid",
     "orphan",
 )
 #: Classes that need a dataset in SciCat (and so its blocks) to be decided.

@@ -218,6 +218,37 @@ def _dataset_for(identity: Identity, view: ScicatView) -> dict[str, Any] | None:
     return None
 
 
+def _legacy_dataset(identity: Identity, view: ScicatView, config: Config) -> dict[str, Any] | None:
+    """The file's dataset under the pid derived before issue 12 (path + size + mtime), if any."""
+    from ..ingest.legacy_pid import legacy_pid
+
+    prefix = config.dataset.dataset_pid_prefix
+    old = legacy_pid(identity.file, identity.pid, identity.job.get("job_id"), prefix)
+    if old is None:
+        return None
+    view.fetch_pids([old])
+    return view.datasets.get(old)
+
+
+def _mapped(identity: Identity, old: str, config: Config) -> bool:
+    """Whether ``--map-legacy-pids`` kept the old pid beside the hash file (reruns find it)."""
+    from ..ingest.pid_memo import FileMemo
+
+    memo = FileMemo(config.ingestion.file_handling, writable=False)
+    return bool(identity.pid) and memo.recall(identity.job, str(identity.pid)) == old
+
+
+def _legacy_result(result: FileResult, identity: Identity) -> None:
+    """A file catalogued under its old derived pid: a rerun would make a second dataset."""
+    result.reason = (
+        f"catalogued under its pre-issue-12 pid {result.pid} (path + size + mtime); ingestion now "
+        f"sends {identity.pid} and would catalogue it again: map it once, before any rerun"
+        + (f"; its dataset is {result.cls}" if result.cls != "ingested" else "")
+    )
+    result.cls = "legacy-pid"
+    result.admin = [f"offline-ingestor audit --map-legacy-pids {identity.file}"]
+
+
 def _ignore(_: FileResult | OrphanResult) -> None:
     """No per-file output (the summary table only)."""
 
@@ -277,9 +308,13 @@ def run_audit(
         for item in identified:
             if isinstance(item, Identity):
                 dataset = _dataset_for(item, view)
+                legacy = None if dataset else _legacy_dataset(item, view, config)
+                dataset = dataset or legacy
                 pid = str(dataset["pid"]) if dataset else ""
                 blocks = view.blocks(pid) if dataset else []
                 result = classify(item, dataset, blocks, states.state(item.key, item.file))
+                if legacy is not None and not _mapped(item, str(legacy["pid"]), config):
+                    _legacy_result(result, item)
                 _add_admin_calls(result, blocks, rt.scicat.settings)
                 view.forget(pid)  # blocks are needed once per file; memory stays flat
             else:

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..config import Config
+from ..ingest.pid_memo import MEMO_EXTENSION
 
 __all__ = ["audit_roots", "walk"]
 
@@ -26,7 +27,9 @@ def audit_roots(paths: Sequence[str], config: Config) -> list[Path]:
 
 def _products(config: Config) -> tuple[str, ...]:
     options = config.ingestion.file_handling
-    return tuple(f".{ext}" for ext in (options.hash_file_extension, options.message_file_extension) if ext)
+    # The pid memo (ingest/pid_memo.py) lives beside the hash file: ours, not a data file.
+    products = (options.hash_file_extension, options.message_file_extension, MEMO_EXTENSION)
+    return tuple(f".{ext}" for ext in products if ext)
 
 
 def walk(roots: Sequence[Path], config: Config, since: dt.datetime | None = None) -> Iterator[Path]:

@@ -33,6 +33,11 @@ __all__ = ["audit"]
     default=None,
     help="An earlier audit's --json output: skip files and datasets unchanged since.",
 )
+@click.option(
+    "--map-legacy-pids",
+    is_flag=True,
+    help="One-time migration: keep the old pid of each legacy-pid file where reruns look.",
+)
 @click.option("--no-redis", is_flag=True, help="Do not read job records from Redis.")
 @config_option
 def audit(
@@ -45,16 +50,18 @@ def audit(
     checkpoint: str | None,
     metrics_file: str | None,
     previous: str | None,
+    map_legacy_pids: bool,
     no_redis: bool,
     config_path: str | None,
 ) -> None:
     """Compare the files under PATH... (default: the data roots) with SciCat and Redis.
 
-    Dry by default: without --enqueue-missing or --repair nothing is written anywhere.
+    Dry by default: without --enqueue-missing, --repair or --map-legacy-pids nothing is written anywhere.
     Exit 0 when every file is ingested and there is no orphan, 1 otherwise.
     """
     from ..audit import AuditOptions, run_audit
     from ..audit.actions import enqueue_missing as do_enqueue
+    from ..audit.actions import map_legacy_pids as do_map
     from ..audit.actions import repair as do_repair
     from ..audit.report import summary, write_metrics
 
@@ -70,6 +77,8 @@ def audit(
     )
     emit = (lambda item: click.echo(json.dumps(item.to_json()))) if as_json else None
     outcome = run_audit(config, options, emit=emit)
+    if map_legacy_pids:  # first: a file enqueued before its pid is mapped would be catalogued again
+        outcome.actions += do_map(config, outcome.problems)
     if enqueue_missing:
         outcome.actions += do_enqueue(config, outcome.problems)
     if repair:

@@ -49,7 +49,8 @@ First writes: a write step's first execution (not a redelivery, no write of an e
 attempt noted in the record) gets a flag in its input (``first_write``). ``post-dataset``
 may then POST before looking (its 409 is the look-up; ``scicat/write_order.py``), and
 ``post-origdatablock`` skips listing the dataset's blocks when this chain created the
-dataset: no block of ours can be there. Every other case (redelivery, a retry after a
+dataset under a pid SciCat made: no block of ours can be there (a pid we sent may be one whose
+deleted dataset left its blocks behind: those are listed). Every other case (redelivery, a retry after a
 write was sent, a record lost with Redis) looks SciCat up first.
 """
 
@@ -424,7 +425,10 @@ class StepExecutor:
 def _file_outcome(job: Job, *, dry_run: bool) -> str:
     if dry_run:
         return "dry_run"
-    return "created" if job.get("dataset_created") else "duplicate"
+    # A block created now is a first ingestion too (the dataset POST's answer may have been
+    # lost, then the dataset found): "duplicate" is only a file SciCat already held whole.
+    created = job.get("dataset_created") or job.get("origdatablock_created")
+    return "created" if created else "duplicate"
 
 
 def _ms_since(started: float) -> float:

@@ -57,6 +57,7 @@ class Job(TypedDict, total=False):
     pid: str
     dataset_created: bool
     requested_pid: str  # the pid we sent, when SciCat stored the dataset under another
+    pid_unfindable: bool  # ... and a rerun could not find it there (ingest/pid_memo.py)
     # size/numberOfFiles of a dataset found in SciCat, so that post-origdatablock can check
     # them against its blocks without reading the dataset again
     dataset_totals: dict[str, int]

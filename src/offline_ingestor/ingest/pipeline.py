@@ -16,6 +16,7 @@ from ..files.checksums import Progress
 from .executor import Done, Failed, Retry, StepExecutor, Stopped
 from .job import Job, new_job
 from .ledger import MemoryLedger
+from .pid_memo import FileMemo
 from .retry import RetryPolicy
 from .runtime import Runtime
 from .steps import STEPS
@@ -66,6 +67,8 @@ def command_runtime(config: Config) -> Runtime:
     """The runtime of a command's own process (``ingest-now``, the drop-in)."""
     rt = Runtime.from_config(config)
     rt.command = True  # a libhdf5 crash would end the command: read in a child process
+    # A pid SciCat rewrote is kept beside the hash file, where the next run looks.
+    rt.pid_memo = FileMemo(config.ingestion.file_handling)
     return rt
 
 

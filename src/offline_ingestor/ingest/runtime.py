@@ -18,6 +18,7 @@ from ..scicat import ScicatClient
 from ..scicat.client import Limiter
 from ..scicat.lookups import LookupCache
 from ..scicat.write_order import DatasetOrder
+from .pid_memo import PidMemo
 
 __all__ = ["Runtime", "RuntimeCache"]
 
@@ -39,6 +40,9 @@ class Runtime:
     lookup: Callable[[str], Any] = field(default=None)  # type: ignore[assignment]
     #: Whether post-dataset may POST before looking, learnt from SciCat's answers.
     dataset_order: DatasetOrder = field(default_factory=DatasetOrder)
+    #: Where a dataset stored under a rewritten pid is kept for reruns (``ingest/pid_memo.py``);
+    #: None: nowhere, so such a file ends in a conflict rather than a trap for its rerun.
+    pid_memo: PidMemo | None = None
 
     def __post_init__(self) -> None:
         if self.lookup is None:
@@ -75,9 +79,16 @@ class RuntimeCache:
     the worker. The schema folder is looked at no more than once a second.
     """
 
-    def __init__(self, config: Config, check_every_s: float = 1.0, limiter: Limiter | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        check_every_s: float = 1.0,
+        limiter: Limiter | None = None,
+        pid_memo: PidMemo | None = None,
+    ) -> None:
         self.config = config
         self.limiter = limiter
+        self.pid_memo = pid_memo
         # One runtime for every thread of the process (``worker --io``): per-step state is
         # in ContextVars (current.py), so the SciCat client and its caches are shared.
         self._lock = threading.Lock()
@@ -95,6 +106,7 @@ class RuntimeCache:
                 stamp = _schema_stamp(self.config)
                 if self._runtime is None or stamp != self._stamp:
                     self._runtime = Runtime.from_config(self.config, self.limiter)
+                    self._runtime.pid_memo = self.pid_memo
                     self._stamp = stamp
             return self._runtime
 

@@ -12,16 +12,23 @@ trust, so:
 * an answer that cannot be read (HTML from a proxy, no pid) is transient: the retry looks the
   dataset up first, as after a connection reset;
 * a 201 carrying another pid than the one sent is followed, and later runs find the dataset
-  through the metadata key when the pid look-up says 404;
+  through the metadata key when the pid look-up says 404, else through the pid kept where
+  reruns look (``ingest/pid_memo.py``); when it could be kept nowhere, the file ends in a
+  conflict once its block is attached (never exit 0 with a rerun that would duplicate it);
 * when the block is found already there (a retry or rerun), the dataset's ``size``/
   ``numberOfFiles`` are checked against its blocks and repaired (SciCat updates them in a
-  second write, after the block and before its 201, that a crash can skip).
+  second write, after the block and before its 201, that a crash can skip);
+* a 201 for a pid we sent does not mean "no block yet": SciCat's dataset DELETE leaves the
+  dataset's origdatablocks behind, and they come back with a dataset created under the same
+  pid. Only a pid SciCat made itself is certainly new;
+* two blocks listing one file are a conflict for an admin, never a sum to repair totals to.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .. import metrics
 from ..errors import (
     CannotVerify,
     IdempotencyConflict,
@@ -33,7 +40,7 @@ from ..errors import (
 from ..files.filelist import refuse_changed_file
 from ..logs import get_logger
 from ..scicat.rights import FIX, AccountRights, account_rights, refuse_unreadable
-from ..scicat.totals import check_totals, repair_totals
+from ..scicat.totals import check_totals, duplicated_files, duplicates_conflict, repair_totals
 from .job import Job
 from .runtime import Runtime
 
@@ -117,15 +124,24 @@ def _find_by_metadata(rt: Runtime, job: Job) -> dict[str, Any] | None:
     return found[0] if found and isinstance(found[0], dict) else None
 
 
+def _kept_pid(rt: Runtime, job: Job) -> str | None:
+    """The pid SciCat stored this file's dataset under when it rewrote ours, if one was kept."""
+    pid = job["dataset"].get("pid")
+    return rt.pid_memo.recall(job, str(pid)) if pid and rt.pid_memo is not None else None
+
+
 def _existing(rt: Runtime, job: Job) -> dict[str, Any] | None:
-    """SciCat's dataset for this file, if any: by pid, then by the metadata key."""
+    """SciCat's dataset for this file, if any: by pid, then by the metadata key, then the kept pid."""
     pid = job["dataset"].get("pid")
     if pid and rt.config.ingestion.check_if_dataset_exists_by_pid:
         found = _lookup(rt, pid)
         if found is not None:
             return found
     # Also after a 404 by pid: a SciCat (or proxy) that rewrote our pid on create is found here.
-    return _find_by_metadata(rt, job)
+    found = _find_by_metadata(rt, job)
+    if found is None and (kept := _kept_pid(rt, job)):
+        found = _lookup(rt, kept)  # None: deleted since, so creating it again is right
+    return found
 
 
 def _found(job: Job, existing: dict[str, Any], pid: Any) -> Job:
@@ -250,7 +266,9 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
     dataset = job["dataset"]
     pid = dataset.get("pid")
     order = rt.dataset_order
-    existing = None if _post_first(rt, job) else _existing(rt, job)
+    # A kept pid means SciCat once rewrote this file's: its 409 would not catch a second one.
+    posting_first = _post_first(rt, job) and _kept_pid(rt, job) is None
+    existing = None if posting_first else _existing(rt, job)
     if existing is not None:
         _ours(existing, dataset)
         order.note_found()
@@ -276,16 +294,7 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
     order.note_created(sent_pid=pid, stored_pid=str(created_pid))
     created: Job = {**job, "pid": str(created_pid), "dataset_created": True}
     if pid and created_pid != pid:
-        # Later runs GET the pid we sent (404), then find this one by the metadata key.
-        findable = bool(rt.config.ingestion.check_if_dataset_exists_by_metadata)
-        log.warning(
-            "scicat.pid_rewritten",
-            dataset_pid=created_pid,
-            requested_pid=pid,
-            file=job.get("file"),
-            findable_by_metadata=findable,
-        )
-        created["requested_pid"] = pid
+        created = _rewritten(rt, created, str(pid), str(created_pid))
     rights = _rights(rt)
     if rights.reads_all is None and rights.foreign(dataset):
         # First dataset of a group not ours: can this account read it back? (proves it or not)
@@ -294,6 +303,55 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
         except CannotVerify:
             return _attach_unverifiable(rt, created)
     return created
+
+
+def _rewritten(rt: Runtime, job: Job, sent: str, stored: str) -> Job:
+    """SciCat stored the dataset under ``stored``, not the pid we sent: make reruns find it.
+
+    Later runs GET the pid we sent (404), then search by the metadata key (when it is on and
+    the schema has the item), then read the pid kept here. Kept nowhere and not searchable:
+    the block is still attached (the dataset is whole), then the file ends in a conflict.
+    """
+    findable = _metadata_key_value(rt, job) is not None
+    kept = rt.pid_memo is not None and rt.pid_memo.keep(job, sent, stored)
+    log.warning(
+        "scicat.pid_rewritten",
+        dataset_pid=stored,
+        requested_pid=sent,
+        file=job.get("file"),
+        findable_by_metadata=findable,
+        kept_for_reruns=kept,
+    )
+    rewritten: Job = {**job, "requested_pid": sent}
+    if not findable and not kept:
+        rewritten["pid_unfindable"] = True
+    return rewritten
+
+
+def _unfindable(rt: Runtime, job: Job) -> IdempotencyConflict:
+    """The conflict of a dataset no rerun could find: say so, and how to make it findable."""
+    key = rt.config.ingestion.check_if_dataset_exists_by_metadata_key
+    hint = (
+        f"do not run this file again as things are: it would be catalogued twice. Turn the job-id "
+        f"search on (ingestion.check_if_dataset_exists_by_metadata: true, with a {key!r} item in the "
+        "schema's scientificMetadata) or let SciCat keep the pids it is sent (a proxy or "
+        "deployment rewrites them); with save_file_hash on, ingest-now/the drop-in keep the pid "
+        "beside the hash file instead"
+    )
+    log.warning(
+        "scicat.pid_not_findable",
+        dataset_pid=job["pid"],
+        requested_pid=job.get("requested_pid"),
+        file=job.get("file"),
+        hint=hint,
+    )
+    metrics.count_conflict("pid-not-findable")
+    return IdempotencyConflict(
+        f"SciCat stored this file's dataset under pid {job['pid']}, not the pid sent "
+        f"({job.get('requested_pid')}), and a rerun could not find it (no job-id search, the pid "
+        f"kept nowhere); the dataset and its origdatablock are complete; {hint}",
+        hint=hint,
+    )
 
 
 def _has_our_files(block: dict[str, Any], paths: set[str]) -> bool:
@@ -354,20 +412,53 @@ def _create_block(rt: Runtime, payload: dict[str, Any]) -> Any:
 def _blocks_unseen(job: Job) -> bool:
     """No block of ours can exist yet, so listing the dataset's blocks would be a wasted GET.
 
-    True when this chain created the dataset (``dataset_created``) and the executor says no
-    earlier execution of this step may have sent a block (``first_write``, see ingest/executor.py).
+    True when this chain created the dataset (``dataset_created``) under a pid SciCat made
+    (we sent none), and the executor says no earlier execution of this step may have sent a
+    block (``first_write``, see ingest/executor.py). A pid we sent may be one whose dataset an
+    admin deleted: SciCat keeps that dataset's blocks, and the new dataset gets them back.
     """
-    return bool(job.get("first_write")) and job.get("dataset_created") is True
+    return (
+        bool(job.get("first_write"))
+        and job.get("dataset_created") is True
+        and not job.get("dataset", {}).get("pid")
+    )
+
+
+def _refuse_duplicates(rt: Runtime, job: Job, blocks: list[dict[str, Any]]) -> None:
+    """Two blocks listing one file: a conflict (warning, metric, the admin's call), never a sum."""
+    duplicated = duplicated_files(blocks)
+    if not duplicated:
+        return
+    conflict = duplicates_conflict(rt.scicat, job["pid"], duplicated, job.get("file"))
+    log.warning(
+        "scicat.duplicate_blocks",
+        dataset_pid=job["pid"],
+        file=job.get("file"),
+        listed=duplicated[0][0],
+        blocks=list(duplicated[0][1]),
+        hint=conflict.hint,
+    )
+    metrics.count_conflict("duplicate-blocks")
+    raise conflict
 
 
 def post_origdatablock(rt: Runtime, job: Job) -> Job:
     """Attach the file list unless the dataset already holds a block with our file."""
+    attached = _attach_block(rt, job)
+    if attached.get("pid_unfindable"):
+        raise _unfindable(rt, attached)
+    return attached
+
+
+def _attach_block(rt: Runtime, job: Job) -> Job:
+    """Post the block unless the dataset holds one with our file (then check its totals)."""
     if job.get("origdatablock_id"):
         return job
     pid = job["pid"]
     payload = {"datasetId": pid, **job["origdatablock"]}
     ours = {entry["path"] for entry in payload["dataFileList"][:1]}
     blocks = [] if _blocks_unseen(job) else _blocks(rt, pid)
+    _refuse_duplicates(rt, job, blocks)
     for block in blocks:
         if _has_our_files(block, ours):
             # The file in SciCat must be this file: a changed one is never "already done".
@@ -377,6 +468,15 @@ def post_origdatablock(rt: Runtime, job: Job) -> Job:
                 "origdatablock_id": block.get("_id") or block.get("id"),
                 "origdatablock_created": False,
             }
+            if job.get("dataset_created"):
+                # A dataset created now already holds our block: one a deleted dataset of this
+                # pid left behind (the same file, as just checked). It is this file's block.
+                log.warning(
+                    "scicat.leftover_block_adopted",
+                    dataset_pid=pid,
+                    file=job.get("file"),
+                    block=found["origdatablock_id"],
+                )
             return _settle_totals(rt, found, blocks)
     if rt.config.scicat.validate_before_write:
         _is_valid(rt, rt.config.scicat.api_endpoints.origdatablocks, payload, "origdatablock")

@@ -25,6 +25,7 @@ from ..ingest.runtime import RuntimeCache
 from ..logs import get_logger
 from ..queue.connection import REDIS_TRANSIENT_ERRORS, redis_failure
 from ..queue.job_store import JobStore
+from ..queue.pid_memo import RedisPidMemo
 from ..queue.rate_limit import shared_limiter
 from ..queue.scicat_breaker import ScicatBreaker
 from .app import app
@@ -63,7 +64,8 @@ def _runtimes() -> RuntimeCache:
     if "runtimes" not in _process:
         config = _config()
         limiter = shared_limiter(_store().redis, config.scicat.rate_limit_per_s)
-        _process["runtimes"] = RuntimeCache(config, limiter=limiter)
+        memo = RedisPidMemo(_store().redis, config)  # pids SciCat rewrote, for reruns (issue 25)
+        _process["runtimes"] = RuntimeCache(config, limiter=limiter, pid_memo=memo)
     return _process["runtimes"]  # type: ignore[no-any-return]
 
 

@@ -400,10 +400,9 @@ class Api:
             doc = self._dataset(c, self.policy.can_delete)
             if isinstance(doc, tuple):
                 return doc
+            # Only the dataset: the backend's DELETE does not cascade, so its origdatablocks stay
+            # (keyed by datasetId) and a dataset created later under the same pid lists them again.
             del self.store.datasets[doc["pid"]]
-            self.store.origdatablocks[:] = [
-                o for o in self.store.origdatablocks if o.get("datasetId") != doc["pid"]
-            ]
             return 200, copy.deepcopy(doc)
 
     # -- origdatablocks ---------------------------------------------------------------------
