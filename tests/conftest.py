@@ -28,3 +28,12 @@ def reference() -> Path:
     if found is None:
         pytest.skip("../shared/reference not found beside the checkout (CI has it); skipping")
     return found / "reference"
+
+
+@pytest.fixture(autouse=True)
+def _private_learned_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's commands keep what they learn of SciCat (``scicat/learned.py``) to themselves.
+
+    A stand-in on a loopback port an earlier test used is another SciCat with other accounts.
+    """
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

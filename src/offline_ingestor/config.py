@@ -151,6 +151,12 @@ class ScicatOptions(_Section):
     #: Seconds a process reuses a schema variable's SciCat GET (proposal, instruments,
     #: samples); 0 = ask SciCat for every file (scicat/lookups.py).
     lookup_cache_ttl_s: float = Field(60.0, ge=0)
+    #: Seconds a command's process (``ingest-now``, the drop-in) reuses what an earlier one
+    #: asked SciCat about this account (groups, read rights, whether pids are kept), from a
+    #: private file in ``learned_state_dir``; 0 = ask in every process (scicat/learned.py).
+    learned_state_ttl_s: float = Field(900.0, ge=0)
+    #: Where those files live; empty = ``$XDG_CACHE_HOME/offline-ingestor`` (``~/.cache/...``).
+    learned_state_dir: str = ""
 
     @field_validator("timeout")
     @classmethod
