@@ -20,7 +20,8 @@ from .config_paths import BROKER_URL_ENV, CONFIG_ENV, PASSWORD_ENV, TOKEN_ENV, c
 from .errors import ConfigError
 
 #: The file-list checksum algorithms (``files/checksums.py`` implements them).
-Algorithm = Literal["blake2b", "sha256", "md5"]
+#: blake2b is upstream's (and the default); blake3 is ours: hashed on every core (files/checksums.py).
+Algorithm = Literal["blake2b", "sha256", "md5", "blake3"]
 
 __all__ = ["BROKER_URL_ENV", "CONFIG_ENV", "Config", "load_config"]
 
