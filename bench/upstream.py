@@ -257,6 +257,9 @@ def main() -> None:
     out = work / f"{args.tag}results.json"
     out.write_text(json.dumps({"rows": rows, "calls": calls}, indent=1, default=str))
     print(json.dumps(rows, indent=1))
+    failed = {name: row["first_error"] for name, row in rows["systems"].items() if row["failures"]}
+    if failed:
+        print(f"\nFAILED CALLS (figures are not comparable): {failed}")
     print(f"\nhost: {host}")
     print(
         "\n| system | CPU ms min/med/max | wall ms min/med/max | requests "
