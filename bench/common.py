@@ -101,3 +101,54 @@ def fmt_ratio(numerator: float, denominator: float, unit: str = "x") -> str:
 
 def section(title: str) -> None:
     print(f"\n== {title}", flush=True)
+
+
+def _proc_stat_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole host since boot, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    idle = fields[3] + fields[4]
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / tick, total / tick
+
+
+class HostLoad:
+    """The host's load around a measurement: what other processes used while it ran.
+
+    ``finish(own_cpu_s)``: ``own_cpu_s`` is the CPU the measurement's own processes used
+    (calls, stand-ins, the harness); the rest of the host's busy time is the others'.
+    """
+
+    def __init__(self) -> None:
+        self.load_start = Path("/proc/loadavg").read_text().split()[:3]
+        self.busy0, self.total0 = _proc_stat_busy()
+        self.wall0 = time.monotonic()
+
+    def finish(self, own_cpu_s: float) -> dict[str, Any]:
+        busy, _ = _proc_stat_busy()
+        wall = time.monotonic() - self.wall0
+        others = max(0.0, busy - self.busy0 - own_cpu_s)
+        import os
+
+        return {
+            "cores": os.cpu_count(),
+            "loadavg_start": " ".join(self.load_start),
+            "loadavg_end": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+            "wall_s": round(wall, 1),
+            "host_busy_cores": round((busy - self.busy0) / wall, 2) if wall else math.nan,
+            "others_cores": round(others / wall, 2) if wall else math.nan,
+        }
+
+
+def spread(values: Sequence[float], digits: int = 1) -> dict[str, float]:
+    """min / median / max of repeated runs."""
+    if not values:
+        return {"n": 0, "min": math.nan, "median": math.nan, "max": math.nan}
+    return {
+        "n": len(values),
+        "min": round(min(values), digits),
+        "median": round(median(values), digits),
+        "max": round(max(values), digits),
+    }

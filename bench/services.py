@@ -40,11 +40,16 @@ def redis_server(directory: Path) -> RedisServer:
 class StandinProcess:
     """``python -m bench.standin`` (seeded SciCat stand-in) in a process of its own."""
 
-    def __init__(self, stats_file: Path, latency_ms: float = 0.0, jitter_ms: float = 0.0) -> None:
+    def __init__(
+        self, stats_file: Path, latency_ms: float = 0.0, jitter_ms: float = 0.0, token_user: str = ""
+    ) -> None:
         self.stats_file = stats_file
         self.latency = ["--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms)]
+        self.token_user = token_user
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
+        #: A token of ``token_user`` (when given): upstream's offline ingestor logs in only so.
+        self.token = ""
 
     def start(self) -> StandinProcess:
         self.stats_file.unlink(missing_ok=True)
@@ -53,7 +58,15 @@ class StandinProcess:
         path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
         env = {**os.environ, "PYTHONPATH": path}
         self.process = subprocess.Popen(
-            [str(PYTHON), "-m", "bench.standin", "--stats-file", str(self.stats_file), *self.latency],
+            [
+                str(PYTHON),
+                "-m",
+                "bench.standin",
+                "--stats-file",
+                str(self.stats_file),
+                *self.latency,
+                *(["--token-user", self.token_user] if self.token_user else []),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -63,6 +76,8 @@ class StandinProcess:
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("http"):
             raise RuntimeError("the SciCat stand-in did not start")
+        if self.token_user:
+            self.token = self.process.stdout.readline().strip()
         return self
 
     def stop(self) -> dict[str, Any]:

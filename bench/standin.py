@@ -24,6 +24,9 @@ def main() -> None:
     parser.add_argument("--stats-file", required=True, type=Path)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--token-user", default="", help="also print a token of this account (upstream logs in by token only)"
+    )
     args = parser.parse_args()
     done = threading.Event()
 
@@ -40,6 +43,8 @@ def main() -> None:
     )
     standin.start()
     print(standin.url_v3, flush=True)
+    if args.token_user:
+        print(standin.login_token(args.token_user), flush=True)
     while not done.wait(0.5):
         pass
     standin.stop()

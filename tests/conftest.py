@@ -90,3 +90,12 @@ def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
 def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
     """The test ended (passed, or failed by the signal): no backstop."""
     faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(autouse=True)
+def _private_learned_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's commands keep what they learn of SciCat (``scicat/learned.py``) to themselves.
+
+    A stand-in on a loopback port an earlier test used is another SciCat with other accounts.
+    """
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

@@ -20,7 +20,8 @@ from .config_paths import BROKER_URL_ENV, CONFIG_ENV, PASSWORD_ENV, TOKEN_ENV, c
 from .errors import ConfigError
 
 #: The file-list checksum algorithms (``files/checksums.py`` implements them).
-Algorithm = Literal["blake2b", "sha256", "md5"]
+#: blake2b is upstream's (and the default); blake3 is ours: hashed on every core (files/checksums.py).
+Algorithm = Literal["blake2b", "sha256", "md5", "blake3"]
 
 __all__ = ["BROKER_URL_ENV", "CONFIG_ENV", "Config", "load_config"]
 
@@ -157,6 +158,12 @@ class ScicatOptions(_Section):
     #: deployment (the breaker is shared), so a short ceiling costs nothing.
     outage_probe_s: float = Field(1.0, gt=0)
     outage_probe_max_s: float = Field(10.0, gt=0)
+    #: Seconds a command's process (``ingest-now``, the drop-in) reuses what an earlier one
+    #: asked SciCat about this account (groups, read rights, whether pids are kept), from a
+    #: private file in ``learned_state_dir``; 0 = ask in every process (scicat/learned.py).
+    learned_state_ttl_s: float = Field(900.0, ge=0)
+    #: Where those files live; empty = ``$XDG_CACHE_HOME/offline-ingestor`` (``~/.cache/...``).
+    learned_state_dir: str = ""
 
     @field_validator("timeout")
     @classmethod

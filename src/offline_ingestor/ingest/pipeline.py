@@ -13,6 +13,8 @@ from collections.abc import Callable
 from ..config import Config
 from ..errors import IngestError
 from ..files.checksums import Progress
+from ..scicat.learned import store_for
+from ..scicat.write_order import DatasetOrder
 from .executor import Done, Failed, Retry, StepExecutor, Stopped
 from .job import Job, new_job
 from .ledger import MemoryLedger
@@ -69,6 +71,16 @@ def command_runtime(config: Config) -> Runtime:
     rt.command = True  # a libhdf5 crash would end the command: read in a child process
     # A pid SciCat rewrote is kept beside the hash file, where the next run looks.
     rt.pid_memo = FileMemo(config.ingestion.file_handling)
+    # One process per file: start from what the last process of this account learnt from
+    # SciCat (rights, kept pids) instead of asking again (scicat/learned.py).
+    store = store_for(config.scicat)
+    if store is not None:
+        known = store.load()
+        rt.scicat.learned = store
+        rt.dataset_order = DatasetOrder(
+            keeps_pids=known.keeps_pids if known is not None else None,
+            on_change=lambda keeps_pids: store.note(keeps_pids=keeps_pids),
+        )
     return rt
 
 

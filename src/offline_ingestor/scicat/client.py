@@ -81,6 +81,8 @@ class ScicatClient:
         self._anonymous: bool | None = None
         #: What the account may read, probed once (see ``scicat.rights``); steps cache it here.
         self.rights: Any = None
+        #: Where a command's process keeps what it learnt for the next one (``scicat.learned``).
+        self.learned: Any = None
 
     # -- plumbing -------------------------------------------------------------------------
 

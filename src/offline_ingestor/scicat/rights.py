@@ -16,10 +16,11 @@ at start-up; any such read later also proves it) and *disproven* by a 403 on a r
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CannotVerify
+from .learned import LearnedStore
 
 if TYPE_CHECKING:
     from .client import ScicatClient
@@ -33,14 +34,33 @@ FIX = (
 )
 
 
-@dataclass
 class AccountRights:
     """The account's groups and whether it may read datasets of other groups."""
 
-    username: str | None
-    groups: tuple[str, ...]
-    #: True: proven (saw a foreign dataset); False: SciCat answered 403 to a read; None: unknown.
-    reads_all: bool | None = None
+    def __init__(
+        self,
+        username: str | None,
+        groups: tuple[str, ...],
+        reads_all: bool | None = None,
+        on_change: Callable[[bool | None], None] | None = None,
+    ) -> None:
+        self.username = username
+        self.groups = groups
+        self._reads_all = reads_all
+        #: Told every change of ``reads_all`` (the learned-state file, ``scicat/learned.py``).
+        self.on_change = on_change
+
+    @property
+    def reads_all(self) -> bool | None:
+        """True: proven (saw a foreign dataset); False: SciCat answered 403 to a read; None: unknown."""
+        return self._reads_all
+
+    @reads_all.setter
+    def reads_all(self, value: bool | None) -> None:
+        changed = value != self._reads_all
+        self._reads_all = value
+        if changed and self.on_change is not None:
+            self.on_change(value)
 
     def readable(self, dataset: dict[str, Any]) -> bool | None:
         """Whether SciCat will let this account read ``dataset`` back (None = cannot tell yet)."""
@@ -84,17 +104,31 @@ def _names(dataset: dict[str, Any]) -> set[Any]:
 
 
 def account_rights(client: ScicatClient, *, probe: bool = True) -> AccountRights:
-    """The client's account rights, asked once per client (whoami + one list probe)."""
+    """The client's account rights, asked once per client (whoami + one list probe).
+
+    A client given a learned-state file (``client.learned``, ``scicat/learned.py``: what an
+    earlier process of this account asked less than ``scicat.learned_state_ttl_s`` ago)
+    starts from it instead of asking; either way later answers are written back to it.
+    """
     cached = client.rights
     if isinstance(cached, AccountRights):
         return cached
-    me = client.whoami()
-    if me is None:
-        rights = AccountRights(None, ())
+    store = client.learned if isinstance(client.learned, LearnedStore) else None
+    known = store.load() if store is not None and probe else None
+    if known is not None:
+        rights = AccountRights(known.username, known.groups, known.reads_all)
     else:
-        rights = AccountRights(str(me.get("username") or ""), tuple(me.get("currentGroups") or ()))
-        if probe:
-            rights.reads_all = _sees_foreign(client, rights) or None
+        me = client.whoami()
+        if me is None:
+            rights = AccountRights(None, ())
+        else:
+            rights = AccountRights(str(me.get("username") or ""), tuple(me.get("currentGroups") or ()))
+            if probe:
+                rights.reads_all = _sees_foreign(client, rights) or None
+        if store is not None and probe and rights.username is not None:
+            store.save_rights(rights.username, rights.groups, rights.reads_all)
+    if store is not None and rights.username is not None:
+        rights.on_change = lambda reads_all: store.note(reads_all=reads_all)
     client.rights = rights
     return rights
 

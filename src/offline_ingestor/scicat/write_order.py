@@ -21,18 +21,29 @@ the dataset back). Each worker thread has its own runtime, so each learns this o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 __all__ = ["DatasetOrder"]
 
 
 class DatasetOrder:
     """What one process has learnt about its SciCat's answers to dataset creates."""
 
-    def __init__(self, weight: float = 0.3) -> None:
+    def __init__(
+        self,
+        weight: float = 0.3,
+        *,
+        keeps_pids: bool | None = None,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
         #: Share of the newest outcome in the running share of "created".
         self.weight = weight
         #: None until the first create with a pid is answered; False for good once a pid
-        #: came back rewritten.
-        self.keeps_pids: bool | None = None
+        #: came back rewritten. A command's process may start from what an earlier process
+        #: of the same account learnt (``scicat/learned.py``), and tells ``on_change`` what
+        #: it learns, so that the next one starts from it.
+        self.keeps_pids: bool | None = keeps_pids
+        self.on_change = on_change
         self._created_share = 1.0
 
     def post_first(self) -> bool:
@@ -42,7 +53,10 @@ class DatasetOrder:
     def note_created(self, *, sent_pid: str | None, stored_pid: str) -> None:
         """A 201: remember whether SciCat stored the dataset under the pid we sent."""
         if sent_pid:
+            before = self.keeps_pids
             self.keeps_pids = self.keeps_pids is not False and stored_pid == sent_pid
+            if self.keeps_pids != before and self.on_change is not None:
+                self.on_change(self.keeps_pids)
         self._note(created=True)
 
     def note_found(self) -> None:

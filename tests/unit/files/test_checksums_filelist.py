@@ -47,6 +47,39 @@ def test_checksum_equals_hashlib(big_file: Path, algorithm: str) -> None:
     assert file_checksum(big_file, algorithm) == expected  # type: ignore[arg-type]
 
 
+#: The BLAKE3 team's test vectors (github.com/BLAKE3-team/BLAKE3, test_vectors.json: input
+#: bytes i % 251), 256-bit outputs.
+BLAKE3_VECTORS = {
+    0: "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+    1: "2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213",
+    1024: "42214739f095a406f3fc83deb889744ac00df831c10daa55189b5d121c855af7",
+}
+
+
+@pytest.mark.parametrize("length", sorted(BLAKE3_VECTORS))
+def test_blake3_matches_the_official_test_vectors(tmp_path: Path, length: int) -> None:
+    path = tmp_path / "vector"
+    path.write_bytes(bytes(i % 251 for i in range(length)))
+    assert file_checksum(path, "blake3") == BLAKE3_VECTORS[length]
+
+
+def test_blake3_equals_the_reference_library_single_threaded(big_file: Path) -> None:
+    """Our multi-threaded, buffered digest equals the reference library's of the whole file."""
+    blake3 = pytest.importorskip("blake3")
+    expected = blake3.blake3(big_file.read_bytes(), max_threads=1).hexdigest()
+    assert file_checksum(big_file, "blake3") == expected
+
+
+def test_the_file_list_carries_the_blake3_digest(data_file: Path) -> None:
+    blake3 = pytest.importorskip("blake3")
+    entries = build_file_list(
+        data_file,
+        options(file_hash_algorithm="blake3", save_file_hash=False),
+        source_folder=str(data_file.parent),
+    )
+    assert entries[0]["chk"] == blake3.blake3(data_file.read_bytes()).hexdigest()
+
+
 def test_blake2b_is_the_default_with_128_hex_chars(big_file: Path) -> None:
     """The default is blake2b with its 64-byte digest (upstream's `.b2b` content)."""
     digest = file_checksum(big_file)
