@@ -258,7 +258,10 @@ def failed(config_path: str | None, as_json: bool) -> None:
 @config_option
 @click.option("--all", "requeue_all", is_flag=True, help="Requeue every file in the failed registry.")
 def requeue(keys: tuple[str, ...], config_path: str | None, requeue_all: bool) -> None:
-    """Queue failed files again (after fixing the cause); reports what it did."""
+    """Queue failed files again (after fixing the cause); reports what it did.
+
+    A queued or running KEY whose worker died (its heartbeat is gone) is taken over too.
+    """
     from ..errors import IngestError
     from ..producer import submit_job
 
@@ -271,11 +274,15 @@ def requeue(keys: tuple[str, ...], config_path: str | None, requeue_all: bool) -
     problems = 0
     for key in chosen:
         entry = entries.get(key)
+        record = store.get(key)
+        if entry is None and record is not None and record.state in ("queued", "running"):
+            # A stuck file (its worker died): the forced claim takes over the lease only if
+            # the holder's heartbeat is gone, else answers "already running (held by ...)".
+            entry = {"file": record.fields.get("file", "")}
         if entry is None:
             click.echo(f"not failed       {key}")
             problems += 1
             continue
-        record = store.get(key)
         job: Job = {
             "file": entry["file"],
             "key": key,
