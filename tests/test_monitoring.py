@@ -25,7 +25,7 @@ def test_alert_rules_pass_promtool_check() -> None:
         [promtool(), "check", "rules", str(MONITORING / "alerts.yml")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 9 rules found" in result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout
 
 
 def test_alert_rules_fire_in_promtool_unit_tests() -> None:

@@ -161,3 +161,23 @@ def ingestor_cli_celery(config: Path, *args: str) -> Any:
         env=env,
         timeout=60,
     )
+
+
+def test_done_file_whose_dataset_is_gone_is_reingested_by_the_audit(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """Problem 4: Redis says done, SciCat lost the dataset; ``audit --enqueue-missing`` re-runs
+    it (before: "already done", nothing queued) and it ends with one dataset and one block."""
+    config = queue_config(queue=LIVE)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    start_worker(config)
+    path = ymir_file(data_root)
+    ingestor_cli("enqueue", "-c", str(config), str(path))
+    wait_for(lambda: record(client, only_key(client)).get("state") == "done", 60, "the file to be done")
+    key, first_pid = only_key(client), next(iter(standin.datasets))
+    standin.reset()  # the catalogue lost it (a restore from an older backup, a deletion)
+    result = ingestor_cli("audit", "-c", str(config), "--enqueue-missing")
+    assert f"enqueue {path}: queued" in result.stdout, result.stdout + result.stderr
+    wait_for(lambda: len(standin.origdatablocks) == 1, 60, "the block posted again")
+    wait_for(lambda: record(client, key).get("state") == "done", 60, "the file done again")
+    assert list(standin.datasets) == [first_pid] and len(standin.origdatablocks) == 1

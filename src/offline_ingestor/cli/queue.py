@@ -205,7 +205,10 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
             if spooled is not None:  # what is safe on local disk meanwhile
                 click.echo(f"spooled    {spooled['waiting']}  ({spooled['dir']})", err=True)
             raise
-        data: dict[str, Any] = {"states": counts, "failed_registry": failed_count}
+        from ..queue.stuck import stuck_files
+
+        stuck = _guard_redis(lambda: stuck_files(store, config.queue.stuck_after_s))
+        data: dict[str, Any] = {"states": counts, "failed_registry": failed_count, "stuck": stuck}
         if spooled is not None:
             data["spool"] = spooled
         if as_json:
@@ -216,6 +219,11 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
             click.echo(f"{'failed registry':<10} {failed_count}")
             if spooled is not None:
                 click.echo(f"{'spooled':<10} {spooled['waiting']}  ({spooled['dir']})")
+            for item in stuck:
+                click.echo(
+                    f"stuck      {item['key']}  {item['state']} {item['step']} for {item['age_s']:.0f} s, "
+                    f"resumed {item['resumes']}x: {item['why']}  {item['file']}"
+                )
         return
     key = target
     if os.path.exists(target) or "/" in target:

@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -88,6 +89,7 @@ class ProcessHeartbeat:
         self._keys: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._steady_since: float | None = None
         self.ident = process_id()
 
     def value(self) -> str:
@@ -98,7 +100,22 @@ class ProcessHeartbeat:
 
     def beat(self) -> None:
         """Write the key now (raises Redis errors: callers decide)."""
-        self._client().set(f"{PROC_PREFIX}{self.ident}", self.value(), px=int(self.ttl_s * 1000))
+        try:
+            self._client().set(f"{PROC_PREFIX}{self.ident}", self.value(), px=int(self.ttl_s * 1000))
+        except BaseException:
+            self._steady_since = None
+            raise
+        if self._steady_since is None:
+            self._steady_since = time.monotonic()
+
+    def steady_for(self) -> float:
+        """Seconds this process's beats have been reaching Redis without a failure.
+
+        After Redis refused writes (OOM), restarted or failed over, every heartbeat may have
+        expired although the workers live: nobody may be judged dead until all have had a
+        full TTL to beat again (the reconciler waits for that).
+        """
+        return 0.0 if self._steady_since is None else time.monotonic() - self._steady_since
 
     @contextlib.contextmanager
     def running(self, key: str, step: str) -> Iterator[None]:

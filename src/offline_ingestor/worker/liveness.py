@@ -90,7 +90,7 @@ def _main_ready(sender: Any = None, **_: Any) -> None:
             stores.append(JobStore.for_config(config))
         return stores[0]
 
-    reconciler = Reconciler(app, config, store)
+    reconciler = Reconciler(app, config, store, heartbeat.steady_for)
     reconciler.start()
     _state["reconciler"] = reconciler
     queue = config.queue

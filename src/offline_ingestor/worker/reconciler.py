@@ -47,6 +47,8 @@ __all__ = ["Reconciler", "message_key", "record_age_s"]
 log = get_logger("offline_ingestor.reconciler")
 
 LOCK_KEY = f"{PREFIX}reconciler"
+#: The last pass's oldest unfinished file (epoch of its enqueue) and count of stuck files.
+SUMMARY_KEY = f"{PREFIX}liveness"
 #: kombu's default names (``kombu.transport.redis.Channel``; not overridden in worker/settings.py).
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
 #: Renew the election lock only while we still hold it.
@@ -71,9 +73,9 @@ def message_key(payload: dict[str, Any]) -> str | None:
     return str(key) if key else None
 
 
-def record_age_s(record: Record, now: float | None = None) -> float:
-    """Seconds since the record last changed (``updated_at``, else ``enqueued_at``)."""
-    stamp = record.fields.get("updated_at") or record.fields.get("enqueued_at") or ""
+def record_age_s(record: Record, now: float | None = None, *, field: str = "updated_at") -> float:
+    """Seconds since the record's ``field`` (by default its last change; else ``enqueued_at``)."""
+    stamp = record.fields.get(field) or record.fields.get("enqueued_at") or ""
     try:
         then = time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
     except ValueError:
@@ -84,8 +86,10 @@ def record_age_s(record: Record, now: float | None = None) -> float:
 class Reconciler:
     """One pass at a time; :meth:`start` runs passes on a daemon thread while elected."""
 
-    def __init__(self, app: Celery, config: Config, store: Callable[[], JobStore]) -> None:
-        self.app, self.config, self._store = app, config, store
+    def __init__(
+        self, app: Celery, config: Config, store: Callable[[], JobStore], steady_for: Callable[[], float]
+    ) -> None:
+        self.app, self.config, self._store, self._steady_for = app, config, store, steady_for
         self.me = process_id()
         self._suspects: set[str] = set()
         self._stop = threading.Event()
@@ -99,8 +103,18 @@ class Reconciler:
         ttl_ms = int(self.config.queue.reconcile_interval_s * 3000)
         return bool(self.redis.eval(_RENEW, 1, LOCK_KEY, self.me, ttl_ms))
 
+    def steady(self) -> bool:
+        """Whether heartbeats can be trusted: ours has reached Redis for a TTL and an interval."""
+        queue = self.config.queue
+        return self._steady_for() > queue.heartbeat_ttl_s + queue.heartbeat_interval_s
+
     def run_once(self) -> dict[str, int]:
         """One pass (the caller holds the lock); counts of what it did."""
+        if not self.steady():
+            # Redis refused writes or came back lately: live workers' heartbeats may have
+            # expired meanwhile. Judging them dead now would run their steps twice.
+            self._suspects = set()
+            return {"restored": 0, "resumed": 0, "suspects": 0}
         live = live_processes(self.redis)
         restored = self._restore_dead_deliveries(live)
         waiting = self._message_keys()
@@ -108,8 +122,15 @@ class Reconciler:
         resumed = 0
         suspects: set[str] = set()
         grace_s = self.config.queue.heartbeat_ttl_s
+        now = time.time()
+        oldest, stuck = now, 0
         for record in self._store().records():
-            if record.state not in ("queued", "running") or record.key in waiting or record.key in running:
+            if record.state not in ("queued", "running"):
+                continue
+            enqueued = now - record_age_s(record, now, field="enqueued_at")
+            oldest = min(oldest, enqueued)
+            stuck += now - enqueued > self.config.queue.stuck_after_s
+            if record.key in waiting or record.key in running:
                 continue
             if record_age_s(record) < grace_s:
                 continue
@@ -118,6 +139,12 @@ class Reconciler:
                 continue
             resumed += self._resume(record)
         self._suspects = suspects
+        # For the metrics scrape (worker/metrics_server.py): read by every worker, written here.
+        summary = {"oldest_unfinished": f"{oldest:.3f}", "stuck": str(stuck), "at": f"{now:.3f}"}
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(SUMMARY_KEY, mapping=summary)  # type: ignore[arg-type]
+        pipe.pexpire(SUMMARY_KEY, int(self.config.queue.reconcile_interval_s * 5000))
+        pipe.execute()
         return {"restored": restored, "resumed": resumed, "suspects": len(suspects)}
 
     def _restore_dead_deliveries(self, live: dict[str, dict[str, Any]]) -> int:
