@@ -6,6 +6,7 @@ The visibility timeout is an hour here: nothing in these tests may wait for it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -176,8 +177,9 @@ def test_done_file_whose_dataset_is_gone_is_reingested_by_the_audit(
     wait_for(lambda: record(client, only_key(client)).get("state") == "done", 60, "the file to be done")
     key, first_pid = only_key(client), next(iter(standin.datasets))
     standin.reset()  # the catalogue lost it (a restore from an older backup, a deletion)
-    result = ingestor_cli("audit", "-c", str(config), "--enqueue-missing")
-    assert f"enqueue {path}: queued" in result.stdout, result.stdout + result.stderr
+    result = ingestor_cli("audit", "-c", str(config), "--enqueue-missing", "--json")
+    actions = [json.loads(line).get("action") for line in result.stdout.splitlines() if line.startswith("{")]
+    assert f"enqueue {path}: queued" in actions, result.stdout + result.stderr
     wait_for(lambda: len(standin.origdatablocks) == 1, 60, "the block posted again")
     wait_for(lambda: record(client, key).get("state") == "done", 60, "the file done again")
     assert list(standin.datasets) == [first_pid] and len(standin.origdatablocks) == 1

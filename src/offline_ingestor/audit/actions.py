@@ -45,6 +45,7 @@ def enqueue_missing(config: Config, results: list[FileResult]) -> list[str]:
                 outcome = submit_job(job, config, store=store, force=True)
                 log.warning("audit.reingest", file=result.file, key=outcome.key, status=outcome.status,
                             reason="Redis says done but SciCat has no dataset")  # fmt: skip
+            done.append(f"enqueue {result.file}: {outcome.status}")
             log.info("audit.enqueued", file=result.file, key=outcome.key, status=outcome.status)
         except IngestError as exc:
             done.append(f"enqueue {result.file}: error: {exc.message}")

@@ -33,9 +33,8 @@ def _held_tags() -> list[str]:
     from celery.worker import state
 
     requests = [*state.reserved_requests, *state.active_requests, *state.scheduled_requests]
-    tags = {
-        str((getattr(request, "delivery_info", None) or {}).get("delivery_tag") or "") for request in requests
-    }
+    # The tag is on the kombu message: Celery's ``Request.delivery_info`` leaves it out.
+    tags = {str(getattr(getattr(request, "message", None), "delivery_tag", "") or "") for request in requests}
     tags.discard("")
     return sorted(tags)
 
