@@ -183,3 +183,24 @@ def test_done_file_whose_dataset_is_gone_is_reingested_by_the_audit(
     wait_for(lambda: len(standin.origdatablocks) == 1, 60, "the block posted again")
     wait_for(lambda: record(client, key).get("state") == "done", 60, "the file done again")
     assert list(standin.datasets) == [first_pid] and len(standin.origdatablocks) == 1
+
+
+def test_redis_full_for_longer_than_the_heartbeat_ttl(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """Redis refuses writes (OOM) for several heartbeat TTLs: heartbeats expire while the worker
+    lives; the worker keeps running, the reconciler waits for steady beats, every file ends once."""
+    config = queue_config(queue=LIVE)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    standin.inject(Fault(status=None, delay_s=0.05, times=None))
+    worker = start_worker(config)
+    paths = [ymir_file(data_root, name=f"m{index}.hdf") for index in range(12)]
+    ingestor_cli("enqueue", "-c", str(config), *map(str, paths))
+    wait_for(lambda: len(standin.origdatablocks) >= 2, 60, "a few files done")
+    client.config_set("maxmemory", 1)
+    wait_for(lambda: no_live_process(client), 30, "every heartbeat to expire under OOM")
+    assert worker.process.poll() is None, "the worker exited at maxmemory"
+    client.config_set("maxmemory", 0)
+    wait_for(lambda: states(client) == {"done": 12}, 120, "every file to be done")
+    assert worker.process.poll() is None, "the worker exited at maxmemory"
+    assert len(standin.datasets) == 12 and len(standin.origdatablocks) == 12
