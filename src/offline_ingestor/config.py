@@ -227,6 +227,16 @@ class QueueOptions(_Section):
     state_ttl_s: int = Field(7 * 86400, ge=60)
     lease_ttl_s: int = Field(3 * 3600 + 600, ge=10)
     heartbeat_file: str = ""
+    #: Liveness (issue 22): each worker process renews a Redis key this often ...
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    #: ... which expires this long after its last renewal: a dead process's leases are free then.
+    heartbeat_ttl_s: float = Field(30.0, gt=0)
+    #: The elected reconciler's pass interval (restore dead workers' deliveries, resume stuck files).
+    reconcile_interval_s: float = Field(10.0, gt=0)
+    #: A file the reconciler finds without message nor running process more often than this fails.
+    max_resumes: int = Field(5, ge=0)
+    #: A file queued or running longer than this is "stuck" for status and the age metric.
+    stuck_after_s: float = Field(3600.0, gt=0)
     metrics_port: int = Field(0, ge=0)
     #: On SIGTERM running steps get this long to finish; then they are abandoned and their
     #: messages requeued at once (worker/stop.py). Keep it below the container's stop grace.
@@ -369,6 +379,11 @@ def parse_config(data: Any, source: str = "<dict>") -> Config:
             f"config {source}: queue.retry_backoff_max_s ({config.queue.retry_backoff_max_s}) must be "
             f"below queue.visibility_timeout_s ({config.queue.visibility_timeout_s}): a retry waits "
             "unacked and would be delivered twice"
+        )
+    if config.queue.heartbeat_interval_s >= config.queue.heartbeat_ttl_s:
+        raise ConfigError(
+            f"config {source}: queue.heartbeat_interval_s ({config.queue.heartbeat_interval_s}) must be "
+            f"below queue.heartbeat_ttl_s ({config.queue.heartbeat_ttl_s}), or live workers look dead"
         )
     if config.queue.task_time_limit_s >= config.queue.visibility_timeout_s:
         raise ConfigError(

@@ -1,7 +1,9 @@
 """``--enqueue-missing`` and ``--repair``: the writes an audit may make, never a deletion.
 
 * missing / failed files are enqueued through the producer: the idempotency key makes a
-  file already queued, running or done a no-op, so a second audit never doubles work;
+  file already queued or running a no-op, so a second audit never doubles work; a file
+  Redis says is done but whose dataset this audit did not find in SciCat is re-run
+  (forced), with the same SciCat look-ups as any re-run;
 * ``totals-mismatch``: the dataset's ``size``/``numberOfFiles`` are PATCHed to the sums over
   its origdatablocks (what SciCat's ``$inc`` would have left had it not crashed);
 * ``no-files``: the file goes through the normal chain again (queue, or in-process when
@@ -35,9 +37,14 @@ def enqueue_missing(config: Config, results: list[FileResult]) -> list[str]:
         if result.cls not in ("missing", "failed"):
             continue
         try:
-            outcome = submit_job(
-                new_job(result.file, config.ingestion.allowed_data_roots), config, store=store
-            )
+            job = new_job(result.file, config.ingestion.allowed_data_roots)
+            outcome = submit_job(job, config, store=store)
+            if outcome.status == "already done" and result.cls == "missing":
+                # Redis says done, SciCat (this audit's view) has no dataset: it was deleted.
+                # A forced re-run: post-dataset looks the pid up again first (rerun rules).
+                outcome = submit_job(job, config, store=store, force=True)
+                log.warning("audit.reingest", file=result.file, key=outcome.key, status=outcome.status,
+                            reason="Redis says done but SciCat has no dataset")  # fmt: skip
             done.append(f"enqueue {result.file}: {outcome.status}")
             log.info("audit.enqueued", file=result.file, key=outcome.key, status=outcome.status)
         except IngestError as exc:

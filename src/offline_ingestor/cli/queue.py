@@ -155,7 +155,10 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
             if spooled is not None:  # what is safe on local disk meanwhile
                 click.echo(f"spooled    {spooled['waiting']}  ({spooled['dir']})", err=True)
             raise
-        data: dict[str, Any] = {"states": counts, "failed_registry": failed_count}
+        from ..queue.stuck import stuck_files
+
+        stuck = _guard_redis(lambda: stuck_files(store, config.queue.stuck_after_s))
+        data: dict[str, Any] = {"states": counts, "failed_registry": failed_count, "stuck": stuck}
         if spooled is not None:
             data["spool"] = spooled
         outage = _scicat_outage(store)
@@ -171,6 +174,11 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
                 click.echo(f"{'scicat':<10} {outage.describe()}")
             if spooled is not None:
                 click.echo(f"{'spooled':<10} {spooled['waiting']}  ({spooled['dir']})")
+            for item in stuck:
+                click.echo(
+                    f"stuck      {item['key']}  {item['state']} {item['step']} for {item['age_s']:.0f} s, "
+                    f"resumed {item['resumes']}x: {item['why']}  {item['file']}"
+                )
         return
     key = target
     if os.path.exists(target) or "/" in target:
@@ -213,7 +221,10 @@ def failed(config_path: str | None, as_json: bool) -> None:
 @config_option
 @click.option("--all", "requeue_all", is_flag=True, help="Requeue every file in the failed registry.")
 def requeue(keys: tuple[str, ...], config_path: str | None, requeue_all: bool) -> None:
-    """Queue failed files again (after fixing the cause); reports what it did."""
+    """Queue failed files again (after fixing the cause); reports what it did.
+
+    A queued or running KEY whose worker died (its heartbeat is gone) is taken over too.
+    """
     from ..errors import IngestError
     from ..producer import submit_job
 
@@ -226,11 +237,15 @@ def requeue(keys: tuple[str, ...], config_path: str | None, requeue_all: bool) -
     problems = 0
     for key in chosen:
         entry = entries.get(key)
+        record = store.get(key)
+        if entry is None and record is not None and record.state in ("queued", "running"):
+            # A stuck file (its worker died): the forced claim takes over the lease only if
+            # the holder's heartbeat is gone, else answers "already running (held by ...)".
+            entry = {"file": record.fields.get("file", "")}
         if entry is None:
             click.echo(f"not failed       {key}")
             problems += 1
             continue
-        record = store.get(key)
         job: Job = {
             "file": entry["file"],
             "key": key,

@@ -7,6 +7,8 @@ Keys (``oi:`` prefix, all JSON-able, no secrets):
   request id, and ``1`` once its chain was published). Expires ``state_ttl_s`` after last change.
 * ``oi:doc:{key}``   the job document the steps pass along (JSON), same TTL.
 * ``oi:lease:{key}`` the chain that may work on the key (``SET NX EX``).
+* ``oi:holder:{key}`` the process (``queue/heartbeats.py``) that last began a step under the
+  lease: the lease may be taken over by another chain once that process's heartbeat is gone.
 * ``oi:runs:{key}:{step}`` executions of a step, to cap redeliveries after worker loss.
 * ``oi:failed``      hash key -> JSON failure record (file, step, error, attempts, time).
 """
@@ -25,10 +27,16 @@ import redis
 from ..config import Config, QueueOptions
 from ..ingest.job import Job, ingest_key
 from ..ingest.ledger import Record, StepStart
+from ..logs import get_logger
 
 __all__ = ["ACTIVE_STATES", "FAILED_KEY", "PREFIX", "JobStore", "Record", "StepStart", "job_key"]
 
+log = get_logger("offline_ingestor.job_store")
+
 ACTIVE_STATES = ("queued", "running", "done")
+#: Record fields a forced claim keeps: the orphaned-write rules (``ingest/executor.py``) must
+#: still see a dead process's last write and its sender.
+_WRITE_FIELDS = ("write:", "writer:", "write_until:")
 PREFIX = "oi:"
 #: The failed registry (a hash); the metrics scrape reads its length.
 FAILED_KEY = f"{PREFIX}failed"
@@ -54,6 +62,33 @@ end
 redis.call('HSET', KEYS[1], 'writer:' .. ARGV[1], ARGV[2], 'write:' .. ARGV[1], ARGV[3],
            'write_until:' .. ARGV[1], tostring(at + window))
 return '0'
+"""
+
+
+#: begin_step's lease: take it if free; the same chain always may, unless another live process
+#: is running this very step of this file now (a restored copy of a message whose first copy
+#: still runs); another chain only once the holder's heartbeat key is gone (it died). A lease
+#: without a holder (older release) waits for its TTL. The heartbeat key is read inside the
+#: script (not in KEYS): fine for one Redis or Sentinel, not for Redis Cluster.
+_TAKE_LEASE = """
+local lease, holder = redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])
+local owner, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local answer = 'taken'
+if lease then
+  local beat = false
+  if holder and holder ~= '' then beat = redis.call('GET', ARGV[4] .. holder) end
+  if lease == owner then
+    answer = 'ours'
+    if holder ~= me and beat and string.find(beat, ARGV[5], 1, true) then return 'busy' end
+  elseif holder and holder ~= '' and not beat then
+    answer = 'took-over:' .. lease .. ':' .. holder
+  else
+    return 'refused'
+  end
+end
+redis.call('SET', KEYS[1], owner, 'EX', ttl)
+redis.call('SET', KEYS[2], me, 'EX', ttl)
+return answer
 """
 
 
@@ -113,10 +148,11 @@ class JobStore:
         was never published (the publish or its roll-back failed), and is a no-op once it was.
         """
         name = f"{PREFIX}job:{job['key']}"
+        lease, holder_name = f"{PREFIX}lease:{job['key']}", f"{PREFIX}holder:{job['key']}"
         with self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(name)  # type: ignore[no-untyped-call]
+                    pipe.watch(name, lease, holder_name)  # type: ignore[no-untyped-call]
                     previous, owner, published = (
                         str(value or "") for value in pipe.hmget(name, "state", "claim", "published")
                     )
@@ -127,8 +163,32 @@ class JobStore:
                     if previous in ACTIVE_STATES and not force and not ours:
                         pipe.unwatch()
                         return False, previous
+                    chain, holder, alive = self.lease(job["key"]) if force else ("", "", None)
+                    if chain and alive:
+                        # Its holder is alive: a second chain would be dropped at its first
+                        # step (chain.duplicate) and leave "queued" with nothing queued.
+                        pipe.unwatch()
+                        return False, f"running (held by {holder})"
+                    kept = {
+                        field: value
+                        for field, value in cast(dict[str, str], pipe.hgetall(name)).items()
+                        if field.startswith(_WRITE_FIELDS)
+                    }
                     pipe.multi()
                     pipe.delete(name)
+                    if chain and alive is False:
+                        # The holder died (its heartbeat expired): the new chain takes over.
+                        pipe.delete(lease, holder_name)
+                        log.warning(
+                            "lease.taken_over",
+                            key=job["key"],
+                            file=job["file"],
+                            previous_chain=chain,
+                            dead_holder=holder,
+                            reason="forced claim; the holder's heartbeat is gone",
+                        )
+                    if kept:
+                        pipe.hset(name, mapping=cast(Any, kept))
                     pipe.hset(
                         name,
                         mapping={
@@ -181,6 +241,24 @@ class JobStore:
 
     # -- leases -------------------------------------------------------------------------------
 
+    def _lease_args(self, key: str, step: str, owner: str) -> tuple[Any, ...]:
+        from .heartbeats import PROC_PREFIX, beating_as, running_entry
+
+        names = (f"{PREFIX}lease:{key}", f"{PREFIX}holder:{key}")
+        entry = running_entry(key, step)
+        return (_TAKE_LEASE, 2, *names, owner, beating_as(), self.lease_ttl_s, PROC_PREFIX, entry)
+
+    def lease(self, key: str) -> tuple[str, str, bool | None]:
+        """(chain, holder process, holder alive?) of a key's lease; alive is None without a holder."""
+        from .heartbeats import PROC_PREFIX
+
+        owner, holder = (
+            str(v or "") for v in self.redis.mget(f"{PREFIX}lease:{key}", f"{PREFIX}holder:{key}")
+        )
+        if not holder:
+            return owner, "", None
+        return owner, holder, bool(self.redis.exists(f"{PROC_PREFIX}{holder}"))
+
     def release_lease(self, key: str, owner: str) -> None:
         name = f"{PREFIX}lease:{key}"
         with self.redis.pipeline() as pipe:
@@ -188,7 +266,7 @@ class JobStore:
                 pipe.watch(name)  # type: ignore[no-untyped-call]
                 if pipe.get(name) == owner:
                     pipe.multi()
-                    pipe.delete(name)
+                    pipe.delete(name, f"{PREFIX}holder:{key}")
                     pipe.execute()
                 else:
                     pipe.unwatch()
@@ -216,19 +294,19 @@ class JobStore:
         lease is ``SET NX EX``; a chain that already holds it refreshes its expiry with one
         more call, and any other owner is refused until the lease expires or is released.
         """
-        lease = f"{PREFIX}lease:{key}"
         runs = f"{PREFIX}runs:{key}:{step}"
         pipe = self.redis.pipeline(transaction=False)
         pipe.incr(runs)
         pipe.expire(runs, self.state_ttl_s)
-        pipe.set(lease, owner, nx=True, ex=self.lease_ttl_s)
-        pipe.get(lease)
+        pipe.eval(*self._lease_args(key, step, owner))
         pipe.hgetall(f"{PREFIX}job:{key}")
         pipe.get(f"{PREFIX}doc:{key}")
-        count, _, taken, holder, fields, raw = pipe.execute()
-        leased = bool(taken) or holder == owner
-        if leased and not taken:
-            self.redis.expire(lease, self.lease_ttl_s)
+        count, _, answer, fields, raw = pipe.execute()
+        leased = answer == "ours" or answer.startswith(("taken", "took-over"))
+        if answer.startswith("took-over"):
+            _, previous, holder = answer.split(":", 2)
+            log.warning("lease.taken_over", key=key, step=step, previous_chain=previous,
+                        dead_holder=holder, reason="the holder's heartbeat is gone")  # fmt: skip
         return StepStart(
             runs=int(count),
             leased=leased,

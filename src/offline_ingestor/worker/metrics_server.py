@@ -68,6 +68,7 @@ class _WorkerCollector:
         from ..queue.broker_layout import queue_keys
         from ..queue.connection import redis_client
         from ..queue.job_store import FAILED_KEY
+        from ..queue.job_store import PREFIX as PREFIX_OI
         from ..queue.scicat_breaker import ScicatBreaker
 
         pool = GaugeMetricFamily(f"{PREFIX}pool_processes", "Pool processes configured")
@@ -91,6 +92,10 @@ class _WorkerCollector:
             age_value = _oldest_age(client, names, time.time())
             failed_value = int(client.hlen(FAILED_KEY))
             outage = ScicatBreaker(client).outage()
+            summary = {
+                (k.decode() if isinstance(k, bytes) else str(k)): float(v)
+                for k, v in client.hgetall(f"{PREFIX_OI}liveness").items()
+            }
         except redis.RedisError:
             up_value = 0
         up = GaugeMetricFamily(f"{PREFIX}redis_up", "1 when the worker's scrape reached Redis")
@@ -109,6 +114,18 @@ class _WorkerCollector:
         failed = GaugeMetricFamily(f"{PREFIX}failed_files", "Files in the failed registry")
         failed.add_metric([], failed_value)
         yield failed
+        if summary:
+            # The elected reconciler's last pass (worker/reconciler.py); absent before its first.
+            unfinished = GaugeMetricFamily(
+                f"{PREFIX}oldest_unfinished_seconds", "Age of the oldest file queued or running"
+            )
+            unfinished.add_metric([], max(0.0, summary["at"] - summary["oldest_unfinished"]))
+            yield unfinished
+            stuck = GaugeMetricFamily(
+                f"{PREFIX}stuck_files", "Files queued or running longer than queue.stuck_after_s"
+            )
+            stuck.add_metric([], summary["stuck"])
+            yield stuck
         yield from _scicat_gauges(outage, time.time())
 
 

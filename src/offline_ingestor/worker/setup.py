@@ -45,6 +45,7 @@ def prepare_worker(config: Any) -> None:
         heartbeat,
         kombu_oom,
         kombu_patches,
+        liveness,
         lost_workers,
         refused_submits,
         scicat_prober,

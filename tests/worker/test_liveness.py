@@ -1,0 +1,206 @@
+"""Issue 22: nothing stuck. Each fault leaves every file done, with no operator, or with the
+one operator command that should work (real Redis, real workers, the SciCat stand-in).
+
+The visibility timeout is an hour here: nothing in these tests may wait for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from helpers import BIN, ingestor_cli, wait_for, ymir_file
+from offline_ingestor.testing import Fault
+
+pytestmark = [pytest.mark.redis, pytest.mark.worker]
+
+#: Short liveness timings (config keys only) and a visibility timeout nothing may wait for.
+LIVE = {
+    "visibility_timeout_s": 3600,
+    "task_time_limit_s": 60,
+    "retry_backoff_s": 0.1,
+    "retry_backoff_max_s": 1,
+    "heartbeat_interval_s": 0.3,
+    "heartbeat_ttl_s": 1.5,
+    "reconcile_interval_s": 0.5,
+}
+
+
+def record(client: redis.Redis, key: str) -> dict[str, str]:
+    return client.hgetall(f"oi:job:{key}")  # type: ignore[return-value]
+
+
+def only_key(client: redis.Redis) -> str:
+    (name,) = list(client.scan_iter("oi:job:*"))
+    return str(name).removeprefix("oi:job:")
+
+
+def no_live_process(client: redis.Redis) -> bool:
+    return not list(client.scan_iter("oi:proc:*"))
+
+
+def states(client: redis.Redis) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in client.scan_iter("oi:job:*"):
+        state = str(client.hget(name, "state"))
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def test_force_takes_over_the_lease_of_a_killed_worker(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """Problem 1: a SIGKILLed worker's file; ``enqueue --force`` takes over its lease and the
+    file ends done once (before: "queued", then dropped as chain.duplicate, stuck)."""
+    # The reconciler is slowed right down: only the forced claim can move this file.
+    config = queue_config(queue={**LIVE, "reconcile_interval_s": 3600})
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=None, delay_s=4, times=1))
+    worker = start_worker(config)
+    path = ymir_file(data_root)
+    assert ingestor_cli("enqueue", "-c", str(config), str(path)).stdout.startswith("queued")
+    wait_for(lambda: "write:post-dataset" in record(client, only_key(client)), what="the dataset POST")
+    key = only_key(client)
+    worker.kill()
+    # Once the dead worker's heartbeats expired (at once on the old code: it has none)
+    wait_for(lambda: no_live_process(client), what="the dead worker's heartbeats to expire")
+    start_worker(config)
+    forced = ingestor_cli("enqueue", "--force", "-c", str(config), str(path))
+    assert forced.stdout.startswith("queued"), forced.stdout + forced.stderr
+    wait_for(lambda: record(client, key).get("state") == "done", 60, "the file to be done")
+    assert len(standin.datasets) == 1 and len(standin.origdatablocks) == 1
+
+
+def test_force_is_refused_while_the_holder_lives(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """A forced enqueue of a file a live worker is running says so instead of a dropped chain."""
+    config = queue_config(queue=LIVE)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=None, delay_s=4, times=1))
+    start_worker(config)
+    path = ymir_file(data_root)
+    ingestor_cli("enqueue", "-c", str(config), str(path))
+    wait_for(lambda: "write:post-dataset" in record(client, only_key(client)), what="the dataset POST")
+    forced = ingestor_cli("enqueue", "--force", "-c", str(config), str(path))
+    assert forced.stdout.startswith("already running (held by "), forced.stdout
+    wait_for(lambda: record(client, only_key(client)).get("state") == "done", 60, "the file to be done")
+    assert len(standin.datasets) == 1 and len(standin.origdatablocks) == 1
+
+
+def test_dead_workers_unacked_step_is_restored_without_the_visibility_timeout(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """Problem 1 without an operator: the killed worker's delivery goes back within seconds."""
+    config = queue_config(queue=LIVE)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=None, delay_s=4, times=1))
+    worker = start_worker(config)
+    path = ymir_file(data_root)
+    ingestor_cli("enqueue", "-c", str(config), str(path))
+    wait_for(lambda: "write:post-dataset" in record(client, only_key(client)), what="the dataset POST")
+    key = only_key(client)
+    worker.kill()
+    killed = time.monotonic()
+    start_worker(config)
+    wait_for(lambda: record(client, key).get("state") == "done", 90, "the file to be done")
+    print(f"fault → terminal: {time.monotonic() - killed:.1f} s")
+    assert len(standin.datasets) == 1 and len(standin.origdatablocks) == 1
+
+
+def test_purged_files_are_resumed(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """Problem 2: ``celery purge`` empties the queue; every file still ends done, once."""
+    config = queue_config(queue=LIVE)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    paths = [ymir_file(data_root, name=f"p{index}.hdf") for index in range(4)]
+    ingestor_cli("enqueue", "-c", str(config), *map(str, paths))
+    purge = ingestor_cli_celery(config, "purge", "-f")
+    assert purge.returncode == 0, purge.stderr
+    assert "4 messages" in purge.stdout, purge.stdout
+    start_worker(config)
+    wait_for(lambda: states(client) == {"done": 4}, 90, "every file to be done")
+    assert len(standin.datasets) == 4 and len(standin.origdatablocks) == 4
+
+
+def test_lost_next_step_publish_is_resumed(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """Problem 3: a step done, its next message gone (as after a failover), nothing unacked."""
+    config = queue_config(queue=LIVE)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    standin.inject(Fault(method="GET", path_regex=r"/proposals", status=None, delay_s=4, times=1))
+    worker = start_worker(config)
+    path = ymir_file(data_root)
+    ingestor_cli("enqueue", "-c", str(config), str(path))
+    wait_for(lambda: record(client, only_key(client)).get("step") == "extract", what="extract to start")
+    key = only_key(client)
+    worker.kill()
+    # What the promoted replica held in issue 13's run: record, lease, no message anywhere.
+    client.delete("unacked", "unacked_index")
+    assert record(client, key)["state"] == "running"
+    start_worker(config)
+    wait_for(lambda: record(client, key).get("state") == "done", 90, "the file to be done")
+    assert len(standin.datasets) == 1 and len(standin.origdatablocks) == 1
+
+
+def ingestor_cli_celery(config: Path, *args: str) -> Any:
+    """``celery -A offline_ingestor.worker ARGS`` with the worker's config, as an operator runs it."""
+    env = {**os.environ, "OFFLINE_INGESTOR_CONFIG": str(config)}
+    return subprocess.run(
+        [str(BIN / "celery"), "-A", "offline_ingestor.worker", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_done_file_whose_dataset_is_gone_is_reingested_by_the_audit(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """Problem 4: Redis says done, SciCat lost the dataset; ``audit --enqueue-missing`` re-runs
+    it (before: "already done", nothing queued) and it ends with one dataset and one block."""
+    config = queue_config(queue=LIVE)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    start_worker(config)
+    path = ymir_file(data_root)
+    ingestor_cli("enqueue", "-c", str(config), str(path))
+    wait_for(lambda: record(client, only_key(client)).get("state") == "done", 60, "the file to be done")
+    key, first_pid = only_key(client), next(iter(standin.datasets))
+    standin.reset()  # the catalogue lost it (a restore from an older backup, a deletion)
+    result = ingestor_cli("audit", "-c", str(config), "--enqueue-missing", "--json")
+    actions = [json.loads(line).get("action") for line in result.stdout.splitlines() if line.startswith("{")]
+    assert f"enqueue {path}: queued" in actions, result.stdout + result.stderr
+    wait_for(lambda: len(standin.origdatablocks) == 1, 60, "the block posted again")
+    wait_for(lambda: record(client, key).get("state") == "done", 60, "the file done again")
+    assert list(standin.datasets) == [first_pid] and len(standin.origdatablocks) == 1
+
+
+def test_redis_full_for_longer_than_the_heartbeat_ttl(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """Redis refuses writes (OOM) for several heartbeat TTLs: heartbeats expire while the worker
+    lives; the worker keeps running, the reconciler waits for steady beats, every file ends once."""
+    config = queue_config(queue=LIVE)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    standin.inject(Fault(status=None, delay_s=0.05, times=None))
+    worker = start_worker(config)
+    paths = [ymir_file(data_root, name=f"m{index}.hdf") for index in range(12)]
+    ingestor_cli("enqueue", "-c", str(config), *map(str, paths))
+    wait_for(lambda: len(standin.origdatablocks) >= 2, 60, "a few files done")
+    client.config_set("maxmemory", 1)
+    wait_for(lambda: no_live_process(client), 30, "every heartbeat to expire under OOM")
+    assert worker.process.poll() is None, "the worker exited at maxmemory"
+    client.config_set("maxmemory", 0)
+    wait_for(lambda: states(client) == {"done": 12}, 120, "every file to be done")
+    assert worker.process.poll() is None, "the worker exited at maxmemory"
+    assert len(standin.datasets) == 12 and len(standin.origdatablocks) == 12
