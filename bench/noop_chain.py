@@ -18,10 +18,18 @@ import time
 from pathlib import Path
 
 import redis
-from celery import Celery, chain
+from celery import Celery, chain, signals
 
 from offline_ingestor.config import parse_config
+from offline_ingestor.worker.app import _full_setup
+from offline_ingestor.worker.envelope import _compact_step_messages
 from offline_ingestor.worker.settings import celery_settings
+
+# Importing our worker package connects its ``celeryd_init`` set-up (logs, metrics, heartbeats,
+# and a refusal to start without our config) and its message trimming for every app: neither
+# is the no-op floor's.
+signals.celeryd_init.disconnect(_full_setup)
+signals.before_task_publish.disconnect(_compact_step_messages)
 
 BROKER = os.environ.get("NOOP_BROKER", "redis://127.0.0.1:6379/0")
 app = Celery("noop")

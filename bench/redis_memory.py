@@ -99,7 +99,11 @@ def measure(work: Path, data_root: Path, count: int, listpack_value: int | None 
 def measure_done(
     work: Path, data_root: Path, count: int, listpack_value: int | None = None
 ) -> dict[str, Any]:
-    """Ingest ``count`` files with a worker; mean bytes of a finished file's record and document."""
+    """Ingest ``count`` files with a worker; mean bytes of a finished file's record and document.
+
+    ``used_memory_per_file_b`` is what deleting the finished records frees (``used_memory``
+    before and after, ÷ ``count``): ``MEMORY USAGE`` plus the keyspace's and the TTLs' entries.
+    """
     files = small_files(data_root, count, "mem-done")
     base = work / "redis-memory-done"
     shutil.rmtree(base, ignore_errors=True)
@@ -133,15 +137,27 @@ def measure_done(
             return all(state == b"done" for state in pipe.execute())
 
         wait_for(all_done, 120 + count, f"{count} files done", 0.5)
+        worker.stop()
+        worker = None
+        fields = {_text(k): _text(v) for k, v in client.hgetall(f"{PREFIX}job:{keys[0]}").items()}
+        # The records' share of used_memory (the issue's figure: MEMORY USAGE leaves out the
+        # keyspace and expires entries): used_memory before and after deleting them, ÷ M.
         records = [int(client.memory_usage(f"{PREFIX}job:{key}", samples=0) or 0) for key in keys]
         documents = [int(client.memory_usage(f"{PREFIX}doc:{key}", samples=0) or 0) for key in keys]
+        encoding = _text(client.object("encoding", f"{PREFIX}job:{keys[0]}"))
+        held = int(client.info("memory")["used_memory"])
+        client.delete(*[f"{PREFIX}job:{key}" for key in keys], *[f"{PREFIX}doc:{key}" for key in keys])
+        freed = held - int(client.info("memory")["used_memory"])
         return {
             "files": count,
             "hash_max_listpack_value": client.config_get(LISTPACK)[LISTPACK],
             "per_file_b": round((sum(records) + sum(documents)) / count),
             "job_record_b": round(sum(records) / count),
-            "job_record_encoding": _text(client.object("encoding", f"{PREFIX}job:{keys[0]}")),
+            "job_record_encoding": encoding,
             "document_b": round(sum(documents) / count),
+            "used_memory_per_file_b": round(freed / count),
+            "record_fields": sorted(fields),
+            "record_example": fields,
         }
     finally:
         if worker is not None:
@@ -159,18 +175,18 @@ def measure_all(work: Path, count: int) -> list[dict[str, Any]]:
     return [measure(work, work / "data", count, listpack_value=value) for value in LISTPACK_VALUES]
 
 
-def measure_base(src: Path, count: int) -> list[dict[str, Any]]:
-    """The same measurements with the package from ``src`` (an older version)."""
+def measure_base(src: Path, count: int, done: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """The same measurements with the package from ``src`` (an older version): its worker too."""
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT}"}
     out = subprocess.run(
-        [str(PYTHON), "-m", "bench.redis_memory", str(count), "--json"],
+        [str(PYTHON), "-m", "bench.redis_memory", str(count), "--done", str(done), "--json"],
         cwd=ROOT,
         env=env,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    return list(json.loads(out))
+    return dict(json.loads(out))
 
 
 def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
@@ -190,9 +206,25 @@ def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def done_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """What a finished file keeps: one line per version and listpack setting."""
+    lines = [
+        "| version | `hash-max-listpack-value` | record (`MEMORY USAGE`) | freed by deleting it "
+        "(`used_memory` ÷ M) | document | fields |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in rows:
+        lines.append(
+            f"| {name} | {row['hash_max_listpack_value']} | {row['job_record_b']:,} B "
+            f"({row['job_record_encoding']}) | **{row['used_memory_per_file_b']:,} B** "
+            f"| {row['document_b']:,} B | {len(row['record_fields'])} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_memory", description=__doc__)
-    parser.add_argument("files", nargs="?", type=int, default=1000)
+    parser.add_argument("files", nargs="?", type=int, default=1000, help="queued files (0: none)")
     parser.add_argument("--base", type=Path, help="src folder of the version to compare against")
     parser.add_argument("--done", type=int, default=0, help="also measure M files a worker finished")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON only")
@@ -200,21 +232,22 @@ def main() -> None:
     work = Path(tempfile.gettempdir()) / "offline-ingestor-bench"
     work.mkdir(exist_ok=True)
     rows: list[tuple[str, dict[str, Any]]] = []
+    done_rows: list[tuple[str, dict[str, Any]]] = []
     if args.base is not None:
-        rows += [("before", row) for row in measure_base(args.base.resolve(), args.files)]
-    rows += [("after", row) for row in measure_all(work, args.files)]
-    if args.json:
-        print(json.dumps([row for _, row in rows]))
-        return
-    print(json.dumps([{"version": name, **row} for name, row in rows], indent=1, default=str))
-    print(table(rows))
+        base = measure_base(args.base.resolve(), args.files, args.done)
+        rows += [("before", row) for row in base["queued"]]
+        done_rows += [("before", row) for row in base["done"]]
+    rows += [("after", row) for row in (measure_all(work, args.files) if args.files else [])]
     for value in LISTPACK_VALUES if args.done else ():
-        done = measure_done(work, work / "data", args.done, listpack_value=value)
-        print(
-            f"finished files (hash-max-listpack-value {done['hash_max_listpack_value']}): "
-            f"{done['per_file_b']:,} B each = record {done['job_record_b']:,} B "
-            f"({done['job_record_encoding']}) + document {done['document_b']:,} B"
-        )
+        done_rows.append(("after", measure_done(work, work / "data", args.done, listpack_value=value)))
+    if args.json:
+        print(json.dumps({"queued": [row for name, row in rows], "done": [row for name, row in done_rows]}))
+        return
+    print(json.dumps([{"version": name, **row} for name, row in rows + done_rows], indent=1, default=str))
+    if rows:
+        print(table(rows))
+    if done_rows:
+        print(done_table(done_rows))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ class Record:
         return self.fields.get("state", "")
 
     def step_done(self, step: str) -> bool:
-        return self.fields.get(f"step:{step}") == "done"
+        """A ``step:<name>=done`` flag, or a finished file (its record drops the flags)."""
+        return self.fields.get(f"step:{step}") == "done" or self.state == "done"
 
     def write_started(self, step: str) -> float | None:
         """When ``step`` last sent a write to SciCat (epoch seconds), if it did."""

@@ -65,6 +65,24 @@ return '0'
 """
 
 
+#: finish_step's last step: a finished record keeps what ``status``, ``audit``, ``requeue``,
+#: the reconciler and the claim read (state, file, job_id, claim/published, pid, schema_id,
+#: stamps, ``write:<step>``: a forced re-ingest's first writes look first), not the per-step
+#: flags (``Record.step_done`` is true for every step of a done record) nor who wrote and
+#: until when (every write of a finished file has landed or its sender's deadline passed).
+#: ~200 B of a ~1 KB record for ``state_ttl_s`` (bench/RESULTS.md, issue 26 target 4).
+_DROP_FINISHED = """
+local drop = {}
+for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if name:sub(1, 5) == 'step:' or name:sub(1, 7) == 'writer:' or name:sub(1, 12) == 'write_until:' then
+    drop[#drop + 1] = name
+  end
+end
+if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
+return #drop
+"""
+
+
 #: begin_step's lease: take it if free; the same chain always may, unless another live process
 #: is running this very step of this file now (a restored copy of a message whose first copy
 #: still runs); another chain only once the holder's heartbeat key is gone (it died). A lease
@@ -320,6 +338,7 @@ class JobStore:
         With ``state="done"`` (the last step) the document is deleted instead: no step reads it
         any more (a late copy of the last step is skipped from the record), and at ~5 KB it
         was most of what a finished file kept in Redis for ``state_ttl_s`` (bench/RESULTS.md).
+        The record then drops its step flags and writers (``_DROP_FINISHED``).
         """
         key = job["key"]
         name = f"{PREFIX}job:{key}"
@@ -335,6 +354,8 @@ class JobStore:
         pipe.expire(name, self.state_ttl_s)
         pipe.delete(f"{PREFIX}runs:{key}:{step}")
         pipe.hdel(name, f"waits:{step}")  # a later re-ingest's outages start from 0
+        if fields.get("state") == "done":
+            pipe.eval(_DROP_FINISHED, 1, name)
         pipe.execute()
 
     def mark_running(self, key: str, step: str, attempt: int) -> None:

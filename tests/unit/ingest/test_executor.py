@@ -121,6 +121,20 @@ def test_a_redelivered_step_that_is_done_is_skipped(ledger: StepLedger, steps: S
     assert [entry["event"] for entry in logs] == ["step.skipped"]
 
 
+def test_a_late_copy_of_any_step_of_a_finished_file_is_skipped(ledger: StepLedger, steps: Steps) -> None:
+    """A finished record keeps no per-step flags in Redis (the last step drops them): every
+    step of it still reads as done, so a late copy of any step writes nothing."""
+    # Given the whole chain finished
+    run = executor(ledger, steps)
+    for step in STEPS:
+        run.run(step, REF, attempt=0, owner="chain-a")
+    # When a copy of each step comes back (a restored message, a redelivery after a lost ack)
+    outcomes = [run.run(step, REF, attempt=0, owner="chain-a") for step in STEPS]
+    # Then none ran again
+    assert all(isinstance(outcome, Done) and outcome.skipped for outcome in outcomes)
+    assert steps.calls == list(STEPS)
+
+
 def test_redelivery_cap_fails_the_file_as_worker_lost(ledger: StepLedger, steps: Steps) -> None:
     """A step that kills its process each time fails as WorkerLost after the cap."""
     # Given extract began max_redeliveries + 1 times and never finished (the process died)

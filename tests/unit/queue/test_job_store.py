@@ -511,3 +511,32 @@ def test_forgive_run_uncounts_one_execution(store: JobStore) -> None:
     assert store.begin_step("k1", "build-dataset", "a").runs == 2
     store.forgive_run("k2", "build-dataset")  # nothing counted: stays uncounted
     assert store.begin_step("k2", "build-dataset", "a").runs == 1
+
+
+def test_a_finished_record_drops_step_flags_and_writers_but_still_answers_done(store: JobStore) -> None:
+    """The last step drops the per-step flags and who wrote until when (~200 B per finished file
+    for state_ttl_s); every step still reads as done, ``write:<step>`` stays for a forced
+    re-ingest, and enqueueing the file again answers "already done"."""
+    store.claim_for_queue(job(), claim="c-1")
+    store.mark_published("k1")
+    for step in ("select-schema", "extract", "build-dataset", "post-dataset"):
+        store.mark_running("k1", step, 1)
+        store.finish_step(job(), step, pid="p1")
+    store.note_write("k1", "post-dataset", 100.0, writer="m-1", window_s=30)
+    store.note_write("k1", "post-origdatablock", 101.0, writer="m-2", window_s=30)
+    store.note_wait("k1", "post-origdatablock")
+    store.finish_step(job(), "post-origdatablock", pid="p1", schema_id="s", state="done")
+    record = store.get("k1")
+    assert record is not None and record.state == "done"
+    assert not [
+        name for name in record.fields if name.startswith(("step:", "writer:", "write_until:", "waits:"))
+    ]
+    assert all(record.step_done(step) for step in ("select-schema", "post-origdatablock", "a-new-step"))
+    assert record.write_started("post-origdatablock") == 101.0
+    kept = {name: record.fields[name] for name in ("file", "claim", "published", "pid", "schema_id", "step")}
+    assert kept == {"file": "/data/run1.hdf", "claim": "c-1", "published": "1", "pid": "p1", "schema_id": "s",
+                    "step": "post-dataset"}  # fmt: skip
+    assert store.claim_for_queue(job()) == (False, "done")
+    assert store.claim_for_queue(job(), claim="c-1", force=True) == (False, "done")  # its own spooled retry
+    assert store.claim_for_queue(job(), force=True) == (True, "done")
+    assert store.get("k1").fields["write:post-origdatablock"] == "101.0"  # type: ignore[union-attr]
