@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +144,25 @@ def run_noop(work: Path, count: int, profile: Path | None = None) -> dict[str, A
     return _row("no-op chain", count, cpu, redis_cpu, wall, host)
 
 
-def run_ours(work: Path, files: list[Path], profile: Path | None = None) -> dict[str, Any]:
-    """N small files through ``offline-ingestor worker`` (c=2), instant stand-in."""
+def run_ours(
+    work: Path, files: list[Path], profile: Path | None = None, src: Path | None = None
+) -> dict[str, Any]:
+    """N small files through ``offline-ingestor worker`` (c=2), instant stand-in; with ``src``,
+    that version's package (``PYTHONPATH``) for the worker and the producer."""
+    saved = os.environ.get("PYTHONPATH")
+    if src is not None:
+        os.environ["PYTHONPATH"] = f"{src}{os.pathsep}{ROOT}"
+    try:
+        row = _run_ours(work, files, profile)
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+    return {**row, "system": "base" if src is not None else "ours"}
+
+
+def _run_ours(work: Path, files: list[Path], profile: Path | None) -> dict[str, Any]:
     base = work / "ours"
     shutil.rmtree(base, ignore_errors=True)
     server = redis_server(base / "redis").start()
@@ -285,20 +303,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="also one py-spy run of each, raw stacks to DIR")
     parser.add_argument("--tag", default="", help="name prefix of this run (e.g. the code version)")
+    parser.add_argument("--base", type=Path, help="src folder of an older version: a third run per round")
     args = parser.parse_args()
     work = Path(tempfile.gettempdir()) / "offline-ingestor-bench" / f"{args.tag}worker-cpu"
     files = small_files(work / "data", args.files + 1, "cpu")
     rows: list[dict[str, Any]] = []
+    base: Path | None = Path(args.base).resolve() if args.base else None
     for index in range(args.rounds):
-        pair = [lambda: run_noop(work, args.files), lambda: run_ours(work, files)]
-        for run in pair if index % 2 == 0 else reversed(pair):
+        pair: list[Callable[[], dict[str, Any]]] = [
+            lambda: run_noop(work, args.files),
+            lambda: run_ours(work, files),
+        ]
+        if base is not None:
+            pair.append(lambda: run_ours(work, files, src=base))
+        for run in pair[index % len(pair) :] + pair[: index % len(pair)]:
             row = {"round": index + 1, **run()}
             rows.append(row)
             print(json.dumps(row), flush=True)
     noop = [row for row in rows if row["system"] == "no-op chain"]
     ours = [row for row in rows if row["system"] == "ours"]
     ratios = [a["worker_cpu_ms"] / b["worker_cpu_ms"] for a, b in zip(ours, noop, strict=True)]
-    summary = {
+    olds = [row for row in rows if row["system"] == "base"]
+    summary: dict[str, Any] = {
         "noop_worker_cpu_ms": spread([row["worker_cpu_ms"] for row in noop], 2),
         "ours_worker_cpu_ms": spread([row["worker_cpu_ms"] for row in ours], 2),
         "noop_redis_cpu_ms": spread([row["redis_cpu_ms"] for row in noop], 2),
@@ -307,6 +333,14 @@ def main() -> None:
         "others_cores": spread([row["host"]["others_cores"] for row in rows], 2),
         "loadavg": sorted({row["host"]["loadavg_start"].split()[0] for row in rows}),
     }
+    if olds:
+        summary["base_worker_cpu_ms"] = spread([row["worker_cpu_ms"] for row in olds], 2)
+        summary["base_over_noop"] = spread(
+            [a["worker_cpu_ms"] / b["worker_cpu_ms"] for a, b in zip(olds, noop, strict=True)], 2
+        )
+        summary["ours_over_base"] = spread(
+            [a["worker_cpu_ms"] / b["worker_cpu_ms"] for a, b in zip(ours, olds, strict=True)], 2
+        )
     print(json.dumps({"summary": summary}), flush=True)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,14 @@ end
 return 0
 """
 
+#: release_lease: delete the lease and its holder only if the lease is still this chain's.
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1], KEYS[2])
+end
+return 0
+"""
+
 
 #: note_write: one writer per step at a time. While another writer's last write may still
 #: reach SciCat (before the deadline *that writer* noted: its own timeout), answer the seconds
@@ -66,17 +74,15 @@ return '0'
 
 
 #: finish_step's last step: a finished record keeps what ``status``, ``audit``, ``requeue``,
-#: the reconciler and the claim read (state, file, job_id, claim/published, pid, schema_id,
-#: stamps, ``write:<step>``: a forced re-ingest's first writes look first), not the per-step
-#: flags (``Record.step_done`` is true for every step of a done record) nor who wrote and
-#: until when (every write of a finished file has landed or its sender's deadline passed).
-#: ~200 B of a ~1 KB record for ``state_ttl_s`` (bench/RESULTS.md, issue 26 target 4).
+#: the reconciler, the claim and the write rules read (state, file, job_id, claim/published,
+#: pid, schema_id, stamps, and ``write:``/``writer:``/``write_until:``: a copy of a write step
+#: that passed its checks before the file finished must still be refused by ``note_write``),
+#: not the per-step flags: ``Record.step_done`` is true for every step of a done record.
+#: Matched by prefix, so a step added later is covered too (issue 26 target 4).
 _DROP_FINISHED = """
 local drop = {}
 for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if name:sub(1, 5) == 'step:' or name:sub(1, 7) == 'writer:' or name:sub(1, 12) == 'write_until:' then
-    drop[#drop + 1] = name
-  end
+  if name:sub(1, 5) == 'step:' then drop[#drop + 1] = name end
 end
 if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
 return #drop
@@ -278,18 +284,10 @@ class JobStore:
         return owner, holder, bool(self.redis.exists(f"{PROC_PREFIX}{holder}"))
 
     def release_lease(self, key: str, owner: str) -> None:
-        name = f"{PREFIX}lease:{key}"
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(name)  # type: ignore[no-untyped-call]
-                if pipe.get(name) == owner:
-                    pipe.multi()
-                    pipe.delete(name, f"{PREFIX}holder:{key}")
-                    pipe.execute()
-                else:
-                    pipe.unwatch()
-            except redis.WatchError:
-                pass  # someone else changed it: not ours to delete any more
+        """Give the lease (and its holder key) up if ``owner`` still holds it: one script, one
+        round trip (was WATCH, GET, MULTI/DEL/EXEC: three; issue 26 target 3), and it runs at
+        maxmemory too (a DEL frees memory; a MULTI is refused whole)."""
+        self.redis.eval(_RELEASE_LEASE, 2, f"{PREFIX}lease:{key}", f"{PREFIX}holder:{key}", owner)
 
     # -- redelivery cap -----------------------------------------------------------------------
 
@@ -338,7 +336,7 @@ class JobStore:
         With ``state="done"`` (the last step) the document is deleted instead: no step reads it
         any more (a late copy of the last step is skipped from the record), and at ~5 KB it
         was most of what a finished file kept in Redis for ``state_ttl_s`` (bench/RESULTS.md).
-        The record then drops its step flags and writers (``_DROP_FINISHED``).
+        The record then drops its per-step flags (``_DROP_FINISHED``).
         """
         key = job["key"]
         name = f"{PREFIX}job:{key}"
