@@ -17,7 +17,7 @@ from typing import Any
 from offline_ingestor.testing import scenario
 
 from . import hashing, large_nexus, startup
-from .common import PYTHON, ROOT, Report, Row, fmt_ratio, section
+from .common import PYTHON, ROOT, HostLoad, Report, Row, children_cpu_s, fmt_ratio, section
 from .corpus import small_files
 from .profiles import breakdown, top_functions
 from .services import StandinProcess, write_config
@@ -329,7 +329,14 @@ def main() -> None:
         "startup": lambda: startup_section(report, sizes, work, data_root, cmd),
     }
     for name in args.only:
+        # The host's load and the other processes' CPU while the section ran: everything the
+        # section starts is a child the harness reaps (workers, Redis, stand-ins, subprocesses).
+        load, own0 = HostLoad(), children_cpu_s() + time.process_time()
         steps[name]()
+        host = load.finish(children_cpu_s() + time.process_time() - own0)
+        report.raw.setdefault("host", {})[name] = host
+        print(f"  host during {name}: load {host['loadavg_start']} -> {host['loadavg_end']}, "
+              f"others used {host['others_cores']} of {host['cores']} cores", flush=True)  # fmt: skip
         report.save(args.out)
     report.raw["elapsed_s"] = round(time.perf_counter() - started, 1)
     report.save(args.out)

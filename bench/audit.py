@@ -26,6 +26,7 @@ from offline_ingestor.ingest.job import new_job
 from offline_ingestor.ingest.steps import build_dataset, extract, select_schema
 from offline_ingestor.testing import ScicatStandin, scenario
 
+from .common import HostLoad, children_cpu_s, spread
 from .corpus import small_files
 from .services import write_config
 
@@ -53,6 +54,7 @@ def seed(config_path: Path, paths: list[Path], skip_every: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=1, help="audits of each kind (min/median/max)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/offline-ingestor-bench/audit"))
     args = parser.parse_args()
     data_root = args.workdir / "data"
@@ -74,19 +76,34 @@ def main() -> None:
         started = time.monotonic()
         left_out = seed(config, paths, skip_every=100)
         print(f"seeded {len(paths) - left_out} datasets ({time.monotonic() - started:.0f} s)", flush=True)
-        first = _timed_audit(standin, config, [])
+        fulls, agains = [], []
         previous = args.workdir / "first-audit.jsonl"
-        previous.write_text(first.pop("stdout"))
-        again = _timed_audit(standin, config, ["--previous", str(previous)])
-        again.pop("stdout")
-    print(json.dumps({"files": len(paths), "full audit": first, "with --previous": again}, indent=2))
+        for _ in range(args.repeat):
+            first = _timed_audit(standin, config, [])
+            previous.write_text(first.pop("stdout"))
+            again = _timed_audit(standin, config, ["--previous", str(previous)])
+            again.pop("stdout")
+            fulls.append(first)
+            agains.append(again)
+    print(json.dumps({"files": len(paths), "full audit": fulls[-1], "with --previous": agains[-1]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "files_per_s": {
+                    "full": spread([run["files_per_s"] for run in fulls]),
+                    "previous": spread([run["files_per_s"] for run in agains]),
+                },
+                "others_cores": spread([run["host"]["others_cores"] for run in fulls + agains], 2),
+            }
+        )
+    )
 
 
 def _timed_audit(standin: ScicatStandin, config: Path, extra: list[str]) -> dict[str, Any]:
     """One ``audit --json --no-redis`` subprocess: time, classes, requests seen by the stand-in."""
     before = len(standin.requests)
     env = {**os.environ, "OFFLINE_INGESTOR_SCICAT_PASSWORD": "ingestorpw"}
-    started = time.monotonic()
+    started, load, own0 = time.monotonic(), HostLoad(), children_cpu_s() + time.process_time()
     result = subprocess.run(
         [str(BIN / "offline-ingestor"), "audit", "-c", str(config), "--json", "--no-redis", *extra],
         capture_output=True,
@@ -95,6 +112,8 @@ def _timed_audit(standin: ScicatStandin, config: Path, extra: list[str]) -> dict
         check=False,
     )
     seconds = time.monotonic() - started
+    # The audit and the stand-in (a thread of this process) are ours; the rest is the host's.
+    host = load.finish(children_cpu_s() + time.process_time() - own0)
     # Largest resident set of any child waited for so far (the audits run one after another).
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     calls = standin.requests[before:]
@@ -114,6 +133,7 @@ def _timed_audit(standin: ScicatStandin, config: Path, extra: list[str]) -> dict
         "scicat_requests": len(calls),
         "requests_per_file": round(len(calls) / max(files, 1), 4),
         "requests_by_kind": dict(kinds),
+        "host": host,
         "stdout": result.stdout,
     }
 

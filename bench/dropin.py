@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .common import BIN, median, percentile
+from .common import BIN, HostLoad, children_cpu_s, median, percentile, spread
 from .corpus import small_files
 from .services import StandinProcess, Worker, ingest_env, redis_server, write_config
 
@@ -113,6 +113,7 @@ def run_mode(
     base = work / mode
     shutil.rmtree(base, ignore_errors=True)  # a fresh Redis (its AOF lives here) and spool
     base.mkdir(parents=True)
+    load, own0 = HostLoad(), children_cpu_s()
     standin = StandinProcess(base / "standin.json").start()
     redis = worker = None
     warm_up = 0
@@ -165,6 +166,8 @@ def run_mode(
         stats = standin.stop()
         if redis is not None:
             redis.stop()
+    # Every process of the mode is reaped by now: the calls, worker, Redis and stand-in.
+    host = load.finish(children_cpu_s() - own0 + time.process_time())
     cpu = [call["cpu_s"] * 1000 for call in calls]
     rss = [call["rss_mb"] for call in calls]
     datasets = int(stats.get("datasets", 0))
@@ -181,6 +184,7 @@ def run_mode(
         "requests_per_file": round(len(stats.get("requests", [])) / max(1, datasets), 2),
         "handover_ms": {"median": round(median(delays), 1), "max": round(max(delays), 1)} if delays else None,
         "first_error": next((call["stderr"][0] for call in calls if call["code"] != 0), ""),
+        "host": host,
     }
 
 
@@ -195,6 +199,7 @@ def main() -> None:
         default="",
         help="upstream's offline ingestor, e.g. '/tmp/upstream-venv/bin/scicat_background_ingestor'",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every mode, order rotated")
     args = parser.parse_args()
     upstream = shlex.split(args.upstream_command)
     modes = [mode for mode in args.modes if mode != "upstream" or upstream]
@@ -205,12 +210,23 @@ def main() -> None:
 
     compileall.compile_dir(Path(offline_ingestor.__file__).parent, quiet=1)  # as installed: .pyc
     rows = []
-    for mode in modes:
-        row = run_mode(mode, work, data_root, files, args.parallel, upstream)
-        row["mode"] = args.tag + mode
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    for index in range(args.repeat):
+        for mode in modes[index % len(modes) :] + modes[: index % len(modes)]:
+            row = run_mode(mode, work, data_root, files, args.parallel, upstream)
+            row["mode"] = args.tag + mode
+            row["round"] = index + 1
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     (work / f"{args.tag}results.json").write_text(json.dumps(rows, indent=1))
+    for mode in modes:
+        mine = [row for row in rows if row["mode"] == args.tag + mode]
+        summary = {
+            "mode": args.tag + mode,
+            "cpu_ms_per_call_median": spread([row["cpu_ms_per_call"]["median"] for row in mine]),
+            "files_per_s": spread([row["files_per_s"] for row in mine], 2),
+            "others_cores": spread([row["host"]["others_cores"] for row in mine], 2),
+        }
+        print(json.dumps({"summary": summary}), flush=True)
     print("\n| mode | CPU/call (median, p95) | peak RSS | calls/s | files/s in SciCat | requests/file |")
     print("|---|---|---|---|---|---|")
     for row in rows:

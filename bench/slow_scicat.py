@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .common import spread
 from .corpus import small_files
 from .worker_runs import run_queue
 
@@ -35,14 +36,16 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="name prefix of this run (e.g. the code version)")
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[40.0])
     parser.add_argument("--io-concurrency", type=int, nargs="+", default=[16])
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every setting (min/median/max)")
     args = parser.parse_args()
     work = Path(tempfile.gettempdir()) / "offline-ingestor-bench"
     data_root = work / "data"
     files = small_files(data_root, args.files, "slow")
     rows = []
-    for latency in args.latency_ms:
-        for io in sorted({0, *args.io_concurrency}):
-            name = f"{args.tag}slow-{latency:g}ms-io{io}"
+    settings = [(latency, io) for latency in args.latency_ms for io in sorted({0, *args.io_concurrency})]
+    for index in range(args.repeat):
+        for latency, io in settings[index % len(settings) :] + settings[: index % len(settings)]:
+            name = f"{args.tag}slow-{latency:g}ms-io{io}" + (f"-r{index}" if args.repeat > 1 else "")
             run = run_queue(
                 work, data_root, files, name=name, concurrency=2, latency_ms=latency,
                 jitter_ms=latency / 2, io_concurrency=io,
@@ -60,10 +63,26 @@ def main() -> None:
                 "requests_per_file": round(run.scicat_requests / len(files), 2),
                 "per_kind": per_kind,
                 "cpu_ms_per_file": run.cpu_ms_per_file,
+                "host": run.extra["host"],
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    (work / "slow_scicat.json").write_text(json.dumps({"rows": rows, "runs": dataclasses.asdict(run)}))
+    summary = [
+        {
+            "latency_ms": latency,
+            "io_threads": io,
+            "files_per_s": spread([row["files_per_s"] for row in mine]),
+            "requests_per_file": spread([row["requests_per_file"] for row in mine], 2),
+            "others_cores": spread([row["host"]["others_cores"] for row in mine], 2),
+        }
+        for latency, io in settings
+        if (mine := [row for row in rows if (row["latency_ms"], row["io_threads"]) == (latency, io)])
+    ]
+    for item in summary:
+        print(json.dumps({"summary": item}), flush=True)
+    (work / "slow_scicat.json").write_text(
+        json.dumps({"rows": rows, "summary": summary, "runs": dataclasses.asdict(run)})
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 from offline_ingestor.testing.processes import wait_for
 
-from .common import BIN, PYTHON, ROOT, median, percentile, summary_ms
+from .common import BIN, PYTHON, ROOT, HostLoad, children_cpu_s, median, percentile, summary_ms
 from .logparse import StepLog
 from .services import StandinProcess, Worker, cpu_seconds, ingest_env, redis_server, write_config
 
@@ -156,9 +156,11 @@ def run_queue(
             wait_for(worker.heartbeat.exists, 60, "a worker to be ready")
         others = {"redis": redis.process.pid, "standin": standin.process.pid}  # type: ignore[union-attr]
         cpu_before = _cpu(pool, others)
+        load = HostLoad()
         progress = _Progress([worker.log for worker in pool])
         wait_for(lambda: progress.update() >= len(files), 120 + len(files) / 2, f"{len(files)} files", 0.5)
         cpu_after = _cpu(pool, others)
+        host = load.finish(sum(cpu_after.values()) - sum(cpu_before.values()))
     finally:
         for worker in pool:
             worker.stop()
@@ -183,7 +185,7 @@ def run_queue(
         scicat_requests=len(stats.get("requests", [])),
         scicat_datasets=int(stats.get("datasets", 0)),
         scicat_requests_per_s=round(_request_rate(stats), 1),
-        extra={"retries": log.retries, "window_s": round(log.window()[1] - log.window()[0], 2)},
+        extra={"retries": log.retries, "window_s": round(log.window()[1] - log.window()[0], 2), "host": host},
     )
 
 
@@ -198,6 +200,7 @@ def _cpu(pool: list[Worker], others: dict[str, int]) -> dict[str, float]:
 def run_process_per_file(workdir: Path, data_root: Path, files: list[Path], parallel: int) -> dict[str, Any]:
     """ESS today: one ``scicat_background_ingestor`` process per file, ``parallel`` at a time."""
     base = workdir / "process-per-file"
+    load, own0 = HostLoad(), children_cpu_s()
     standin = StandinProcess(base / "standin.json").start()
     try:
         config = write_config(
@@ -222,8 +225,10 @@ def run_process_per_file(workdir: Path, data_root: Path, files: list[Path], para
         elapsed = time.perf_counter() - started
     finally:
         stats = standin.stop()
+    host = load.finish(children_cpu_s() - own0)  # the calls and the stand-in, reaped
     per_file = [seconds * 1000 for seconds, _ in results]
     return {
+        "host": host,
         "files": len(files),
         "parallel": parallel,
         "failures": sum(1 for _, code in results if code != 0),
