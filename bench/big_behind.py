@@ -39,9 +39,22 @@ def big_file(data_root: Path, size_gib: float) -> Path:
     return path
 
 
-def one_run(work: Path, data_root: Path, files: list[Path], big: Path | None, name: str) -> dict[str, Any]:
+def one_run(
+    work: Path, data_root: Path, files: list[Path], big: Path | None, name: str, route_bytes: int | None
+) -> dict[str, Any]:
+    """``route_bytes`` None: one queue; else ``worker --io`` (4 threads) beside the prefork worker,
+    with ``queue.io_hash_min_bytes`` = ``route_bytes`` (0: only the write steps go there)."""
     load = HostLoad()
-    run = run_queue(work, data_root, ([big] if big else []) + files, name=name, concurrency=2)
+    io, queue = (0, None) if route_bytes is None else (4, {"io_hash_min_bytes": route_bytes})
+    run = run_queue(
+        work,
+        data_root,
+        ([big] if big else []) + files,
+        name=name,
+        concurrency=2,
+        io_concurrency=io,
+        queue=queue,
+    )
     own = sum(run.cpu_ms_per_file.values()) * run.finished / 1000
     starts, ends = [], {}
     for event in events((work / name).glob("worker-*.log")):
@@ -57,6 +70,7 @@ def one_run(work: Path, data_root: Path, files: list[Path], big: Path | None, na
     return {
         "run": name,
         "big": big is not None,
+        "route_bytes": route_bytes,
         "finished": run.finished,
         "failed": run.failed,
         "last_small_s": round(max(small_ends) - first, 2),
@@ -73,30 +87,39 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tag", default="")
+    parser.add_argument(
+        "--route", action="store_true",
+        help="worker --io beside: alone, behind the big file unrouted, and routed (io_hash_min_bytes 1 GiB)",
+    )  # fmt: skip
     args = parser.parse_args()
     work = Path(tempfile.gettempdir()) / "offline-ingestor-bench"
     data_root = work / "data"
     files = small_files(data_root, args.small, "behind")
     big = big_file(data_root, args.size_gib)
     rows: list[dict[str, Any]] = []
+    route = 1 << 30
+    modes: list[tuple[str, Path | None, int | None]] = [("alone", None, None), ("big", big, None)]
+    if args.route:
+        modes = [("alone", None, route), ("big-unrouted", big, 0), ("big-routed", big, route)]
     for index in range(args.rounds):
-        modes = [None, big] if index % 2 == 0 else [big, None]
-        for mode in modes:
-            name = f"{args.tag}big-behind-{'big' if mode else 'alone'}-{index}"
-            row = one_run(work, data_root, files, mode, name)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    alone = [row for row in rows if not row["big"]]
-    behind = [row for row in rows if row["big"]]
-    summary = {
+        for label, mode, bound in modes[index % len(modes) :] + modes[: index % len(modes)]:
+            row = one_run(work, data_root, files, mode, f"{args.tag}big-behind-{label}-{index}", bound)
+            rows.append({"mode": label, **row})
+            print(json.dumps(rows[-1]), flush=True)
+    alone = [row for row in rows if row["mode"] == "alone"]
+    summary: dict[str, Any] = {
         "alone_last_small_s": spread([row["last_small_s"] for row in alone], 2),
-        "behind_last_small_s": spread([row["last_small_s"] for row in behind], 2),
-        "big_s": spread([row["big_s"] for row in behind if row["big_s"] is not None], 2),
-        "behind_over_alone": spread(
-            [b["last_small_s"] / a["last_small_s"] for a, b in zip(alone, behind, strict=True)], 2
-        ),
         "others_cores": spread([row["host"]["others_cores"] for row in rows], 2),
     }
+    for label, _, _ in modes[1:]:
+        behind = [row for row in rows if row["mode"] == label]
+        summary[label] = {
+            "last_small_s": spread([row["last_small_s"] for row in behind], 2),
+            "big_s": spread([row["big_s"] for row in behind if row["big_s"] is not None], 2),
+            "over_alone": spread(
+                [b["last_small_s"] / a["last_small_s"] for a, b in zip(alone, behind, strict=True)], 2
+            ),
+        }
     print(json.dumps({"summary": summary}), flush=True)
 
 

@@ -251,6 +251,10 @@ class QueueOptions(_Section):
     #: Empty: every step on ``queue_name``.
     io_queue_name: str = ""
     io_concurrency: int = Field(16, ge=1)
+    #: build-dataset of a file of at least this many bytes goes to ``io_queue_name`` too: its
+    #: hashing (GIL released) then runs in an I/O thread, not in a prefork process that small
+    #: files behind it need. 0 (or no ``io_queue_name``): every build-dataset on ``queue_name``.
+    io_hash_min_bytes: int = Field(0, ge=0)
     #: Producers write requests here when Redis cannot take them and enqueue them when it
     #: answers again (queue/spool.py). Empty = no spool: enqueue exits 75 while Redis is down.
     spool_dir: str = ""

@@ -15,6 +15,8 @@ Celery as before.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 from celery import Celery
@@ -58,10 +60,18 @@ def next_step(step: str) -> str | None:
     return STEPS[index] if index < len(STEPS) else None
 
 
-def queue_of(step: str, config: Config) -> str:
-    """The queue of ``step``: the write steps go to ``queue.io_queue_name`` when set."""
-    io_queue = config.queue.io_queue_name
-    return io_queue if io_queue and step in WRITE_STEPS else config.queue.queue_name
+def queue_of(step: str, config: Config, file: str = "") -> str:
+    """The queue of ``step``: the write steps go to ``queue.io_queue_name`` when set, and so
+    does build-dataset of a ``file`` of at least ``queue.io_hash_min_bytes`` (issue 26: a
+    big file's hashing must not hold a prefork process the small files behind it need)."""
+    queue = config.queue
+    if queue.io_queue_name and step in WRITE_STEPS:
+        return queue.io_queue_name
+    if queue.io_queue_name and queue.io_hash_min_bytes and step == "build-dataset" and file:
+        with contextlib.suppress(OSError):  # gone or unreadable: the step itself reports it
+            if os.stat(file).st_size >= queue.io_hash_min_bytes:
+                return queue.io_queue_name
+    return queue.queue_name
 
 
 def step_signature(app: Celery, step: str, ref: Job, config: Config) -> Any:
@@ -75,7 +85,7 @@ def step_signature(app: Celery, step: str, ref: Job, config: Config) -> Any:
         TASK_NAMES[step],
         args=(ref,),
         immutable=True,
-        queue=queue_of(step, config),
+        queue=queue_of(step, config, str(ref.get("file") or "")),
         priority=priority,
         # Flower shows the file; Celery's default repeats the whole reference.
         argsrepr=repr(ref["file"]),
