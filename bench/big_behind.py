@@ -27,9 +27,9 @@ from .logparse import _seconds, events
 from .worker_runs import run_queue
 
 
-def big_file(data_root: Path, size_gib: float) -> Path:
+def big_file(data_root: Path, size_gib: float, index: int = 0) -> Path:
     """A valid small YMIR file whose size is ``size_gib`` (sparse tail after HDF5's end)."""
-    path = ymir_dir(data_root) / f"big-{size_gib:g}gib.hdf"
+    path = ymir_dir(data_root) / (f"big-{size_gib:g}gib" + (f"-{index}" if index else "") + ".hdf")
     size = int(size_gib * 2**30)
     if not path.exists() or path.stat().st_size != size:
         write_ess_file(
@@ -40,7 +40,7 @@ def big_file(data_root: Path, size_gib: float) -> Path:
 
 
 def one_run(
-    work: Path, data_root: Path, files: list[Path], big: Path | None, name: str, route_bytes: int | None
+    work: Path, data_root: Path, files: list[Path], big: list[Path] | None, name: str, route_bytes: int | None
 ) -> dict[str, Any]:
     """``route_bytes`` None: one queue; else ``worker --io`` (4 threads) beside the prefork worker,
     with ``queue.io_hash_min_bytes`` = ``route_bytes`` (0: only the write steps go there)."""
@@ -49,7 +49,7 @@ def one_run(
     run = run_queue(
         work,
         data_root,
-        ([big] if big else []) + files,
+        (big or []) + files,
         name=name,
         concurrency=2,
         io_concurrency=io,
@@ -74,7 +74,9 @@ def one_run(
         "finished": run.finished,
         "failed": run.failed,
         "last_small_s": round(max(small_ends) - first, 2),
-        "big_s": round(ends[str(big)] - first, 2) if big and str(big) in ends else None,
+        "big_s": round(max(ends[str(path)] for path in big) - first, 2)
+        if big and all(str(path) in ends for path in big)
+        else None,
         "build_dataset_ms": run.steps.get("build-dataset"),
         "worker_cpu_ms_per_file": run.cpu_ms_per_file,
         "host": load.finish(own),
@@ -85,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.big_behind", description=__doc__)
     parser.add_argument("--size-gib", type=float, default=6.0)
     parser.add_argument("--small", type=int, default=100)
+    parser.add_argument("--big", type=int, default=1, help="big files ahead of the small ones")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tag", default="")
     parser.add_argument(
@@ -95,10 +98,10 @@ def main() -> None:
     work = Path(tempfile.gettempdir()) / "offline-ingestor-bench"
     data_root = work / "data"
     files = small_files(data_root, args.small, "behind")
-    big = big_file(data_root, args.size_gib)
+    big = [big_file(data_root, args.size_gib, index) for index in range(args.big)]
     rows: list[dict[str, Any]] = []
     route = 1 << 30
-    modes: list[tuple[str, Path | None, int | None]] = [("alone", None, None), ("big", big, None)]
+    modes: list[tuple[str, list[Path] | None, int | None]] = [("alone", None, None), ("big", big, None)]
     if args.route:
         modes = [("alone", None, route), ("big-unrouted", big, 0), ("big-routed", big, route)]
     for index in range(args.rounds):
