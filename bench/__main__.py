@@ -272,11 +272,16 @@ def startup_section(report: Report, sizes: Sizes, work: Path, data_root: Path, c
         "hyperfine": startup.hyperfine_available(),
         "help_heavy_modules": startup.loaded_heavy("import offline_ingestor.cli"),
         "ingest_now_heavy_modules": startup.loaded_heavy(
-            "import offline_ingestor.cli.ingest, offline_ingestor.pipeline, offline_ingestor.runtime"
+            "import offline_ingestor.cli.ingest, offline_ingestor.ingest.pipeline,"
+            " offline_ingestor.ingest.runtime"
         ),
         "importtime_cli": startup.import_offenders(["-c", "import offline_ingestor.cli"]),
         "importtime_ingest_now": startup.import_offenders(
-            ["-c", "import offline_ingestor.cli, offline_ingestor.pipeline, offline_ingestor.runtime, h5py"]
+            [
+                "-c",
+                "import offline_ingestor.cli, offline_ingestor.ingest.pipeline,"
+                " offline_ingestor.ingest.runtime, h5py",
+            ]
         ),
     }
     report.add(
