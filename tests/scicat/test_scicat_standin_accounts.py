@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -300,7 +301,7 @@ def test_fields_projection_of_dataset_lists(backend: ScicatStandin, version: str
 
     def listed(fields: Any, path: str = "datasets") -> tuple[int, Any]:
         query = json.dumps({"fields": fields, "limits": {"limit": 1}})
-        return _get(backend, f"/{version}/{path}?filter={requests.utils.quote(query)}", "ingestor")
+        return _get(backend, f"/{version}/{path}?filter={quote(query)}", "ingestor")
 
     pid = RAW["pid"]
     assert listed(["pid", "ownerGroup"]) == (200, [{"_id": pid, "pid": pid, "ownerGroup": "p1234"}])
