@@ -38,13 +38,6 @@ ALLOWED: list[tuple[str, str, str]] = [
     ),
     (r".", r"\.__v: only in real", "mongoose's version key; the project never reads it"),
     (r".", r"datasetlifecycle\._id\.buffer", "a random ObjectId (serialised as a Buffer) on both sides"),
-    (
-        r"project v[34] GET /api/v[34]/datasets$",
-        r"\[0\]\.\w+: only in stand-in",
-        "rights.py's read-any probe (`fields: [pid, ownerGroup]`): the stand-in ignores the `fields` "
-        "projection and answers whole documents; the `where` already excludes the account's groups, so "
-        "AccountRights.foreign() decides the same on both (stand-in fix left to do)",
-    ),
 ]
 
 _VOLATILE = [
