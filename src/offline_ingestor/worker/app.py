@@ -14,6 +14,7 @@ from celery import Celery, signals
 
 from ..config import CONFIG_ENV, Config, load_config
 from . import envelope  # noqa: F401  (connects the handler that trims our step messages)
+from .running import running_config, set_running_config
 from .settings import celery_settings
 
 __all__ = ["app", "app_for", "configure"]
@@ -32,7 +33,8 @@ def configure(target: Celery, config: Config) -> Celery:
         target._pool = None
         target.amqp._producer_pool = None
     target.conf.update(settings)
-    target.conf["offline_ingestor_config"] = config
+    # Not in target.conf: Celery's `conf` reply (inspect conf, Flower) prints it (running.py).
+    set_running_config(config)
     return target
 
 
@@ -50,7 +52,7 @@ def _full_setup(instance: Any = None, **_: Any) -> None:
     """A worker started as ``celery -A offline_ingestor.worker worker`` gets the same set-up
     as ``offline-ingestor worker`` (logs, redaction, metrics, heartbeat, kombu fix), and one
     without a config refuses to start instead of consuming from a default Redis."""
-    config = app.conf.get("offline_ingestor_config")
+    config = running_config()
     if config is None:
         sys.exit(
             f"offline-ingestor: no config for the worker: set ${CONFIG_ENV} "

@@ -51,12 +51,11 @@ def _abandon_after(grace_s: float, pid: int) -> None:
 
 def _forgive(requests: list[Any]) -> None:
     """Abandoned steps were stopped, not lost: they must not count towards the redelivery cap."""
-    from celery import current_app
-
     from ..queue.job_store import JobStore
     from .chain import step_of_task
+    from .running import running_config
 
-    config = current_app.conf.get("offline_ingestor_config")
+    config = running_config()
     if config is None:
         return
     try:

@@ -36,6 +36,7 @@ from .chain import (
     step_of_task,
     step_signature,
 )
+from .running import running_config
 
 __all__ = ["record_failure", "submit"]
 
@@ -45,7 +46,7 @@ T = TypeVar("T")
 
 
 def _config() -> Config:
-    config = app.conf.get("offline_ingestor_config")
+    config = running_config()
     if config is None:
         raise PermanentError("worker has no config: set OFFLINE_INGESTOR_CONFIG")
     return config  # type: ignore[no-any-return]
