@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -238,6 +239,15 @@ class QueueOptions(_Section):
     #: Redis Sentinel instead of one Redis host (then broker_url may be ``sentinel://...``).
     sentinel: SentinelOptions | None = None
 
+    @field_validator("broker_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        # Checked here, once: a mistyped URL otherwise surfaces deep in kombu or redis-py as
+        # a long traceback from every command (the message never quotes it: a password).
+        for part in value.split(";"):
+            _check_broker_url(part.strip())
+        return value
+
 
 class HealthCheckOptions(_Section):
     """Accepted for compatibility and ignored: ``offline-ingestor health`` and the worker's
@@ -291,7 +301,7 @@ _SECRET_WORDS = ("password", "token", "secret", "credential", "key")
 def _echoable(loc: tuple[Any, ...], value: Any) -> bool:
     """Whether a bad value may be shown: never a secret's, never a whole section's."""
     names = [str(part).lower() for part in loc]
-    if any(word in name for name in names for word in _SECRET_WORDS):
+    if any(word in name for name in names for word in _SECRET_WORDS) or "broker_url" in names:
         return False
     return not isinstance(value, dict | list)
 
@@ -304,10 +314,33 @@ def _yaml_error(path: str, exc: yaml.YAMLError) -> str:
     return f"config {path}{line}: invalid YAML: {problem}"
 
 
+#: What both Celery's Redis transport and redis-py read (``sentinel://`` only with ``queue.sentinel``).
+BROKER_SCHEMES = ("redis", "rediss", "sentinel")
+
+
+def _check_broker_url(url: str) -> None:
+    """Raise ValueError naming what is wrong with one Redis URL, never the URL itself."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ValueError("not a URL: use redis://[:password@]host:port/db")
+    if scheme.lower() not in BROKER_SCHEMES:
+        raise ValueError(f"unknown scheme {scheme + '://'!r}: use redis://, rediss:// or sentinel://")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise ValueError("the port is not a number from 0 to 65535") from None
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError(f"the database must be a number (got {db!r})")
+
+
 def _format_validation_error(path: str, error: ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "<top level>"
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
+    if key == "queue.broker_url" and os.environ.get(BROKER_URL_ENV):
+        key = f"queue.broker_url (${BROKER_URL_ENV})"
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     elif "input" in first and first["type"] != "missing" and _echoable(first["loc"], first["input"]):
