@@ -3,7 +3,7 @@
 Both end up in :func:`prepare_worker` (the second through ``celeryd_init``, see ``app.py``),
 so a worker started either way has the same logs, secrets redaction, metrics, heartbeat and
 kombu fixes. The other hooks live one concern per module (``task_context``, ``lost_workers``,
-``refused_submits``, ``heartbeat``, ``spool_flusher``); importing them connects them.
+``refused_submits``, ``expected_failures``, ``heartbeat``, ``spool_flusher``); importing them connects them.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def prepare_worker(config: Any) -> None:
 
     migrate_broker(config.queue.broker_url, config.queue.queue_name)  # once, before consuming
     from . import (  # noqa: F401  (importing a hook module connects its hooks)
+        expected_failures,
         heartbeat,
         kombu_oom,
         kombu_patches,

@@ -17,7 +17,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from .. import metrics
 from ..config import Config
-from ..errors import PermanentError
+from ..errors import IngestError, PermanentError
 from ..ingest.executor import Done, Failed, Retry, StepExecutor, Stopped
 from ..ingest.job import Job, new_job
 from ..ingest.retry import RetryPolicy
@@ -141,7 +141,16 @@ def _send_next(task: Task, step: str, ref: Job) -> None:
 
 def _make_task(step: str) -> Any:
     # max_retries: the executor decides; this only keeps Celery's own limit out of its way.
-    @app.task(name=TASK_NAMES[step], bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+    # throws: a failure the executor recorded and logged (ingest.failed) is expected, not a
+    # traceback at ERROR from Celery too (worker/expected_failures.py).
+    @app.task(
+        name=TASK_NAMES[step],
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        max_retries=None,
+        throws=(IngestError,),
+    )
     def step_task(self: Task, ref: Job) -> Job | None:
         return _run(self, step, ref)
 
@@ -185,7 +194,7 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
               error=failure["message"])  # fmt: skip
 
 
-@app.task(name=SUBMIT_TASK)
+@app.task(name=SUBMIT_TASK, throws=(PermanentError,))  # a refusal is logged as submit.refused
 def submit(path: str, job_id: str | None = None, force: bool = False) -> str:
     """Entry point for non-Python producers: enqueue ``path`` as ``enqueue()`` would."""
     config = _config()
