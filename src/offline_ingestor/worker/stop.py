@@ -8,6 +8,11 @@ a cold shutdown (SIGQUIT, or SIGTERM with ``REMAP_SIGTERM=SIGQUIT`` in the envir
 before billiard is imported) and then always sleeps the whole timeout, even when the steps
 are done after a second.
 
+The same bound applies to Celery's remote ``shutdown`` command (``celery control shutdown``,
+Flower's Shut Down button): it raises ``WorkerShutdown`` in the consumer, a warm shutdown
+that sends no ``worker_shutting_down`` signal, so :func:`bound_remote_shutdown` starts the
+timer from the command itself.
+
 So we keep the warm shutdown (a step that finishes in time is acked, and the worker exits
 as soon as it has) and bound it ourselves: when SIGTERM arrives, a timer starts; if the
 worker is still running when it fires, it sends the worker SIGQUIT, Celery's cold shutdown.
@@ -28,7 +33,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["start_stop_timer"]
+__all__ = ["bound_remote_shutdown", "start_stop_timer"]
 
 log = structlog.get_logger("offline_ingestor.worker_stop")
 
@@ -76,3 +81,20 @@ def start_stop_timer(grace_s: float) -> None:
     # Called from a signal handler: no logging here, the thread logs.
     pid = os.getpid()
     threading.Thread(target=_abandon_after, args=(grace_s, pid), name="stop-grace", daemon=True).start()
+
+
+def bound_remote_shutdown(grace_s: float) -> None:
+    """Make Celery's remote ``shutdown`` command start the same timer as SIGTERM (once per process)."""
+    from celery.worker import control
+
+    original: Any = control.Panel.data["shutdown"]
+    if getattr(original, "_offline_ingestor", False):
+        return
+
+    def shutdown(state: Any, msg: str = "Got shutdown from remote", **kwargs: Any) -> Any:
+        start_stop_timer(grace_s)
+        return original(state, msg=msg, **kwargs)
+
+    shutdown._offline_ingestor = True  # type: ignore[attr-defined]
+    # The worker's mailbox dispatches through this very dict (celery/worker/pidbox.py).
+    control.Panel.data["shutdown"] = shutdown
