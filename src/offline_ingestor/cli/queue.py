@@ -127,6 +127,13 @@ def public_fields(fields: dict[str, str]) -> dict[str, Any]:
     return shown
 
 
+def public_failure(entry: dict[str, Any]) -> dict[str, Any]:
+    """A failed-registry entry with ``transient`` a bool (entries of older releases hold "true"/"false")."""
+    if isinstance(entry.get("transient"), str):
+        return {**entry, "transient": entry["transient"] == "true"}
+    return entry
+
+
 @click.command("status")
 @click.argument("target", required=False)
 @config_option
@@ -180,7 +187,7 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
 def failed(config_path: str | None, as_json: bool) -> None:
     """List files in the failed registry with step, error and attempts."""
     config = load(config_path)
-    entries = _guard_redis(_store(config).failures)
+    entries = [public_failure(entry) for entry in _guard_redis(_store(config).failures)]
     if as_json:
         echo_json(entries)
         return
