@@ -217,8 +217,10 @@ class QueueOptions(_Section):
     heartbeat_file: str = ""
     metrics_port: int = Field(0, ge=0)
     #: On SIGTERM running steps get this long to finish; then they are abandoned and their
-    #: messages requeued at once (worker/stop.py). Keep it below the container's stop grace.
-    shutdown_grace_s: float = Field(25.0, ge=0)
+    #: messages requeued at once (worker/stop.py). Keep it below the container's stop grace:
+    #: abandoning takes ~3 s on a loaded 2-core host (tests/worker/test_bounded_stop.py), so
+    #: 20 leaves Kubernetes' default 30 s a margin of about 7 s (25 exited at 28.8 s).
+    shutdown_grace_s: float = Field(20.0, ge=0)
     #: Celery task events (task-sent/received/started/succeeded) for Flower and
     #: celery-exporter. On by default so those tools work; they cost about 4 % of small-file
     #: throughput (more consumer CPU, bench/RESULTS.md), so a site without them may turn

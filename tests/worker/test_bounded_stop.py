@@ -174,3 +174,60 @@ def test_remote_shutdown_is_bounded_by_the_same_grace(
     # Back in the queue at once: a second worker finishes it long before the visibility timeout.
     start_worker(config, concurrency=1)
     wait_for(lambda: len(standin.origdatablocks) == 1, 240, "the second worker to ingest the file")
+
+
+def test_abandon_time_under_load_is_measured(
+    standin: Any,
+    redis_server: Any,
+    start_worker: Any,
+    queue_config: Any,
+    data_root: Path,
+    record_property: Any,
+) -> None:
+    """SIGTERM with two hashes running and both cores busy: how long after the grace the
+    worker exits (the margin queue.shutdown_grace_s must leave under the runtime's limit).
+
+    Reported (``abandon_s`` in the JUnit properties and the output), never asserted: a
+    wall-clock limit would fail on a slow machine for no fault of the worker.
+    """
+    import time
+
+    grace_s = 1.0
+    config = queue_config(
+        queue={
+            "concurrency": 2,
+            "visibility_timeout_s": 3600,
+            "task_time_limit_s": 3000,
+            "lease_ttl_s": 3300,
+            "shutdown_grace_s": grace_s,
+        }
+    )
+    keys = []
+    worker = start_worker(config, concurrency=2)
+    for index in range(2):
+        path = ymir_file(data_root, name=f"big-{index}.hdf")
+        with path.open("r+b") as handle:
+            handle.truncate(BIG)
+        (result,) = json.loads(ingestor_cli("enqueue", "-c", str(config), "--json", str(path)).stdout)
+        keys.append(result["key"])
+    client = redis.Redis.from_url(redis_server.url)
+    for key in keys:
+        wait_for(lambda key=key: step_of(client, key) == ("running", "build-dataset"), 120, "both hashes")
+    burners = [subprocess.Popen(["python3", "-c", "while True: pass"]) for _ in range(2)]  # load
+    try:
+        assert worker.process is not None
+        sent = time.monotonic()
+        os.kill(worker.process.pid, signal.SIGTERM)
+        worker.process.wait(120)
+        exited_s = time.monotonic() - sent
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    abandon_s = round(exited_s - grace_s, 2)
+    record_property("abandon_s", abandon_s)
+    print(
+        f"worker exited {exited_s:.2f} s after SIGTERM with a {grace_s} s grace: abandon took {abandon_s} s"
+    )
+    assert worker.process.returncode == 0
+    assert "worker.stop_grace_exceeded" in [event.get("event") for event in log_events(worker.log)]
