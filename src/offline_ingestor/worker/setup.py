@@ -41,9 +41,10 @@ def prepare_worker(config: Any) -> None:
     from ..queue.broker_layout import migrate_broker
 
     migrate_broker(config.queue.broker_url, config.queue.queue_name)  # once, before consuming
-    from .stop import bound_remote_shutdown
+    from .stop import bound_remote_shutdown, report_offline_as_idle
 
     bound_remote_shutdown(config.queue.shutdown_grace_s)  # `celery control shutdown`, Flower
+    report_offline_as_idle()  # Flower: no abandoned step shown active on a stopped worker
     from . import (  # noqa: F401  (importing a hook module connects its hooks)
         expected_failures,
         heartbeat,

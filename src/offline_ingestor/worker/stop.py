@@ -33,7 +33,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["bound_remote_shutdown", "start_stop_timer"]
+__all__ = ["bound_remote_shutdown", "report_offline_as_idle", "start_stop_timer"]
 
 log = structlog.get_logger("offline_ingestor.worker_stop")
 
@@ -98,3 +98,34 @@ def bound_remote_shutdown(grace_s: float) -> None:
     shutdown._offline_ingestor = True  # type: ignore[attr-defined]
     # The worker's mailbox dispatches through this very dict (celery/worker/pidbox.py).
     control.Panel.data["shutdown"] = shutdown
+
+
+def report_offline_as_idle() -> None:
+    """Make the worker's last event (``worker-offline``) say that it runs nothing.
+
+    Celery sends it while stopping, before the cold shutdown has terminated the abandoned
+    steps, so it carried ``active=N``; Flower keeps a worker's last ``active`` count and
+    showed those steps as still running on a worker that was gone. A stopped worker runs
+    nothing: its abandoned steps are back in the queue.
+    """
+    from celery.worker import heartbeat
+
+    original: Any = heartbeat.Heart._send
+    if getattr(original, "_offline_ingestor", False):
+        return
+
+    def _send(self: Any, event: str, retry: bool = True) -> Any:
+        if event != "worker-offline":
+            return original(self, event, retry)
+        return self.eventer.send(
+            event,
+            freq=self.interval,
+            active=0,
+            processed=heartbeat.all_total_count[0],
+            loadavg=heartbeat.load_average(),
+            retry=retry,
+            **heartbeat.SOFTWARE_INFO,
+        )
+
+    _send._offline_ingestor = True  # type: ignore[attr-defined]
+    heartbeat.Heart._send = _send
