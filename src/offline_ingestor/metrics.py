@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -158,7 +158,9 @@ def series() -> dict[str, Any]:
             raise RuntimeError("PROMETHEUS_MULTIPROC_DIR is not set")
         _STATE["metrics"] = {
             "files": Counter(
-                f"{PREFIX}files_total", "Files finished, by outcome and schema", ["outcome", "schema"]
+                f"{PREFIX}files_total",
+                "Files finished, by outcome and schema",
+                ["outcome", "schema", "schema_id"],
             ),
             "retries": Counter(f"{PREFIX}retries_total", "Step retries after transient errors", ["step"]),
             "scicat_errors": Counter(
@@ -174,13 +176,35 @@ def series() -> dict[str, Any]:
     return _STATE["metrics"]  # type: ignore[no-any-return]
 
 
+#: Schema id → name for the ``schema`` label: upstream's ids are bare UUIDs, which say nothing
+#: on a dashboard. Filled wherever schemas are loaded (:func:`name_schemas`); an id not named
+#: here is its own name.
+_SCHEMA_NAMES: dict[str, str] = {}
+
+
+def name_schemas(names: Mapping[str, str]) -> None:
+    """Remember the names of loaded schemas (id → name) for the ``schema`` label."""
+    _SCHEMA_NAMES.update(names)
+
+
+def _schema_labels(schema_id: str | None) -> dict[str, str]:
+    """``schema`` (the name, what people read) and ``schema_id`` (what tells two apart)."""
+    if not schema_id:
+        return {"schema": "unknown", "schema_id": "unknown"}
+    return {"schema": _SCHEMA_NAMES.get(schema_id, schema_id), "schema_id": schema_id}
+
+
 @never_fail
-def init_series(schemas: Iterable[str]) -> None:
-    """Create every series known at start at 0, so that alerts see 0 rather than no data."""
+def init_series(schemas: Mapping[str, str]) -> None:
+    """Create every series known at start at 0, so that alerts see 0 rather than no data.
+
+    ``schemas``: the loaded schemas, id → name.
+    """
+    name_schemas(schemas)
     metrics = series()
-    for schema in [*schemas, "unknown"]:
+    for schema_id in [*schemas, None]:
         for outcome in OUTCOMES:
-            metrics["files"].labels(outcome=outcome, schema=schema)
+            metrics["files"].labels(outcome=outcome, **_schema_labels(schema_id))
     for step in STEP_NAMES:
         metrics["retries"].labels(step=step)
         metrics["steps"].labels(step=step)
@@ -197,7 +221,7 @@ def observe_step(step: str, seconds: float) -> None:
 
 @never_fail
 def count_file(outcome: str, schema: str | None) -> None:
-    series()["files"].labels(outcome=outcome, schema=schema or "unknown").inc()
+    series()["files"].labels(outcome=outcome, **_schema_labels(schema)).inc()
 
 
 def count_failed(schema: str | None) -> None:

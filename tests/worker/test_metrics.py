@@ -19,6 +19,9 @@ from offline_ingestor.testing import Fault
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 YMIR = "3d0c1f5e-ymir-offline-ingestor"
+#: The ``schema`` label is the schema's name, ``schema_id`` its id.
+YMIR_LABELS = (("schema", "ESS YMIR raw data"), ("schema_id", YMIR))
+UNKNOWN_LABELS = (("schema", "unknown"), ("schema_id", "unknown"))
 FILES = "offline_ingestor_files_total"
 
 
@@ -50,14 +53,13 @@ def test_prometheus_scrape_reads_ingest_metrics(
     config = queue_config(queue={"metrics_port": port})
     standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=503, times=1))
     start_worker(config)
-    ymir = "3d0c1f5e-ymir-offline-ingestor"
     # Every series known at start is there at 0 before any event (alerts see 0, not "no data").
     initial = scrape(port)
     for step in ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock"):
         assert initial[("offline_ingestor_retries_total", (("step", step),))] == 0.0
         assert initial[("offline_ingestor_step_seconds_count", (("step", step),))] == 0.0
     for outcome in ("created", "duplicate", "failed", "refused"):
-        assert initial[("offline_ingestor_files_total", (("outcome", outcome), ("schema", ymir)))] == 0.0
+        assert initial[("offline_ingestor_files_total", (("outcome", outcome), *YMIR_LABELS))] == 0.0
     assert initial[("offline_ingestor_scicat_errors_total", (("kind", "server"),))] == 0.0
     assert initial[("offline_ingestor_pool_processes", ())] == 2.0
     ingestor_cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
@@ -69,8 +71,8 @@ def test_prometheus_scrape_reads_ingest_metrics(
     def counted() -> bool:
         samples = scrape(port)
         return (
-            samples.get((FILES, (("outcome", "failed"), ("schema", "unknown")))) == 1.0
-            and samples.get((FILES, (("outcome", "created"), ("schema", ymir)))) == 1.0
+            samples.get((FILES, (("outcome", "failed"), *UNKNOWN_LABELS))) == 1.0
+            and samples.get((FILES, (("outcome", "created"), *YMIR_LABELS))) == 1.0
         )
 
     wait_for(counted, what="the file counters in a scrape")
@@ -147,7 +149,7 @@ def test_metrics_folder_problems_never_stop_ingestion(
         wait_for(lambda: "ingest.finished" in worker.log.read_text(), what="the summary line")
         if case == "missing":
             assert folder.is_dir()
-            files = ("offline_ingestor_files_total", (("outcome", "created"), ("schema", YMIR)))
+            files = ("offline_ingestor_files_total", (("outcome", "created"), *YMIR_LABELS))
             wait_for(lambda: scrape(port).get(files) == 1.0, what="the file counted")
     finally:
         worker.stop()
@@ -190,5 +192,5 @@ def test_failure_counted_with_the_selected_schema(
     standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=400, times=None))
     start_worker(config)
     ingestor_cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
-    failed = ("offline_ingestor_files_total", (("outcome", "failed"), ("schema", YMIR)))
+    failed = ("offline_ingestor_files_total", (("outcome", "failed"), *YMIR_LABELS))
     wait_for(lambda: scrape(port).get(failed) == 1.0, timeout=30, what="the failure under its schema")

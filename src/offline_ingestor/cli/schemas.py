@@ -30,6 +30,10 @@ def check(directory: str | None, config_path: str | None) -> None:
 
     target = Path(directory) if directory else load(config_path).schemas_dir
     loaded = load_schemas(target)
+    if not loaded.schemas and not loaded.broken:
+        # "0 valid, 0 invalid" read like a pass over the wrong folder.
+        click.echo(f"error: no *.imsc.yml found in {target}", err=True)
+        sys.exit(1)
     for schema in loaded.schemas:
         click.echo(f"ok     {schema.source_file}  id={schema.id} order={schema.order}")
     for broken in loaded.broken:

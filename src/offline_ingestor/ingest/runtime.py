@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import metrics
 from ..config import Config
 from ..files.checksums import Progress
 from ..schema import SchemaSet, load_schemas
@@ -57,6 +58,8 @@ class Runtime:
         """
         fallback = config.ingestion.fallback_schema_file_path
         schemas = load_schemas(config.schemas_dir, config.resolve(fallback) if fallback else None)
+        loaded = [*schemas.schemas, *([schemas.fallback] if schemas.fallback else [])]
+        metrics.name_schemas({schema.id: schema.name for schema in loaded})  # the `schema` label
         return cls(config=config, schemas=schemas, scicat=ScicatClient(config.scicat, limiter=limiter))
 
     @property

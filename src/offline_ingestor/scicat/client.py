@@ -114,6 +114,8 @@ class ScicatClient:
             )
             body = _json(response)
             token = body.get("access_token") or body.get("id") if isinstance(body, dict) else None
+            if response.status_code >= 400:  # a refused login is a failed SciCat request too
+                metrics.count_scicat_error(_error_kind(response.status_code))
             if response.status_code in TRANSIENT_STATUSES:
                 raise ScicatUnavailable(
                     f"SciCat login as {settings.username!r}: answered {response.status_code}",
