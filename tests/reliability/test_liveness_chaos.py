@@ -55,6 +55,8 @@ LIVE = {
 SCICAT = {"timeout": 5, "outage_probe_s": 0.5, "outage_probe_max_s": 2}
 REVOKED = 10
 SCICAT_DOWN_S = 4.0
+#: Every SciCat request takes 0.1 s more: a run that lasts a while.
+PACE = Fault(status=None, delay_s=0.1, times=None)
 
 
 def client_of(config: Path) -> redis.Redis:
@@ -205,7 +207,8 @@ class Driver:
     def revoke(self) -> None:
         client = client_of(self.config)
         wait_for(lambda: len(waiting_messages(client)) >= REVOKED, 120, "messages to revoke")
-        chosen = waiting_messages(client)[-REVOKED:]  # the back of the queue: still there when it lands
+        # LPUSH in, BRPOP out: the first entries are the newest, still waiting when the revoke lands.
+        chosen = waiting_messages(client)[:REVOKED]
         at = time.time()
         # As Flower or an operator does it: a broadcast to every worker.
         result = celery(self.config, "control", "revoke", *(task_id for task_id, _ in chosen))
@@ -222,8 +225,13 @@ class Driver:
     def scicat_down(self, number: int) -> None:
         keys = open_keys(client_of(self.config))
         at = time.time()
-        self.standin.stop()  # the process is gone: connections refused
+        # The process dies: its open (keep-alive) connections are reset, new ones refused.
+        self.standin.clear_faults()
+        self.standin.inject(Fault(reset_connection=True, times=None))
+        self.standin.stop()
         time.sleep(SCICAT_DOWN_S)
+        self.standin.clear_faults()
+        self.standin.inject(PACE)
         self.standin.start()  # the same port
         self.faults.append((f"scicat{number}", f"SciCat stopped {SCICAT_DOWN_S:.0f} s", at, keys))
 
@@ -253,7 +261,7 @@ def test_every_fault_at_once_leaves_nothing_stuck(
     files = make_files(data_root, count)
     paths = list(files)
     waves = [paths[: count // 2], paths[count // 2 : count * 3 // 4], paths[count * 3 // 4 :]]
-    standin.inject(Fault(status=None, delay_s=0.1, times=None))  # a run that lasts a while
+    standin.inject(PACE)
     driver = Driver(config, standin, start_worker, random.Random(seed))
     driver.workers = [start_worker(config, concurrency=2), start_worker(config, concurrency=1)]
     step = max(1, count // 20)
