@@ -165,8 +165,9 @@ class Reconciler:
         with self.app.connection_for_write() as conn:
             qos = conn.default_channel.qos
             for tag in orphans:
-                # kombu's own restore (a transaction: off the unacked hash, back on its queue).
-                qos.restore_by_tag(tag, leftmost=True)
+                # kombu's own restore (a transaction: off the unacked hash, back on its queue),
+                # at the end BRPOP takes next (``leftmost`` would LPUSH it behind the backlog).
+                qos.restore_by_tag(tag, leftmost=False)
                 log.warning("reconcile.restored", delivery_tag=tag, reason="no live worker holds it")
         return len(orphans)
 
