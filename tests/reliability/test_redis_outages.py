@@ -25,6 +25,7 @@ from offline_ingestor.queue.spool import Spool
 from offline_ingestor.testing import Fault
 from offline_ingestor.testing.processes import RedisServer, SentinelServer
 from reliability.runs import enqueue_all, make_files, tally
+from reliability.sentinels import sentinel_queue
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -136,53 +137,6 @@ def test_redis_down_while_the_drop_in_enqueues(
     assert (result.lost, result.duplicated) == (0, 0)
 
 
-def _replication_up(replica: RedisServer) -> bool:
-    try:
-        info = redis.Redis.from_url(replica.url).info("replication")
-    except redis.RedisError:
-        return False
-    return info.get("master_link_status") == "up"
-
-
-def _sentinels_ready(sentinels: list[SentinelServer], name: str) -> bool:
-    for sentinel in sentinels:
-        try:
-            state = redis.Redis(port=sentinel.port, decode_responses=True).sentinel_master(name)
-        except redis.RedisError:
-            return False
-        if (
-            int(state.get("num-other-sentinels", 0)) < len(sentinels) - 1
-            or int(state.get("num-slaves", 0)) < 1
-        ):
-            return False
-    return True
-
-
-@pytest.fixture
-def sentinel_set(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """The test's Redis as primary, one replica, three sentinels (quorum 2) on loopback ports."""
-    replica = RedisServer(
-        tmp_path / "replica", extra_args=["--replicaof", "127.0.0.1", str(redis_server.port)]
-    )
-    replica.start()
-    sentinels = [
-        SentinelServer(
-            tmp_path / f"sentinel-{index}", redis_server.port, down_after_ms=1000, failover_timeout_ms=4000
-        )
-        for index in range(3)
-    ]
-    try:
-        wait_for(lambda: _replication_up(replica), 20, "the replica to sync")
-        for sentinel in sentinels:
-            sentinel.start()
-        wait_for(lambda: _sentinels_ready(sentinels, "oi-master"), 30, "the sentinels to find each other")
-        yield {"primary": redis_server, "replica": replica, "sentinels": sentinels}
-    finally:
-        for sentinel in sentinels:
-            sentinel.stop(kill=True)
-        replica.stop(kill=True)
-
-
 @pytest.mark.parametrize(
     "count", [pytest.param(60, id="60-files"), pytest.param(1000, id="1000-files", marks=pytest.mark.slow)]
 )
@@ -203,8 +157,7 @@ def test_primary_killed_sentinel_promotes_the_replica(
     # Given a worker and producers that reach Redis through the sentinels
     config = fast_config(
         queue={
-            "broker_url": ";".join(f"sentinel://{sentinel.address}" for sentinel in sentinels),
-            "sentinel": {"master_name": "oi-master"},
+            **sentinel_queue(sentinels),
             "spool_dir": str(tmp_path / "spool"),
             "spool_flush_interval_s": 1,
         }
