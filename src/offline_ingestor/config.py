@@ -123,6 +123,8 @@ class ApiEndpointsOptions(_Section):
     datasets: str = "datasets"
     proposals: str = "proposals"  # ignored: schemas name their own look-up URLs
     origdatablocks: str = "origdatablocks"
+    #: ``post-job`` (a schema's ``scicat_job``): under the API root of ``api_version``.
+    jobs: str = "jobs"
     instruments: str = "instruments"  # ignored: as proposals
     samples: str = "samples"
 
