@@ -80,3 +80,36 @@ def test_schema_errors_name_the_file_and_field(tmp_path: Path) -> None:
         assert result.returncode == 1
         line = next(row for row in result.stdout.splitlines() if row.startswith("ERROR"))
         assert str(folder / "ymir.imsc.yml") in line and expected in line, line
+
+
+def _audit(config: Path, *args: str) -> dict[str, dict[str, Any]]:
+    result = cli("offline-ingestor", "audit", "--no-redis", "--json", *args, config=config)
+    assert result.returncode in (0, 1), result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return {Path(line["file"]).name: line for line in lines if "class" in line}
+
+
+def test_audit_names_a_missing_job_and_repair_adds_only_it(
+    standin: Any, data_root: Path, tmp_path: Path
+) -> None:
+    """A whole dataset without its SciCat job is job-missing; --repair creates the job and nothing else."""
+    config = _config(standin, data_root, tmp_path)
+    path = ymir_file(data_root)
+    standin.job_types.clear()  # the backend refuses the job: post-job fails, the dataset is whole
+    assert cli("offline-ingestor", "ingest-now", str(path), config=config).returncode != 0
+    assert _audit(config)["run-0001.hdf"]["class"] == "job-missing"
+    standin.job_types.add("ingest-followup")
+    result = cli("offline-ingestor", "audit", "--no-redis", "--repair", config=config)
+    assert "(job-missing)" in result.stdout, result.stdout + result.stderr
+    assert _audit(config)["run-0001.hdf"]["class"] == "ingested"
+    assert (len(standin.datasets), len(standin.origdatablocks), len(standin.jobs)) == (1, 1, 1)
+
+
+def test_audit_names_a_missing_sample(standin: Any, data_root: Path, tmp_path: Path) -> None:
+    """A dataset naming a sample SciCat lost (deleted since) is sample-missing."""
+    config = _config(standin, data_root, tmp_path)
+    path = ymir_file(data_root)
+    assert cli("offline-ingestor", "ingest-now", str(path), config=config).returncode == 0
+    assert _audit(config)["run-0001.hdf"]["class"] == "ingested"
+    standin._store.samples.clear()  # an admin deleted the sample
+    assert _audit(config)["run-0001.hdf"]["class"] == "sample-missing"

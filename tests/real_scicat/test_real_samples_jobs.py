@@ -130,7 +130,8 @@ def test_adr_scenarios_twenty_files_one_new_sample_two_workers_kills(
     assert len(datasets) == FILES
     assert all(doc.get("sampleIds") == [sample["sampleId"]] for doc in datasets), datasets[0]
     found = holdings(scicat, ymir_folder(data))
-    assert (found.blocks, found.half_written, found.duplicated) == (FILES, 0, 0)
+    # 20 blocks over 20 datasets that each have one (none half written): one block each
+    assert (found.datasets, found.blocks, found.half_written) == (FILES, FILES, 0)
     jobs = _jobs(scicat, tag)
     named = sorted(item["pid"] for job in jobs for item in job["jobParams"]["datasetList"])
     assert named == sorted(doc["pid"] for doc in datasets)  # one job per dataset, none twice

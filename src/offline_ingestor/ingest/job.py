@@ -70,6 +70,8 @@ class Job(TypedDict, total=False):
     # post-job (ingest/jobs.py): None when the schema has no scicat_job section
     scicat_job_id: str | None
     scicat_job_created: bool
+    # requeue of a file that failed at post-job: the forced claim keeps its done steps
+    keep_done_steps: bool
     # Set by the step executor for one write-step execution, never saved (ingest/steps.py).
     first_write: bool
 
