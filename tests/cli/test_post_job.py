@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,17 @@ def test_the_job_post_is_noted_before_it_is_sent(
     fields = ledger.records[job["key"]]
     assert fields.get("write:post-job") and fields.get("writer:post-job") == "o"
     assert len(standin.jobs) == 1
+
+
+def test_a_job_post_stored_after_the_client_gave_up_is_not_repeated(
+    standin: Any, make_config: Any, data_root: Path, tmp_path: Path
+) -> None:
+    """The POST times out at the client and is stored later: the retry waits its window, then finds it."""
+    config = _config(make_config, standin, tmp_path)
+    config = config.model_copy(update={"scicat": config.scicat.model_copy(update={"timeout": 1.0})})
+    standin.inject(Fault(method="POST", path_regex=r"/jobs$", status=None, delay_s=2.5))
+    rt = Runtime.from_config(config)
+    job = new_job(ymir_file(data_root), config.ingestion.allowed_data_roots)
+    ingest(rt, job, policy=RetryPolicy(max_retries=3, backoff_s=0.1, backoff_max_s=0.1))
+    time.sleep(2.5)  # a second POST would have landed by now
+    assert len(standin.jobs) == 1, standin.requests
