@@ -248,7 +248,7 @@ class QueueOptions(_Section):
     #: throughput (more consumer CPU, bench/RESULTS.md), so a site without them may turn
     #: them off; our own /metrics needs none of them.
     task_events: bool = True
-    #: Queue of the two SciCat write steps, served by ``offline-ingestor worker --io`` (a
+    #: Queue of the three SciCat write steps, served by ``offline-ingestor worker --io`` (a
     #: thread pool of ``io_concurrency``): steps that wait on SciCat then hold no process.
     #: Empty: every step on ``queue_name``.
     io_queue_name: str = ""
