@@ -124,6 +124,8 @@ class ApiEndpointsOptions(_Section):
     datasets: str = "datasets"
     proposals: str = "proposals"  # ignored: schemas name their own look-up URLs
     origdatablocks: str = "origdatablocks"
+    #: ``post-job`` (a schema's ``scicat_job``): under the API root of ``api_version``.
+    jobs: str = "jobs"
     instruments: str = "instruments"  # ignored: as proposals
     samples: str = "samples"
 
@@ -249,7 +251,7 @@ class QueueOptions(_Section):
     #: throughput (more consumer CPU, bench/RESULTS.md), so a site without them may turn
     #: them off; our own /metrics needs none of them.
     task_events: bool = True
-    #: Queue of the two SciCat write steps, served by ``offline-ingestor worker --io`` (a
+    #: Queue of the three SciCat write steps, served by ``offline-ingestor worker --io`` (a
     #: thread pool of ``io_concurrency``): steps that wait on SciCat then hold no process.
     #: Empty: every step on ``queue_name``.
     io_queue_name: str = ""

@@ -44,8 +44,11 @@ OUTCOMES = ("created", "duplicate", "failed", "refused")
 #: SciCat errors by kind (``count_scicat_error``): what the alert on SciCat errors watches.
 ERROR_KINDS = ("connection", "timeout", "server", "rate_limited", "client")
 #: What SciCat already holds that a file's ingestion refuses (ingest/writes.py): admin work.
-CONFLICT_KINDS = ("duplicate-blocks", "pid-not-findable")
-STEP_NAMES = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock")
+CONFLICT_KINDS = ("duplicate-blocks", "pid-not-findable", "duplicate-jobs")
+#: Objects a file's ingestion makes besides its dataset (``count_object``): by kind and outcome.
+OBJECT_KINDS = ("job", "sample")
+OBJECT_OUTCOMES = ("created", "found")
+STEP_NAMES = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock", "post-job")
 #: Up to 4 h: a step hashing a multi-terabyte file may run for hours.
 STEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400)
 _TEMP_PREFIX = "oi-metrics-"
@@ -171,6 +174,11 @@ def series() -> dict[str, Any]:
                 "Files refused for what SciCat already holds (duplicate blocks, a pid a rerun cannot find)",
                 ["kind"],
             ),
+            "objects": Counter(
+                f"{PREFIX}scicat_objects_total",
+                "Jobs (post-job) and samples (create_missing) created, or found already there",
+                ["kind", "outcome"],
+            ),
             "steps": Histogram(f"{PREFIX}step_seconds", "Step duration", ["step"], buckets=STEP_BUCKETS),
         }
     return _STATE["metrics"]  # type: ignore[no-any-return]
@@ -212,6 +220,9 @@ def init_series(schemas: Mapping[str, str]) -> None:
         metrics["scicat_errors"].labels(kind=kind)
     for kind in CONFLICT_KINDS:
         metrics["conflicts"].labels(kind=kind)
+    for kind in OBJECT_KINDS:
+        for outcome in OBJECT_OUTCOMES:
+            metrics["objects"].labels(kind=kind, outcome=outcome)
 
 
 @never_fail
@@ -244,3 +255,9 @@ def count_scicat_error(kind: str) -> None:
 def count_conflict(kind: str) -> None:
     """A file refused for what SciCat already holds; ``kind`` is one of :data:`CONFLICT_KINDS`."""
     series()["conflicts"].labels(kind=kind).inc()
+
+
+@never_fail
+def count_object(kind: str, outcome: str) -> None:
+    """A job or sample (:data:`OBJECT_KINDS`) was ``created`` or ``found`` (:data:`OBJECT_OUTCOMES`)."""
+    series()["objects"].labels(kind=kind, outcome=outcome).inc()

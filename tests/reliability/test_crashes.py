@@ -75,7 +75,20 @@ POINTS: dict[str, tuple[str, Callable[[Path, Any], bool]]] = {
         "POST /origdatablocks stored, answer delayed 6 s",
         lambda config, standin: len(standin.origdatablocks) == 1,
     ),
+    "post-job": (
+        "a schema with scicat_job; POST /jobs stored, answer delayed 6 s",
+        lambda config, standin: len(standin.jobs) == 1,
+    ),
 }
+
+
+def job_schemas(tmp_path: Path) -> Path:
+    """The YMIR schema with a ``scicat_job`` section (docs/schema-language.md §11.2)."""
+    directory = tmp_path / "job-schemas"
+    directory.mkdir()
+    section = "scicat_job:\n  type: ingest-followup\n  job_params: {dataset: <dataset_pid>}\n"
+    (directory / "ymir.imsc.yml").write_text((ROOT / "schemas/ess-ymir.imsc.yml").read_text() + section)
+    return directory
 
 
 def prepare(point: str, standin: Any, fast_config: Any, tmp_path: Path, data_root: Path) -> tuple[Path, dict]:
@@ -99,6 +112,10 @@ def prepare(point: str, standin: Any, fast_config: Any, tmp_path: Path, data_roo
         standin.inject(
             Fault(method="POST", path_regex=r"/origdatablocks$", status=None, delay_s=6, after_handling=True)
         )
+    elif point == "post-job":
+        ingestion["schemas_directory"] = str(job_schemas(tmp_path))
+        lost = Fault(method="POST", path_regex=r"/jobs$", status=None, delay_s=6, after_handling=True)
+        standin.inject(lost)
     config = (
         fast_config(ingestion=ingestion, queue={"concurrency": 1})
         if ingestion
@@ -135,6 +152,8 @@ def run_kill_case(
     result = tally(standin, files)
     assert (result.lost, result.duplicated, result.datasets, result.blocks) == (0, 0, 1, 1)
     assert job_state(config)["state"] == "done"
+    if point == "post-job":
+        assert len(standin.jobs) == 1  # the lost process's job, found by its marker
     return result
 
 
@@ -143,7 +162,8 @@ def _kill_cases() -> list[Any]:
     (at the others with ``-m slow``: each costs a restart and a redelivery)."""
     cases = [pytest.param(point, "child", id=f"{point}-child") for point in POINTS]
     for point in POINTS:
-        slow = [] if point in ("between-posts", "post-origdatablock") else [pytest.mark.slow]
+        fast = ("between-posts", "post-origdatablock", "post-job")
+        slow = [] if point in fast else [pytest.mark.slow]
         cases.append(pytest.param(point, "worker", id=f"{point}-worker", marks=slow))
     return cases
 

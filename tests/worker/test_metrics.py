@@ -55,11 +55,23 @@ def test_prometheus_scrape_reads_ingest_metrics(
     start_worker(config)
     # Every series known at start is there at 0 before any event (alerts see 0, not "no data").
     initial = scrape(port)
-    for step in ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock"):
+    for step in (
+        "select-schema",
+        "extract",
+        "build-dataset",
+        "post-dataset",
+        "post-origdatablock",
+        "post-job",
+    ):
         assert initial[("offline_ingestor_retries_total", (("step", step),))] == 0.0
         assert initial[("offline_ingestor_step_seconds_count", (("step", step),))] == 0.0
     for outcome in ("created", "duplicate", "failed", "refused"):
         assert initial[("offline_ingestor_files_total", (("outcome", outcome), *YMIR_LABELS))] == 0.0
+    for kind in ("job", "sample"):
+        for made in ("created", "found"):
+            assert (
+                initial[("offline_ingestor_scicat_objects_total", (("kind", kind), ("outcome", made)))] == 0.0
+            )
     assert initial[("offline_ingestor_scicat_errors_total", (("kind", "server"),))] == 0.0
     assert initial[("offline_ingestor_pool_processes", ())] == 2.0
     ingestor_cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
@@ -107,6 +119,7 @@ def test_heartbeat_liveness_and_step_logs(
         "build-dataset",
         "post-dataset",
         "post-origdatablock",
+        "post-job",
     ]
     for event in steps:
         assert {"file", "key", "step", "dataset_pid", "attempt", "duration_ms", "process", "task_id"} <= set(

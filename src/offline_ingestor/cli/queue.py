@@ -271,6 +271,8 @@ def requeue(keys: tuple[str, ...], config_path: str | None, requeue_all: bool) -
             "job_id": (record.fields.get("job_id") if record else None) or None,
             "message_file": None,
         }
+        if entry.get("step") == "post-job":
+            job["keep_done_steps"] = True  # its dataset is whole: retry only the job
         try:
             result = submit_job(job, config, force=True, store=store)
         except IngestError as exc:

@@ -201,10 +201,13 @@ class JobStore:
                         # step (chain.duplicate) and leave "queued" with nothing queued.
                         pipe.unwatch()
                         return False, f"running (held by {holder})"
+                    # A requeue of a file that failed at post-job keeps its done steps too: the
+                    # chain skips them (document kept) and retries only that step.
+                    keep = _WRITE_FIELDS + (("step:",) if job.get("keep_done_steps") else ())
                     kept = {
                         field: value
                         for field, value in cast(dict[str, str], pipe.hgetall(name)).items()
-                        if field.startswith(_WRITE_FIELDS)
+                        if field.startswith(keep)
                     }
                     pipe.multi()
                     pipe.delete(name)

@@ -27,6 +27,7 @@ from ..queue.connection import REDIS_TRANSIENT_ERRORS, redis_failure
 from ..queue.job_store import JobStore
 from ..queue.pid_memo import RedisPidMemo
 from ..queue.rate_limit import shared_limiter
+from ..queue.sample_lease import RedisSampleLease
 from ..queue.scicat_breaker import ScicatBreaker
 from .app import app
 from .chain import (
@@ -66,7 +67,8 @@ def _runtimes() -> RuntimeCache:
         config = _config()
         limiter = shared_limiter(_store().redis, config.scicat.rate_limit_per_s)
         memo = RedisPidMemo(_store().redis, config)  # pids SciCat rewrote, for reruns (issue 25)
-        _process["runtimes"] = RuntimeCache(config, limiter=limiter, pid_memo=memo)
+        lease = RedisSampleLease(_store().redis)  # one writer per new sample (ingest/samples.py)
+        _process["runtimes"] = RuntimeCache(config, limiter=limiter, pid_memo=memo, sample_lease=lease)
     return _process["runtimes"]  # type: ignore[no-any-return]
 
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote
 
 from . import store as st
 from . import validation as va
+from .objects import Objects
 
 __all__ = ["DEFAULT_ACCOUNTS", "Api", "Call", "JsonDict", "Reply"]
 
@@ -141,6 +142,8 @@ class Api:
         self.request_local = threading.local()
         self.pid_prefix = (pid_prefix or "undefined").rstrip("/") or "undefined"
         self.pid_regex = re.compile(pid_regex) if pid_regex else None
+        #: Jobs and sample creation (``objects.py``).
+        self.objects = Objects(store, policy)
         P = "{}"  # a placeholder for one percent-decoded path segment
         h = self
         # Order matters where Nest's would: literal segments before ":pid".
@@ -165,6 +168,11 @@ class Api:
             ("GET", "3", ("proposals", P), h.get_proposal),
             ("GET", "3", ("instruments",), h.list_instruments),
             ("GET", "3", ("samples",), h.list_samples),
+            ("POST", "3", ("samples",), lambda c: h.objects.create_sample(c.principal, c.body)),
+            ("GET", "3", ("samples", P), lambda c: h.objects.get_sample(c.principal, c.params[0])),
+            ("POST", "34", ("jobs",), lambda c: h.objects.create_job(c.version, c.principal, c.body)),
+            ("GET", "3", ("jobs", "fullquery"), lambda c: h.objects.jobs_fullquery(c.principal, c.query)),
+            ("GET", "34", ("jobs",), lambda c: h.objects.list_jobs(c.version, c.principal, c.query)),
         ]
 
     def route_of(self, method: str, path: str) -> str:
