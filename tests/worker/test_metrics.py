@@ -50,7 +50,9 @@ def test_prometheus_scrape_reads_ingest_metrics(
 ) -> None:
     """A scrape of the worker shows files ingested/failed per schema, retries, steps, queue depth."""
     port = free_port()
-    config = queue_config(queue={"metrics_port": port})
+    # Short liveness timings: the reconciler's gauges appear after its first pass.
+    liveness = {"heartbeat_interval_s": 0.3, "heartbeat_ttl_s": 1.5, "reconcile_interval_s": 0.5}
+    config = queue_config(queue={"metrics_port": port, **liveness})
     standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=503, times=1))
     start_worker(config)
     # Every series known at start is there at 0 before any event (alerts see 0, not "no data").
@@ -97,7 +99,9 @@ def test_prometheus_scrape_reads_ingest_metrics(
     assert samples[("offline_ingestor_redis_up", ())] == 1.0
     assert ("offline_ingestor_worker_process_resident_memory_bytes", ()) in samples
     assert samples[("offline_ingestor_heartbeat_age_seconds", ())] >= 0.0
-    # Every metric the shipped dashboard and alert rules query is exported.
+    # Every metric the shipped dashboard and alert rules query is exported (the reconciler's
+    # two gauges once it made its first pass: before it, "no data", as for any new target).
+    wait_for(lambda: "offline_ingestor_stuck_files" in exposition(port), what="the reconciler's first pass")
     assert unknown_metrics(exposition(port)) == []
 
 
