@@ -16,7 +16,7 @@ import yaml
 
 from helpers import ROOT, wait_for
 from offline_ingestor.testing import Fault
-from reliability.runs import Tally, enqueue_all, make_files, settled, store_of, tally, unsettled
+from reliability.runs import Tally, enqueue_all, make_files, settled, store_of, tally, wait_settled
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -219,10 +219,7 @@ def test_random_kills(
     # ingest/executor.py) before it runs again, on top of a visibility timeout for whole-worker kills.
     orphan_wait = float(yaml.safe_load(config.read_text())["scicat"]["timeout"]) + 2
     budget = 60 + count + done * orphan_wait
-    try:
-        wait_for(lambda: settled(config, count), timeout=budget, what="all files to settle")
-    except AssertionError as exc:  # say what is still open, for the next one to read
-        raise AssertionError(f"{exc}: {unsettled(config)}") from None
+    wait_settled(config, count, timeout=budget, what="all files to settle")
     result = tally(standin, files)
     figures(result, kills=done)
     assert not store_of(config).failures()

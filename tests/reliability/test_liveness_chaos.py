@@ -28,13 +28,10 @@ import pytest
 import redis
 
 from helpers import BIN, wait_for
-from offline_ingestor.config import load_config
-from offline_ingestor.queue.connection import redis_client
 from offline_ingestor.queue.job_store import FAILED_KEY, JobStore
-from offline_ingestor.queue.spool import Spool
 from offline_ingestor.testing import Fault
 from offline_ingestor.testing.processes import RedisServer, SentinelServer, WorkerProcess
-from reliability.runs import enqueue_all, make_files, tally
+from reliability.runs import enqueue_all, make_files, redis_of, tally, wait_settled
 from reliability.sentinels import promoted, sentinel_queue
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -57,11 +54,6 @@ REVOKED = 10
 SCICAT_DOWN_S = 4.0
 #: Every SciCat request takes 0.1 s more: a run that lasts a while.
 PACE = Fault(status=None, delay_s=0.1, times=None)
-
-
-def client_of(config: Path) -> redis.Redis:
-    """The current master, through the sentinels (a new client: it follows a failover)."""
-    return redis_client(load_config(config).queue, socket_timeout=2, connect_timeout=1)
 
 
 def celery(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -132,41 +124,6 @@ def terminal_at(client: redis.Redis) -> dict[str, float]:
     return times
 
 
-def settled(config: Path, files: int) -> bool:
-    """Every record done or failed, nothing queued, unacked or spooled (False while failing over)."""
-    try:
-        client = client_of(config)
-        states = [record.state for record in JobStore(client).records()]
-        if len(states) < files or any(state not in ("done", "failed") for state in states):
-            return False
-        queued = sum(client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list")
-        spool = Spool.for_config(load_config(config))
-        return queued == 0 and client.hlen("unacked") == 0 and (spool is None or spool.count() == 0)
-    except redis.RedisError:
-        return False
-
-
-def unsettled(config: Path) -> str:
-    """What keeps :func:`settled` false, for the failure message."""
-    try:
-        client = client_of(config)
-        open_records = [
-            f"{record.key}: {record.state} at {record.fields.get('step', '?')} "
-            f"steps={[name for name in record.fields if name.startswith('step:')]}"
-            for record in JobStore(client).records()
-            if record.state not in ("done", "failed")
-        ]
-        queues = {
-            str(name): client.llen(name)
-            for name in client.scan_iter("ingest*")
-            if client.type(name) == "list"
-        }
-        unacked = client.hlen("unacked")
-        return f"open {open_records[:10]} ({len(open_records)}), queues {queues}, unacked {unacked}"
-    except redis.RedisError as exc:
-        return f"Redis: {exc}"
-
-
 @dataclass
 class Driver:
     """Applies the faults in turn and notes, per fault, when and which files it affected."""
@@ -187,7 +144,7 @@ class Driver:
 
     def kill_a_worker(self) -> None:
         victim = self.rng.choice(self.workers)
-        keys = held_by(client_of(self.config), victim)
+        keys = held_by(redis_of(self.config), victim)
         at = time.time()
         victim.kill()
         self.workers.remove(victim)
@@ -196,7 +153,7 @@ class Driver:
         self.workers.append(self.start_worker(self.config, concurrency=victim.concurrency))
 
     def purge(self) -> None:
-        client = client_of(self.config)
+        client = redis_of(self.config)
         wait_for(lambda: len(waiting_messages(client)) >= 5, 120, "messages to purge")
         keys = {key for _, key in waiting_messages(client)}
         at = time.time()
@@ -205,7 +162,7 @@ class Driver:
         self.faults.append(("purge", "celery purge", at, keys))
 
     def revoke(self) -> None:
-        client = client_of(self.config)
+        client = redis_of(self.config)
         wait_for(lambda: len(waiting_messages(client)) >= REVOKED, 120, "messages to revoke")
         # LPUSH in, BRPOP out: the first entries are the newest, still waiting when the revoke lands.
         chosen = waiting_messages(client)[:REVOKED]
@@ -216,14 +173,14 @@ class Driver:
         self.faults.append(("revoke", f"revoke {REVOKED} tasks", at, {key for _, key in chosen}))
 
     def fail_over(self, primary: RedisServer, replica: RedisServer, sentinels: list[SentinelServer]) -> float:
-        keys = open_keys(client_of(self.config))
+        keys = open_keys(redis_of(self.config))
         at = time.time()
         primary.stop(kill=True)
         self.faults.append(("failover", "Redis primary SIGKILL, Sentinel failover", at, keys))
         return at
 
     def scicat_down(self, number: int) -> None:
-        keys = open_keys(client_of(self.config))
+        keys = open_keys(redis_of(self.config))
         at = time.time()
         # The process dies: its open (keep-alive) connections are reset, new ones refused.
         self.standin.clear_faults()
@@ -286,17 +243,8 @@ def test_every_fault_at_once_leaves_nothing_stuck(
         driver.until_done(driver.done() + count // 10)
         driver.kill_a_worker()
 
-    def settled_while_alive() -> bool:
-        for worker in driver.workers:
-            code = worker.process.poll() if worker.process else None
-            assert code is None, f"{worker.log.name} exited (status {code}); see its log"
-        return settled(config, count)
-
-    try:
-        wait_for(settled_while_alive, 120 + count, "every file to be terminal")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {unsettled(config)}") from None
-    client = client_of(config)
+    wait_settled(config, count, timeout=120 + count, workers=driver.workers, what="every file to be terminal")
+    client = redis_of(config)
     ended = terminal_at(client)
     times: dict[str, float] = {}
     for short, name, at, keys in driver.faults:

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import ingestor_cli, wait_for
 from offline_ingestor.testing import Fault
-from reliability.runs import enqueue_all, failures, make_files, settled, tally
+from reliability.runs import enqueue_all, failures, make_files, tally, wait_settled
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -41,12 +41,9 @@ def test_redis_restart_during_a_run(
     redis_server.start()
 
     # Then the worker reconnects and every file ends with one dataset and one origdatablock
-    def settled_while_alive() -> bool:
-        code = worker.process.poll()
-        assert code is None, f"the worker exited (status {code}) after the Redis restart; see its log"
-        return settled(config, count)
-
-    wait_for(settled_while_alive, timeout=120 + count, what="the run to settle after the restart")
+    wait_settled(
+        config, count, timeout=120 + count, workers=[worker], what="the run to settle after the restart"
+    )
     result = tally(standin, files)
     figures(result, restarts=1)
     assert worker.process.poll() is None
