@@ -5,7 +5,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY schemas ./schemas
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# [flower]: `offline-ingestor flower` (compose's flower service) runs from this image too.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[flower]"
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="offline-ingestor" \

@@ -32,6 +32,8 @@ PYTHON = ROOT / ".venv/bin/python" if (ROOT / ".venv/bin/python").exists() else 
 EXTRA_ORDER = (
     "window",
     "kills",
+    "seed",
+    "promoted_s",
     "restarts",
     "outage_s",
     "detect_s",
@@ -41,6 +43,9 @@ EXTRA_ORDER = (
     "rss_end_mib",
     "enqueue_s",
 )
+
+#: Liveness chaos: seconds from each fault to its last affected file's terminal state.
+TO_TERMINAL = "_to_terminal_s"
 
 
 def run_suite(quick: bool, load_n: int | None, extra: list[str]) -> tuple[int, Path, list[str], float]:
@@ -97,7 +102,11 @@ def table(found: list[dict[str, str]]) -> str:
         "|---|---|---:|---:|---:|---|---:|---|",
     ]
     for row in found:
-        notes = ", ".join(f"{key}={row[key]}" for key in EXTRA_ORDER if key in row)
+        keys = [
+            *(key for key in EXTRA_ORDER if key in row),
+            *(key for key in row if key.endswith(TO_TERMINAL)),
+        ]
+        notes = ", ".join(f"{key}={row[key]}" for key in keys)
         lines.append(
             f"| {row['area']} | `{row['case']}` | {row.get('files', '')} | {row.get('lost', '')} | "
             f"{row.get('duplicated', '')} | {row['result']} | {row['time']} | {notes} |"

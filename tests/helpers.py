@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -124,3 +126,37 @@ def cli(
 def ingestor_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """``offline-ingestor ARGS`` (the operator's command)."""
     return cli("offline-ingestor", *args, stdin=stdin)
+
+
+def audit(config: Path, *args: str) -> tuple[int, dict[str, str], list[dict[str, Any]]]:
+    """``audit --json ARGS``: (exit code, class per file name or ``orphan:<name>``, every line)."""
+    result = ingestor_cli("audit", "-c", str(config), "--json", *args)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    classes = {}
+    for line in lines:
+        if "class" in line:
+            name = Path(line["file"]).name if line.get("file") else line["pid"]
+            classes[f"orphan:{name}" if line["class"] == "orphan" else name] = line["class"]
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, classes, lines
+
+
+#: A file writer job id for message files.
+JOB_ID = "5f1a2b3c-0000-4000-8000-00000000abcd"
+
+
+def upstream_message_file(
+    nexus: Path, *, job_id: str = JOB_ID, error: bool = False, text: str | None = None, name: str = ""
+) -> Path:
+    """Where and how upstream's online ingestor writes the message for ``nexus``: ``json.dump`` of the
+    ``WritingFinished`` that ess-streaming-data-types deserialises (a JSON array), in ``../ingestor``."""
+    wrdn: Any = importlib.import_module("streaming_data_types")  # no type information
+
+    message = wrdn.deserialise_wrdn(
+        wrdn.serialise_wrdn("kafka-to-nexus", job_id, error, name or str(nexus), None, text)
+    )
+    path = nexus.parent / "../ingestor" / f"{nexus.stem}.message.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        json.dump(message, handle)
+    return path.resolve()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -123,6 +124,8 @@ class ApiEndpointsOptions(_Section):
     datasets: str = "datasets"
     proposals: str = "proposals"  # ignored: schemas name their own look-up URLs
     origdatablocks: str = "origdatablocks"
+    #: ``post-job`` (a schema's ``scicat_job``): under the API root of ``api_version``.
+    jobs: str = "jobs"
     instruments: str = "instruments"  # ignored: as proposals
     samples: str = "samples"
 
@@ -239,14 +242,16 @@ class QueueOptions(_Section):
     stuck_after_s: float = Field(3600.0, gt=0)
     metrics_port: int = Field(0, ge=0)
     #: On SIGTERM running steps get this long to finish; then they are abandoned and their
-    #: messages requeued at once (worker/stop.py). Keep it below the container's stop grace.
-    shutdown_grace_s: float = Field(25.0, ge=0)
+    #: messages requeued at once (worker/stop.py). Keep it below the container's stop grace:
+    #: abandoning takes ~3 s on a loaded 2-core host (tests/worker/test_bounded_stop.py), so
+    #: 20 leaves Kubernetes' default 30 s a margin of about 7 s (25 exited at 28.8 s).
+    shutdown_grace_s: float = Field(20.0, ge=0)
     #: Celery task events (task-sent/received/started/succeeded) for Flower and
     #: celery-exporter. On by default so those tools work; they cost about 4 % of small-file
     #: throughput (more consumer CPU, bench/RESULTS.md), so a site without them may turn
     #: them off; our own /metrics needs none of them.
     task_events: bool = True
-    #: Queue of the two SciCat write steps, served by ``offline-ingestor worker --io`` (a
+    #: Queue of the three SciCat write steps, served by ``offline-ingestor worker --io`` (a
     #: thread pool of ``io_concurrency``): steps that wait on SciCat then hold no process.
     #: Empty: every step on ``queue_name``.
     io_queue_name: str = ""
@@ -264,6 +269,15 @@ class QueueOptions(_Section):
     spool_flush_interval_s: float = Field(10.0, ge=0)
     #: Redis Sentinel instead of one Redis host (then broker_url may be ``sentinel://...``).
     sentinel: SentinelOptions | None = None
+
+    @field_validator("broker_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        # Checked here, once: a mistyped URL otherwise surfaces deep in kombu or redis-py as
+        # a long traceback from every command (the message never quotes it: a password).
+        for part in value.split(";"):
+            _check_broker_url(part.strip())
+        return value
 
 
 class HealthCheckOptions(_Section):
@@ -318,7 +332,7 @@ _SECRET_WORDS = ("password", "token", "secret", "credential", "key")
 def _echoable(loc: tuple[Any, ...], value: Any) -> bool:
     """Whether a bad value may be shown: never a secret's, never a whole section's."""
     names = [str(part).lower() for part in loc]
-    if any(word in name for name in names for word in _SECRET_WORDS):
+    if any(word in name for name in names for word in _SECRET_WORDS) or "broker_url" in names:
         return False
     return not isinstance(value, dict | list)
 
@@ -331,10 +345,33 @@ def _yaml_error(path: str, exc: yaml.YAMLError) -> str:
     return f"config {path}{line}: invalid YAML: {problem}"
 
 
+#: What both Celery's Redis transport and redis-py read (``sentinel://`` only with ``queue.sentinel``).
+BROKER_SCHEMES = ("redis", "rediss", "sentinel")
+
+
+def _check_broker_url(url: str) -> None:
+    """Raise ValueError naming what is wrong with one Redis URL, never the URL itself."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ValueError("not a URL: use redis://[:password@]host:port/db")
+    if scheme.lower() not in BROKER_SCHEMES:
+        raise ValueError(f"unknown scheme {scheme + '://'!r}: use redis://, rediss:// or sentinel://")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise ValueError("the port is not a number from 0 to 65535") from None
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError(f"the database must be a number (got {db!r})")
+
+
 def _format_validation_error(path: str, error: ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "<top level>"
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
+    if key == "queue.broker_url" and os.environ.get(BROKER_URL_ENV):
+        key = f"queue.broker_url (${BROKER_URL_ENV})"
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     elif "input" in first and first["type"] != "missing" and _echoable(first["loc"], first["input"]):

@@ -75,14 +75,14 @@ class IngestError(Exception):
         self.file = self.file or file
         return self
 
-    def to_dict(self) -> dict[str, str | None]:
-        """JSON-able form for the failed registry and ``--json`` output."""
-        record = {
+    def to_dict(self) -> dict[str, str | bool | None]:
+        """JSON-able form for the failed registry and ``--json`` output (``transient`` a bool)."""
+        record: dict[str, str | bool | None] = {
             "error_class": type(self).__name__,
             "message": self.message,
             "step": self.step,
             "file": self.file,
-            "transient": str(is_transient(self)).lower(),
+            "transient": is_transient(self),
         }
         if self.hint:
             record["hint"] = self.hint

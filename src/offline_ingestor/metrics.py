@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,8 +44,11 @@ OUTCOMES = ("created", "duplicate", "failed", "refused")
 #: SciCat errors by kind (``count_scicat_error``): what the alert on SciCat errors watches.
 ERROR_KINDS = ("connection", "timeout", "server", "rate_limited", "client")
 #: What SciCat already holds that a file's ingestion refuses (ingest/writes.py): admin work.
-CONFLICT_KINDS = ("duplicate-blocks", "pid-not-findable")
-STEP_NAMES = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock")
+CONFLICT_KINDS = ("duplicate-blocks", "pid-not-findable", "duplicate-jobs")
+#: Objects a file's ingestion makes besides its dataset (``count_object``): by kind and outcome.
+OBJECT_KINDS = ("job", "sample")
+OBJECT_OUTCOMES = ("created", "found")
+STEP_NAMES = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock", "post-job")
 #: Up to 4 h: a step hashing a multi-terabyte file may run for hours.
 STEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400)
 _TEMP_PREFIX = "oi-metrics-"
@@ -158,7 +161,9 @@ def series() -> dict[str, Any]:
             raise RuntimeError("PROMETHEUS_MULTIPROC_DIR is not set")
         _STATE["metrics"] = {
             "files": Counter(
-                f"{PREFIX}files_total", "Files finished, by outcome and schema", ["outcome", "schema"]
+                f"{PREFIX}files_total",
+                "Files finished, by outcome and schema",
+                ["outcome", "schema", "schema_id"],
             ),
             "retries": Counter(f"{PREFIX}retries_total", "Step retries after transient errors", ["step"]),
             "scicat_errors": Counter(
@@ -169,18 +174,45 @@ def series() -> dict[str, Any]:
                 "Files refused for what SciCat already holds (duplicate blocks, a pid a rerun cannot find)",
                 ["kind"],
             ),
+            "objects": Counter(
+                f"{PREFIX}scicat_objects_total",
+                "Jobs (post-job) and samples (create_missing) created, or found already there",
+                ["kind", "outcome"],
+            ),
             "steps": Histogram(f"{PREFIX}step_seconds", "Step duration", ["step"], buckets=STEP_BUCKETS),
         }
     return _STATE["metrics"]  # type: ignore[no-any-return]
 
 
+#: Schema id → name for the ``schema`` label: upstream's ids are bare UUIDs, which say nothing
+#: on a dashboard. Filled wherever schemas are loaded (:func:`name_schemas`); an id not named
+#: here is its own name.
+_SCHEMA_NAMES: dict[str, str] = {}
+
+
+def name_schemas(names: Mapping[str, str]) -> None:
+    """Remember the names of loaded schemas (id → name) for the ``schema`` label."""
+    _SCHEMA_NAMES.update(names)
+
+
+def _schema_labels(schema_id: str | None) -> dict[str, str]:
+    """``schema`` (the name, what people read) and ``schema_id`` (what tells two apart)."""
+    if not schema_id:
+        return {"schema": "unknown", "schema_id": "unknown"}
+    return {"schema": _SCHEMA_NAMES.get(schema_id, schema_id), "schema_id": schema_id}
+
+
 @never_fail
-def init_series(schemas: Iterable[str]) -> None:
-    """Create every series known at start at 0, so that alerts see 0 rather than no data."""
+def init_series(schemas: Mapping[str, str]) -> None:
+    """Create every series known at start at 0, so that alerts see 0 rather than no data.
+
+    ``schemas``: the loaded schemas, id → name.
+    """
+    name_schemas(schemas)
     metrics = series()
-    for schema in [*schemas, "unknown"]:
+    for schema_id in [*schemas, None]:
         for outcome in OUTCOMES:
-            metrics["files"].labels(outcome=outcome, schema=schema)
+            metrics["files"].labels(outcome=outcome, **_schema_labels(schema_id))
     for step in STEP_NAMES:
         metrics["retries"].labels(step=step)
         metrics["steps"].labels(step=step)
@@ -188,6 +220,9 @@ def init_series(schemas: Iterable[str]) -> None:
         metrics["scicat_errors"].labels(kind=kind)
     for kind in CONFLICT_KINDS:
         metrics["conflicts"].labels(kind=kind)
+    for kind in OBJECT_KINDS:
+        for outcome in OBJECT_OUTCOMES:
+            metrics["objects"].labels(kind=kind, outcome=outcome)
 
 
 @never_fail
@@ -197,7 +232,7 @@ def observe_step(step: str, seconds: float) -> None:
 
 @never_fail
 def count_file(outcome: str, schema: str | None) -> None:
-    series()["files"].labels(outcome=outcome, schema=schema or "unknown").inc()
+    series()["files"].labels(outcome=outcome, **_schema_labels(schema)).inc()
 
 
 def count_failed(schema: str | None) -> None:
@@ -220,3 +255,9 @@ def count_scicat_error(kind: str) -> None:
 def count_conflict(kind: str) -> None:
     """A file refused for what SciCat already holds; ``kind`` is one of :data:`CONFLICT_KINDS`."""
     series()["conflicts"].labels(kind=kind).inc()
+
+
+@never_fail
+def count_object(kind: str, outcome: str) -> None:
+    """A job or sample (:data:`OBJECT_KINDS`) was ``created`` or ``found`` (:data:`OBJECT_OUTCOMES`)."""
+    series()["objects"].labels(kind=kind, outcome=outcome).inc()

@@ -32,7 +32,7 @@ def test_enqueue_from_a_pipe_tries_and_reports_every_line(config: Path, data_roo
     first, second = ymir_file(data_root, name="h1.hdf"), ymir_file(data_root, name="h2.hdf")
     missing = data_root / "not-there.hdf"
     result = run("enqueue", "-c", str(config), stdin=f"{first}\n/etc/passwd\n{missing}\n{second}\n")
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()  # the tally goes to stderr
     assert result.exit_code == 1, result.output
     assert [line.split()[0] for line in lines] == ["queued", "refused", "refused", "queued"]
     assert str(first) in lines[0] and str(second) in lines[3]

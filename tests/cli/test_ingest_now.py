@@ -278,12 +278,15 @@ class TestScicatFaults:
         )
 
     def test_403_for_an_account_without_rights(self, standin: Any, make_config: Any, data_root: Path) -> None:
-        """An account that may not create with a pid gets SciCat's 403 reason."""
+        """An account that may not create with a pid gets SciCat's 403 reason.
+
+        (Proposal 999001 is readable by user1's group; YMIR's own would be a 403 on its read.)
+        """
         config = make_config(
             standin, scicat={"host": standin.url_v3, "username": "user1", "password": "user1pw"}
         )
         with pytest.raises(ScicatRejected) as caught:
-            run(config, ymir_file(data_root))
+            run(config, ymir_file(data_root, proposal="999001"))
         assert caught.value.status == 403 and "Unauthorized to create this dataset" in str(caught.value)
         assert not standin.datasets
 

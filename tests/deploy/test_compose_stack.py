@@ -7,9 +7,12 @@ See container_view.py for how the container's view is rebuilt without a containe
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,12 +43,19 @@ def operator_config(tmp_path: Path, standin: Any, source: str) -> Path:
 
 @pytest.fixture
 def view(tmp_path: Path, standin: Any, redis_server: Any, data_root: Path) -> ContainerView:
+    return service_view("worker", tmp_path, standin, redis_server, data_root)
+
+
+def service_view(
+    name: str, tmp_path: Path, standin: Any, redis_server: Any, data_root: Path, **shell_env: str
+) -> ContainerView:
+    """The compose service ``name``'s container, with the test's Redis, stand-in and data."""
     reason = can_build_views()
     if reason is not None:
         if os.environ.get("CI"):
             pytest.fail(f"cannot rebuild the container's view: {reason}")
         pytest.skip(f"cannot rebuild the container's view: {reason}")
-    service, compose = compose_service("worker")
+    service, compose = compose_service(name)
     image = dockerfile()
     uid = int(image.user.partition(":")[0])
     secret = tmp_path / "scicat_password"
@@ -61,7 +71,7 @@ def view(tmp_path: Path, standin: Any, redis_server: Any, data_root: Path) -> Co
         service=service,
         compose=compose,
         image=image,
-        shell_env={"DATA_ROOT": str(data_root)},
+        shell_env={"DATA_ROOT": str(data_root), **shell_env},
         secret_files={"scicat_password": secret},
         tmpfs_dirs={"/tmp": scratch},
         source_overrides={config_source: operator_config(tmp_path, standin, config_source)},
@@ -122,9 +132,9 @@ def test_readme_commands_ingest_a_file_in_the_container_view(
 
 
 @contextlib.contextmanager
-def compose_redis(tmp_path: Path) -> Iterator[redis.Redis]:
-    """A redis-server started with the compose file's command, on a free loopback port."""
-    service, _ = compose_service("redis")
+def compose_redis(tmp_path: Path, name: str = "redis") -> Iterator[redis.Redis]:
+    """A redis-server started with the compose service's command, on a free loopback port."""
+    service, _ = compose_service(name)
     command = [interpolate(part, {}) for part in service["command"]]
     port = free_port()
     process = subprocess.Popen(
@@ -141,9 +151,11 @@ def compose_redis(tmp_path: Path) -> Iterator[redis.Redis]:
         process.wait(10)
 
 
-def test_redis_limits_memory_so_noeviction_applies(tmp_path: Path) -> None:
-    """Redis started with the compose command has a maxmemory, so noeviction refuses writes."""
-    with compose_redis(tmp_path) as client:
+@pytest.mark.parametrize("name", ["redis", "redis-replica"])
+def test_redis_limits_memory_so_noeviction_applies(tmp_path: Path, name: str) -> None:
+    """Redis (and its replica, which becomes the primary after a failover) started with the
+    compose command has a maxmemory, so noeviction refuses writes."""
+    with compose_redis(tmp_path, name) as client:
         assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
         assert int(client.config_get("maxmemory")["maxmemory"]) > 0
 
@@ -172,3 +184,79 @@ def test_no_port_is_published_on_all_interfaces() -> None:
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_flower_uses_the_workers_broker_and_asks_for_its_login_everywhere(
+    tmp_path: Path, standin: Any, redis_server: Any, data_root: Path
+) -> None:
+    """The flower service takes the broker from the worker's source (no URL of its own) and
+    serves nothing, not even /metrics or /healthcheck, without FLOWER_BASIC_AUTH's login."""
+    worker, _ = compose_service("worker")
+    flower, _ = compose_service("flower")
+    assert (
+        flower["environment"]["OFFLINE_INGESTOR_BROKER_URL"]
+        == worker["environment"]["OFFLINE_INGESTOR_BROKER_URL"]
+    )
+    assert (
+        flower["environment"]["OFFLINE_INGESTOR_CONFIG"] == worker["environment"]["OFFLINE_INGESTOR_CONFIG"]
+    )
+    assert "redis://" not in " ".join(str(part) for part in flower.get("command", []))
+    port = free_port()
+    view = service_view(
+        "flower", tmp_path, standin, redis_server, data_root, FLOWER_BASIC_AUTH="ops:flower-pw"
+    )
+    view.env_overrides.update({"FLOWER_PORT": str(port), "FLOWER_ADDRESS": "127.0.0.1"})
+    log = (tmp_path / "flower.log").open("wb")
+    process = subprocess.Popen(view.argv(), stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    login = "Basic " + base64.b64encode(b"ops:flower-pw").decode()
+
+    def status(path: str, auth: bool) -> int:
+        request = urllib.request.Request(base + path, headers={"Authorization": login} if auth else {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        wait_for(lambda: _answers(base), 60, "Flower to listen")
+        for path in ("/metrics", "/healthcheck", "/api/workers", "/"):
+            assert status(path, auth=False) == 401, path
+            assert status(path, auth=True) == 200, path
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()
+        print((tmp_path / "flower.log").read_text(errors="replace")[-3000:])
+
+
+def _answers(base: str) -> bool:
+    try:
+        urllib.request.urlopen(base + "/healthcheck", timeout=2)
+    except urllib.error.HTTPError:
+        return True  # it answers (401)
+    except OSError:
+        return False
+    return True
+
+
+def test_the_build_context_is_what_the_dockerfile_copies() -> None:
+    """.dockerignore lets in exactly the Dockerfile's COPY sources: no .venv, .git or secrets."""
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert patterns[0] == "*", "everything is excluded first, then the sources let in"
+    allowed = {line[1:].rstrip("/") for line in patterns if line.startswith("!")}
+    copied = set()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(word.startswith("--from") for word in words):
+            copied.update(word.rstrip("/") for word in words[1:-1] if not word.startswith("--"))
+    assert allowed == copied
+
+
+def test_readme_says_the_data_mount_must_be_readable_by_the_image_user() -> None:
+    """The worker runs as the image's uid: a data tree only root may read fails every file."""
+    uid = dockerfile().user.partition(":")[0]
+    readme = (ROOT / "README.md").read_text()
+    assert f"readable by uid {uid}" in readme and "DATA_ROOT" in readme

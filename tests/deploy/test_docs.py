@@ -26,6 +26,7 @@ from offline_ingestor.schema.models import (
     NexusVariable,
     SampleAttachment,
     Schema,
+    ScicatJob,
     ScicatVariable,
     ValueVariable,
 )
@@ -86,7 +87,7 @@ def test_schema_doc_mentions_every_operator_type_and_builtin() -> None:
 def test_schema_doc_mentions_every_schema_key() -> None:
     """Every key a schema file, variable, item or sample_attachment accepts is named in the reference."""
     text = SCHEMA_DOC.read_text(encoding="utf-8")
-    models = (Schema, NexusVariable, ScicatVariable, ValueVariable, MetadataItem, SampleAttachment)
+    models = (Schema, NexusVariable, ScicatVariable, ValueVariable, MetadataItem, SampleAttachment, ScicatJob)
     missing = sorted({key for model in models for key in _schema_keys(model) if not _mentioned(text, key)})
     assert not missing, f"schema keys not documented in {SCHEMA_DOC.name}: {missing}"
 

@@ -17,6 +17,7 @@ import pytest
 from offline_ingestor.testing.processes import WorkerProcess
 from offline_ingestor.testing.pytest_plugin import running_workers
 from reliability.runs import Tally
+from reliability.sentinels import sentinel_set  # noqa: F401  (the Sentinel fixture, for every case)
 
 
 @pytest.fixture

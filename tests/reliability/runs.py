@@ -1,4 +1,5 @@
-"""What the reliability cases share: make many files, enqueue them, count what SciCat holds.
+"""What the reliability cases share: make many files, enqueue them, wait for them to settle
+after the fault (the one skeleton of every outage case), count what SciCat holds.
 
 Every case ends with :func:`tally` (files lost or doubled), which ``scripts/reliability.py``
 turns into the table in RELIABILITY.md.
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import yaml
 
-from helpers import BIN, ymir_file
+from helpers import BIN, wait_for, ymir_file
+from offline_ingestor.config import load_config
+from offline_ingestor.queue.connection import redis_client
 from offline_ingestor.queue.job_store import FAILED_KEY, JobStore
+from offline_ingestor.queue.spool import Spool
 
 __all__ = [
     "Tally",
@@ -33,6 +36,8 @@ __all__ = [
     "states",
     "store_of",
     "tally",
+    "unsettled",
+    "wait_settled",
 ]
 
 
@@ -79,9 +84,9 @@ def tally(standin: Any, files: dict[Path, str]) -> Tally:
 
 
 def redis_of(config: Path) -> redis.Redis:
-    """A client for the Redis a worker config points at."""
-    url = yaml.safe_load(config.read_text())["queue"]["broker_url"]
-    return redis.Redis.from_url(url, decode_responses=True)
+    """A new client for the Redis a worker config points at (through its sentinels: it follows
+    a failover)."""
+    return redis_client(load_config(config).queue, socket_timeout=2, connect_timeout=1)
 
 
 def store_of(config: Path) -> JobStore:
@@ -134,24 +139,68 @@ def rss_kib(pid: int) -> int:
 
 
 def unsettled(config: Path) -> str:
-    """What keeps :func:`settled` false: records not done/failed, queued and unacked messages."""
-    open_records = [
-        f"{Path(record.fields.get('file', '?')).name}: {record.state} at {record.fields.get('step', '?')}"
-        for record in store_of(config).records()
-        if record.state not in ("done", "failed")
-    ]
-    client = redis_of(config)
-    queues = {
-        str(name): client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list"
-    }
-    return f"open records {open_records}, queues {queues}, unacked {client.hlen('unacked')}"
+    """What keeps :func:`settled` false: open records with claim, lease and document, queues,
+    unacked messages and the spool (for a failure message)."""
+    try:
+        client = redis_of(config)
+        open_records = [
+            f"{record.key} ({Path(record.fields.get('file', '?')).name}): {record.fields} "
+            f"lease={client.get(f'oi:lease:{record.key}')} doc={bool(client.exists(f'oi:doc:{record.key}'))}"
+            for record in JobStore(client).records()
+            if record.state not in ("done", "failed")
+        ]
+        queues = {
+            str(name): client.llen(name)
+            for name in client.scan_iter("ingest*")
+            if client.type(name) == "list"
+        }
+        spool = Spool.for_config(load_config(config))
+        records = "".join(f"\n  {line}" for line in open_records[:10])
+        return (
+            f"{len(open_records)} open, queues {queues}, unacked {client.hlen('unacked')}, "
+            f"spool {spool and spool.count()}{records}"
+        )
+    except redis.RedisError as exc:
+        return f"Redis: {exc}"
 
 
 def settled(config: Path, files: int) -> bool:
-    """Every job done or failed, nothing waiting in the queue and nothing unacked."""
-    found = [record.state for record in store_of(config).records()]
-    if len(found) < files or any(state not in ("done", "failed") for state in found):
+    """Every job done or failed, nothing queued, unacked or spooled (False while Redis is away)."""
+    try:
+        client = redis_of(config)
+        found = [record.state for record in JobStore(client).records()]
+        if len(found) < files or any(state not in ("done", "failed") for state in found):
+            return False
+        queued = sum(client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list")
+        spool = Spool.for_config(load_config(config))
+        return queued == 0 and client.hlen("unacked") == 0 and (spool is None or spool.count() == 0)
+    except redis.RedisError:
         return False
-    client = redis_of(config)
-    queued = sum(client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list")
-    return queued == 0 and client.hlen("unacked") == 0
+
+
+def wait_settled(
+    config: Path,
+    files: int,
+    *,
+    timeout: float,
+    workers: Iterable[Any] = (),
+    what: str = "every file to be done or failed",
+    every: float = 0.5,
+) -> None:
+    """The end of every outage case: wait until :func:`settled`, while each of ``workers``
+    stays alive (an exit is the failure); a time-out says what is still open, and so does
+    pytest-timeout's (in the captured output it prints with the failure)."""
+
+    def settled_while_alive() -> bool:
+        for worker in workers:
+            code = worker.process.poll() if worker.process else None
+            assert code is None, f"{worker.log.name} exited (status {code}); see its log"
+        return settled(config, files)
+
+    try:
+        wait_for(settled_while_alive, timeout=timeout, what=what, every=every)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {unsettled(config)}") from None
+    except BaseException:
+        print(f"Redis state at the failure: {unsettled(config)}")
+        raise

@@ -16,7 +16,7 @@ import yaml
 
 from helpers import ROOT, wait_for
 from offline_ingestor.testing import Fault
-from reliability.runs import Tally, enqueue_all, make_files, settled, store_of, tally, unsettled
+from reliability.runs import Tally, enqueue_all, make_files, settled, store_of, tally, wait_settled
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -75,7 +75,20 @@ POINTS: dict[str, tuple[str, Callable[[Path, Any], bool]]] = {
         "POST /origdatablocks stored, answer delayed 6 s",
         lambda config, standin: len(standin.origdatablocks) == 1,
     ),
+    "post-job": (
+        "a schema with scicat_job; POST /jobs stored, answer delayed 6 s",
+        lambda config, standin: len(standin.jobs) == 1,
+    ),
 }
+
+
+def job_schemas(tmp_path: Path) -> Path:
+    """The YMIR schema with a ``scicat_job`` section (docs/schema-language.md §11.2)."""
+    directory = tmp_path / "job-schemas"
+    directory.mkdir()
+    section = "scicat_job:\n  type: ingest-followup\n  job_params: {dataset: <dataset_pid>}\n"
+    (directory / "ymir.imsc.yml").write_text((ROOT / "schemas/ess-ymir.imsc.yml").read_text() + section)
+    return directory
 
 
 def prepare(point: str, standin: Any, fast_config: Any, tmp_path: Path, data_root: Path) -> tuple[Path, dict]:
@@ -99,6 +112,10 @@ def prepare(point: str, standin: Any, fast_config: Any, tmp_path: Path, data_roo
         standin.inject(
             Fault(method="POST", path_regex=r"/origdatablocks$", status=None, delay_s=6, after_handling=True)
         )
+    elif point == "post-job":
+        ingestion["schemas_directory"] = str(job_schemas(tmp_path))
+        lost = Fault(method="POST", path_regex=r"/jobs$", status=None, delay_s=6, after_handling=True)
+        standin.inject(lost)
     config = (
         fast_config(ingestion=ingestion, queue={"concurrency": 1})
         if ingestion
@@ -135,6 +152,8 @@ def run_kill_case(
     result = tally(standin, files)
     assert (result.lost, result.duplicated, result.datasets, result.blocks) == (0, 0, 1, 1)
     assert job_state(config)["state"] == "done"
+    if point == "post-job":
+        assert len(standin.jobs) == 1  # the lost process's job, found by its marker
     return result
 
 
@@ -143,7 +162,8 @@ def _kill_cases() -> list[Any]:
     (at the others with ``-m slow``: each costs a restart and a redelivery)."""
     cases = [pytest.param(point, "child", id=f"{point}-child") for point in POINTS]
     for point in POINTS:
-        slow = [] if point in ("between-posts", "post-origdatablock") else [pytest.mark.slow]
+        fast = ("between-posts", "post-origdatablock", "post-job")
+        slow = [] if point in fast else [pytest.mark.slow]
         cases.append(pytest.param(point, "worker", id=f"{point}-worker", marks=slow))
     return cases
 
@@ -199,10 +219,7 @@ def test_random_kills(
     # ingest/executor.py) before it runs again, on top of a visibility timeout for whole-worker kills.
     orphan_wait = float(yaml.safe_load(config.read_text())["scicat"]["timeout"]) + 2
     budget = 60 + count + done * orphan_wait
-    try:
-        wait_for(lambda: settled(config, count), timeout=budget, what="all files to settle")
-    except AssertionError as exc:  # say what is still open, for the next one to read
-        raise AssertionError(f"{exc}: {unsettled(config)}") from None
+    wait_settled(config, count, timeout=budget, what="all files to settle")
     result = tally(standin, files)
     figures(result, kills=done)
     assert not store_of(config).failures()

@@ -6,11 +6,9 @@ Each case records files / lost / duplicated for RELIABILITY.md's "Redis outages"
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,77 +17,13 @@ import redis
 import yaml
 
 from helpers import BIN, wait_for
-from offline_ingestor.config import load_config
-from offline_ingestor.queue.connection import redis_client
 from offline_ingestor.queue.spool import Spool
 from offline_ingestor.testing import Fault
 from offline_ingestor.testing.processes import RedisServer, SentinelServer
-from reliability.runs import enqueue_all, make_files, tally
+from reliability.runs import enqueue_all, make_files, redis_of, settled, tally, wait_settled
+from reliability.sentinels import sentinel_queue
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
-
-
-def client_of(config: Path) -> redis.Redis:
-    """The Redis a config points at (plain URL or through its sentinels)."""
-    return redis_client(load_config(config).queue, socket_timeout=2, connect_timeout=1)
-
-
-def settled(config: Path, files: int) -> bool:
-    """Every job done or failed, nothing queued, nothing unacked, nothing spooled."""
-    try:
-        client = client_of(config)
-        states = [client.hget(name, "state") for name in client.scan_iter("oi:job:*", count=1000)]
-        if len(states) < files or any(state not in ("done", "failed") for state in states):
-            return False
-        queued = sum(client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list")
-        spool = Spool.for_config(load_config(config))
-        return queued == 0 and client.hlen("unacked") == 0 and (spool is None or spool.count() == 0)
-    except redis.RedisError:
-        return False
-
-
-def snapshot(config: Path) -> str:
-    """States, queue lengths, unacked and spool, and each unsettled record, for a failure message."""
-    try:
-        client = client_of(config)
-        states: dict[str, int] = {}
-        open_records: list[str] = []
-        for name in client.scan_iter("oi:job:*", count=1000):
-            fields = client.hgetall(name)
-            state = str(fields.get("state"))
-            steps = ",".join(sorted(f for f in fields if f.startswith("step:")))
-            label = state if state in ("done",) else f"{state}[{steps}]"
-            states[label] = states.get(label, 0) + 1
-            if state not in ("done", "failed") and len(open_records) < 10:
-                # What a file left queued needs to be explained: its claim, whether its chain
-                # was published, its lease and document (the message itself is in queues/unacked).
-                key = name.removeprefix("oi:job:")
-                lease = client.get(f"oi:lease:{key}")
-                has_doc = bool(client.exists(f"oi:doc:{key}"))
-                open_records.append(f"{key}: {fields} lease={lease} doc={has_doc}")
-        queues = {
-            name: client.llen(name) for name in client.scan_iter("ingest*") if client.type(name) == "list"
-        }
-        spool = Spool.for_config(load_config(config))
-        unacked = client.hlen("unacked")
-        records = "".join(f"\n  {line}" for line in open_records)
-        return f"states={states} queues={queues} unacked={unacked} spool={spool and spool.count()}{records}"
-    except redis.RedisError as exc:
-        return f"Redis: {exc}"
-
-
-@contextlib.contextmanager
-def state_dump_on_failure(config: Path) -> Iterator[None]:
-    """A failure, pytest-timeout's included, comes with the Redis state it left (issue 28, item 8)."""
-    try:
-        yield
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {snapshot(config)}") from None
-    except BaseException:
-        # pytest-timeout's Failed (a BaseException) must stay what it is; the dump goes to the
-        # captured output, which pytest prints with the failure.
-        print(f"Redis state at the failure: {snapshot(config)}")
-        raise
 
 
 def drop_in(config: Path, path: Path) -> subprocess.CompletedProcess[str]:
@@ -136,53 +70,6 @@ def test_redis_down_while_the_drop_in_enqueues(
     assert (result.lost, result.duplicated) == (0, 0)
 
 
-def _replication_up(replica: RedisServer) -> bool:
-    try:
-        info = redis.Redis.from_url(replica.url).info("replication")
-    except redis.RedisError:
-        return False
-    return info.get("master_link_status") == "up"
-
-
-def _sentinels_ready(sentinels: list[SentinelServer], name: str) -> bool:
-    for sentinel in sentinels:
-        try:
-            state = redis.Redis(port=sentinel.port, decode_responses=True).sentinel_master(name)
-        except redis.RedisError:
-            return False
-        if (
-            int(state.get("num-other-sentinels", 0)) < len(sentinels) - 1
-            or int(state.get("num-slaves", 0)) < 1
-        ):
-            return False
-    return True
-
-
-@pytest.fixture
-def sentinel_set(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """The test's Redis as primary, one replica, three sentinels (quorum 2) on loopback ports."""
-    replica = RedisServer(
-        tmp_path / "replica", extra_args=["--replicaof", "127.0.0.1", str(redis_server.port)]
-    )
-    replica.start()
-    sentinels = [
-        SentinelServer(
-            tmp_path / f"sentinel-{index}", redis_server.port, down_after_ms=1000, failover_timeout_ms=4000
-        )
-        for index in range(3)
-    ]
-    try:
-        wait_for(lambda: _replication_up(replica), 20, "the replica to sync")
-        for sentinel in sentinels:
-            sentinel.start()
-        wait_for(lambda: _sentinels_ready(sentinels, "oi-master"), 30, "the sentinels to find each other")
-        yield {"primary": redis_server, "replica": replica, "sentinels": sentinels}
-    finally:
-        for sentinel in sentinels:
-            sentinel.stop(kill=True)
-        replica.stop(kill=True)
-
-
 @pytest.mark.parametrize(
     "count", [pytest.param(60, id="60-files"), pytest.param(1000, id="1000-files", marks=pytest.mark.slow)]
 )
@@ -203,8 +90,7 @@ def test_primary_killed_sentinel_promotes_the_replica(
     # Given a worker and producers that reach Redis through the sentinels
     config = fast_config(
         queue={
-            "broker_url": ";".join(f"sentinel://{sentinel.address}" for sentinel in sentinels),
-            "sentinel": {"master_name": "oi-master"},
+            **sentinel_queue(sentinels),
             "spool_dir": str(tmp_path / "spool"),
             "spool_flush_interval_s": 1,
         }
@@ -239,18 +125,13 @@ def test_primary_killed_sentinel_promotes_the_replica(
     promoted_s = time.monotonic() - killed_at
 
     # And the worker (still the same process) finishes every file exactly once
-    def settled_while_alive() -> bool:
-        code = worker.process.poll()
-        assert code is None, f"the worker exited (status {code}) after the failover; see its log"
-        return settled(config, count)
-
-    with state_dump_on_failure(config):
-        wait_for(settled_while_alive, timeout=120 + count, what="the run to settle after the failover")
+    wait_settled(
+        config, count, timeout=120 + count, workers=[worker], what="the run to settle after the failover"
+    )
     result = tally(standin, files)
     figures(result, outage="primary SIGKILLed, Sentinel failover", failover_s=round(promoted_s, 1))
-    with state_dump_on_failure(config):
-        assert (result.lost, result.duplicated) == (0, 0)
-        assert not client_of(config).hlen("oi:failed")
+    assert (result.lost, result.duplicated) == (0, 0)
+    assert not redis_of(config).hlen("oi:failed")
 
 
 def test_worker_waits_while_redis_is_full(
@@ -276,16 +157,13 @@ def test_worker_waits_while_redis_is_full(
     assert worker.process.poll() is None, "the worker exited when Redis was full; see its log"
     admin.config_set("maxmemory", 0)
 
-    def settled_while_alive() -> bool:
-        code = worker.process.poll()
-        assert code is None, f"the worker exited (status {code}) at maxmemory; see its log"
-        return settled(config, count)
-
-    wait_for(settled_while_alive, timeout=240, what="the run to settle after Redis had room again")
+    wait_settled(
+        config, count, timeout=240, workers=[worker], what="the run to settle after Redis had room again"
+    )
     result = tally(standin, files)
     figures(result, outage="Redis at maxmemory (noeviction) mid-run")
     assert (result.lost, result.duplicated) == (0, 0)
-    failed = client_of(config).hgetall("oi:failed")
+    failed = redis_of(config).hgetall("oi:failed")
     assert not failed, failed
 
 
@@ -324,7 +202,7 @@ def test_restart_without_persistence_loses_queued_files_and_health_says_so(
 
         def quiet() -> bool:
             assert worker.process.poll() is None
-            client = client_of(config)
+            client = redis_of(config)
             return not any(client.llen(n) for n in client.scan_iter("ingest*") if client.type(n) == "list")
 
         wait_for(quiet, timeout=60, what="the queue to be empty")

@@ -19,7 +19,7 @@ import pytest
 from helpers import cli, wait_for
 from offline_ingestor.queue.scicat_breaker import DOWN_SINCE
 from offline_ingestor.testing import Fault
-from reliability.runs import enqueue_all, failures, make_files, redis_of, settled, tally, unsettled
+from reliability.runs import enqueue_all, failures, make_files, redis_of, tally, wait_settled
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -85,10 +85,7 @@ def run_outage(
     redis = redis_of(config)
     wait_for(lambda: not redis.exists(DOWN_SINCE), timeout=120, what="the breaker to close", every=0.1)
     detect_s = time.monotonic() - back
-    try:
-        wait_for(lambda: settled(config, count), timeout=600, what="every file done", every=0.2)
-    except AssertionError:
-        raise AssertionError(f"not settled: {unsettled(config)}; failed: {failures(config)}") from None
+    wait_settled(config, count, timeout=600, what="every file done", every=0.2)
     drain_s = time.monotonic() - back
     result = tally(standin, files)
     assert failures(config) == {}

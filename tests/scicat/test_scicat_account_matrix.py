@@ -31,12 +31,18 @@ NO_WAIT = RetryPolicy(max_retries=3, backoff_s=0.0, backoff_max_s=0.0)
 HTML = b"<html><body>maintenance</body></html>"
 
 #: account type -> (username, extra config); YMIR files: ownerGroup ess_proposal_876380,
-#: accessGroups [ymir, ess_proposal_876380].
+#: accessGroups [ymir, ess_proposal_876380]. "other group" rows: the privileged-only account may
+#: not read YMIR's proposal (SciCat's 403 in extract, as on the real backend); on a file of
+#: proposal 999001 (:data:`OTHER_GROUP_PROPOSAL`) it reads the proposal, not the dataset.
 ACCOUNT_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     "admin (ADMIN_GROUPS)": ("ingestor", {}),
     "privileged, reads the file's group": ("privymir", {}),
     "privileged only, other group": ("privingest", {}),
-    "privileged only, other group, API v4": ("privingest", {"scicat": {"api_version": "v4"}}),
+    "privileged only, reads the proposal, not the dataset": ("privingest", {}),
+    "privileged only, reads the proposal, not the dataset, API v4": (
+        "privingest",
+        {"scicat": {"api_version": "v4"}},
+    ),
     "privileged, reads the file's group, API v4": ("privymir", {"scicat": {"api_version": "v4"}}),
     "with-pid group, own group": ("ownymir", {}),
     "plain create group, no pid": (
@@ -44,6 +50,9 @@ ACCOUNT_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
         {"dataset": {"allow_dataset_pid": False}, "ingestion": {"check_if_dataset_exists_by_metadata": True}},
     ),
 }
+#: The rows whose file belongs to proposal 999001 (accessGroups owngroup, privgroup, group1).
+OTHER_GROUP_PROPOSAL = "999001"
+
 ACCOUNTS = [
     Account("ingestor", "ingestorpw", roles=["ingestor"], global_access=True),
     Account("privingest", "privingestpw", roles=["privgroup"]),
@@ -125,7 +134,8 @@ def measure(account: str, scenario: str, data_root: Path, *, warm: bool = False)
         rest = {key: value for key, value in sections.items() if key != "scicat"}
         scicat = {"username": user, "password": f"{user}pw", **sections.get("scicat", {})}
         config = make_config(standin.url_v3, data_root, scicat=scicat, **rest)
-        path = ymir_file(data_root)
+        proposal = OTHER_GROUP_PROPOSAL if "reads the proposal, not" in account else "876380"
+        path = ymir_file(data_root, proposal=proposal)
         for fault in faults:
             standin.inject(fault)
         outcomes = []

@@ -62,6 +62,13 @@ def config_for(make_config: Any, standin: Any, user: str = "ingestor", **section
     return make_config(standin, scicat=scicat, **sections)
 
 
+def other_group_file(data_root: Path, name: str = "run-0001.hdf", **kwargs: Any) -> Path:
+    """A YMIR file of proposal 999001: the create groups may read the proposal (its
+    accessGroups), not the dataset (ownerGroup ess_proposal_999001, accessGroups ymir and that).
+    (On YMIR's own proposal such an account gets SciCat's 403 on the proposal read, before writing.)"""
+    return ymir_file(data_root, name, proposal="999001", **kwargs)
+
+
 def run(config: Any, path: Path) -> dict[str, Any]:
     """One run with no memory of earlier runs (all Redis records lost)."""
     rt = Runtime.from_config(config)
@@ -87,7 +94,7 @@ class TestAccountTypes:
     ) -> None:
         """A privileged-only account's rerun (403 on every read) never adds a second block."""
         # Given an account only in CREATE_DATASET_PRIVILEGED_GROUPS and a file of another group
-        path = ymir_file(data_root)
+        path = other_group_file(data_root)
         config = config_for(make_config, scicat, "privingest")
         # When it is ingested: complete, although the account cannot read the dataset back
         first = run(config, path)
@@ -109,11 +116,11 @@ class TestAccountTypes:
         rt = Runtime.from_config(config)
         ingest(
             rt,
-            new_job(ymir_file(data_root), config.ingestion.allowed_data_roots),
+            new_job(other_group_file(data_root), config.ingestion.allowed_data_roots),
             policy=NO_WAIT,
             sleep=lambda _: None,
         )
-        second = ymir_file(data_root, "run-0002.hdf", job_id="0b1e7c4e-0000-4000-8000-000000000002")
+        second = other_group_file(data_root, "run-0002.hdf", job_id="0b1e7c4e-0000-4000-8000-000000000002")
         with pytest.raises(CannotVerify) as caught:
             ingest(
                 rt, new_job(second, config.ingestion.allowed_data_roots), policy=NO_WAIT, sleep=lambda _: None
@@ -167,8 +174,20 @@ class TestAccountTypes:
         """A with-pid account for another group, a plain account sending a pid: SciCat's 403."""
         config = config_for(make_config, scicat, user)
         with pytest.raises(ScicatRejected) as caught:
-            run(config, ymir_file(data_root))
+            run(config, other_group_file(data_root))
         assert caught.value.status == 403 and "Unauthorized to create this dataset" in str(caught.value)
+        assert scicat.datasets == {} and blocks(scicat) == []
+
+    @pytest.mark.parametrize("user", ["privingest", "owningest"])
+    def test_account_that_may_not_read_the_proposal_writes_nothing(
+        self, scicat: Any, make_config: Any, data_root: Path, user: str
+    ) -> None:
+        """YMIR's proposal (groups ess_proposal_876380, ymir) is not theirs: SciCat's 403 on its
+        read ends the file in extract, before any write (as on the real backend)."""
+        config = config_for(make_config, scicat, user)
+        with pytest.raises(ScicatRejected) as caught:
+            run(config, ymir_file(data_root))
+        assert caught.value.status == 403 and "Unauthorized to this proposal" in str(caught.value)
         assert scicat.datasets == {} and blocks(scicat) == []
 
     def test_health_names_the_account_and_what_it_may_read(self, scicat: Any, make_config: Any) -> None:

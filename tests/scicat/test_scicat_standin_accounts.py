@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -289,3 +290,31 @@ def test_request_counts_and_latency_option(backend: ScicatStandin, tmp_path: Pat
     slow = ScicatStandin(latency_ms=40, jitter_ms=20, seed=1)
     delays = [slow.latency_s() for _ in range(200)]
     assert all(0.020 <= d <= 0.060 for d in delays) and len(set(delays)) > 1
+
+
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_fields_projection_of_dataset_lists(backend: ScicatStandin, version: str) -> None:
+    """``fields`` projects like the backend's ``$project`` (observed on the real one, v3 and v4):
+    a list or an object of true values keeps those fields (dotted paths too) and ``_id``; an
+    object of false values drops them; an empty one keeps all; a string is a 400."""
+    assert _create(backend, {**RAW, "scientificMetadata": {"job_id": {"value": "j", "unit": ""}}})[0] == 201
+
+    def listed(fields: Any, path: str = "datasets") -> tuple[int, Any]:
+        query = json.dumps({"fields": fields, "limits": {"limit": 1}})
+        return _get(backend, f"/{version}/{path}?filter={quote(query)}", "ingestor")
+
+    pid = RAW["pid"]
+    assert listed(["pid", "ownerGroup"]) == (200, [{"_id": pid, "pid": pid, "ownerGroup": "p1234"}])
+    assert listed({"pid": 1}) == (200, [{"_id": pid, "pid": pid}])
+    job = {"job_id": {"value": "j", "unit": ""}}
+    assert listed(["pid", "scientificMetadata.job_id"]) == (
+        200,
+        [{"_id": pid, "pid": pid, "scientificMetadata": job}],
+    )
+    status, [without] = listed({"ownerGroup": 0})
+    assert status == 200 and "ownerGroup" not in without and without["owner"] == "Ada"
+    status, [whole] = listed([])
+    assert status == 200 and {"ownerGroup", "owner", "sourceFolder"} <= set(whole)
+    assert listed("pid") == (400, "Fields must be an array or a valid projection object")
+    if version == "v3":
+        assert listed(["pid"], "datasets/findOne") == (200, {"_id": pid, "pid": pid})

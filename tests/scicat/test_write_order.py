@@ -31,8 +31,8 @@ def ingest_file(rt: Runtime, config: Any, path: Path) -> dict[str, Any]:
     )
 
 
-def numbered_file(data_root: Path, n: int) -> Path:
-    return ymir_file(data_root, f"run-{n:04d}.hdf", job_id=f"5d0c2a9e-0000-4000-8000-{n:012d}")
+def numbered_file(data_root: Path, n: int, **kwargs: Any) -> Path:
+    return ymir_file(data_root, f"run-{n:04d}.hdf", job_id=f"5d0c2a9e-0000-4000-8000-{n:012d}", **kwargs)
 
 
 def warm_process(config: Any, data_root: Path, start: int = 0) -> Runtime:
@@ -113,7 +113,8 @@ def test_an_account_that_cannot_read_back_looks_first(make_config: Any, data_roo
     with seed(ScicatStandin()) as scicat:
         # Given file 0 catalogued by a privileged-only account that may not read it back
         config = make_config(scicat, scicat={"username": "privingest", "password": "privingestpw"})
-        ingest_file(Runtime.from_config(config), config, numbered_file(data_root, 0))
+        # (proposal 999001: the account reads the proposal, not the dataset's groups)
+        ingest_file(Runtime.from_config(config), config, numbered_file(data_root, 0, proposal="999001"))
         assert len(scicat.origdatablocks) == 1
         # And a new process of that account that has seen SciCat keep its pids (own groups' files)
         rt = Runtime.from_config(config)
@@ -123,7 +124,7 @@ def test_an_account_that_cannot_read_back_looks_first(make_config: Any, data_roo
             Fault(method="POST", path_regex=r"/datasets$", reset_connection=True, after_handling=True)
         )
         with pytest.raises(CannotVerify):
-            ingest_file(rt, config, numbered_file(data_root, 0))
+            ingest_file(rt, config, numbered_file(data_root, 0, proposal="999001"))
         # Then it was refused before any write: no second block
         assert len(scicat.origdatablocks) == 1 and len(scicat.datasets) == 1
 

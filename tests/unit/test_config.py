@@ -287,3 +287,11 @@ def test_config_sections_are_frozen() -> None:
     config = Config()
     with pytest.raises(ValueError):
         config.scicat.host = "x"
+
+
+def test_default_shutdown_grace_leaves_a_margin_under_kubernetes() -> None:
+    """Kubernetes SIGKILLs 30 s after SIGTERM; abandoning the running steps takes ~3 s on a
+    loaded host (measured in tests/worker/test_bounded_stop.py), so the default grace must
+    leave room for it and more: 25 s made a worker exit at 28.8 s."""
+    kubernetes_grace_s, abandon_s, margin_s = 30.0, 3.0, 5.0
+    assert parse_config({}).queue.shutdown_grace_s + abandon_s + margin_s <= kubernetes_grace_s

@@ -15,26 +15,10 @@ from typing import Any
 
 import pytest
 
-from helpers import cli, write_config, ymir_file
+from helpers import JOB_ID, cli, upstream_message_file, write_config, ymir_file
 from offline_ingestor.ingest.steps import PID_NAMESPACE
 
-wrdn = pytest.importorskip("streaming_data_types", reason="ess-streaming-data-types is in the [test] extra")
-
-JOB_ID = "5f1a2b3c-0000-4000-8000-00000000abcd"
-
-
-def upstream_message_file(
-    nexus: Path, *, job_id: str = JOB_ID, error: bool = False, text: str | None = None, name: str = ""
-) -> Path:
-    """Where and how upstream's online ingestor writes the message for ``nexus``."""
-    message = wrdn.deserialise_wrdn(
-        wrdn.serialise_wrdn("kafka-to-nexus", job_id, error, name or str(nexus), None, text)
-    )
-    path = nexus.parent / "../ingestor" / f"{nexus.stem}.message.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        json.dump(message, handle)
-    return path.resolve()
+pytest.importorskip("streaming_data_types", reason="ess-streaming-data-types is in the [test] extra")
 
 
 def drop_in(config: Path, nexus: Path, message: Path | None, *extra: str) -> Any:

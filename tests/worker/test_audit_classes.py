@@ -7,7 +7,6 @@ where only what needs an admin (or a decision) is left.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,24 +17,11 @@ from typing import Any
 import pytest
 import requests
 
-from helpers import BIN, ingestor_cli, wait_for, ymir_file
+from helpers import BIN, audit, ingestor_cli, wait_for, ymir_file
 from offline_ingestor.queue.job_store import JobStore
 from offline_ingestor.testing import Fault
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
-
-
-def audit(config: Path, *args: str) -> tuple[int, dict[str, str], list[dict[str, Any]]]:
-    """Run the CLI with --json; (exit code, class per file name / orphan pid, every line)."""
-    result = ingestor_cli("audit", "-c", str(config), "--json", *args)
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    classes = {}
-    for line in lines:
-        if "class" in line:
-            name = Path(line["file"]).name if line.get("file") else line["pid"]
-            classes[f"orphan:{name}" if line["class"] == "orphan" else name] = line["class"]
-    assert result.returncode in (0, 1), result.stderr
-    return result.returncode, classes, lines
 
 
 def ingest_now(config: Path, path: Path) -> None:

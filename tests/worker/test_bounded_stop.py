@@ -128,3 +128,106 @@ def test_step_ending_within_the_grace_is_acked_not_redelivered(
     assert len(hashed) == 1 and hashed[0] in log_events(first.log)
     assert "worker.stop_grace_exceeded" not in [e.get("event") for e in events]
     assert len(standin.datasets) == 1
+
+
+def celery_control(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``celery -A offline_ingestor.worker control ARGS`` as an operator (or Flower) sends it."""
+    from helpers import BIN
+
+    env = {**os.environ, "OFFLINE_INGESTOR_CONFIG": str(config)}
+    command = [str(BIN / "celery"), "-A", "offline_ingestor.worker", "control", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_remote_shutdown_is_bounded_by_the_same_grace(
+    standin: Any, redis_server: Any, start_worker: Any, queue_config: Any, data_root: Path
+) -> None:
+    """`celery control shutdown` (Flower's Shut Down button) during a long hash: the worker
+    abandons it after queue.shutdown_grace_s, as on SIGTERM, instead of waiting for it."""
+    config = queue_config(
+        queue={
+            "concurrency": 1,
+            "visibility_timeout_s": 3600,
+            "task_time_limit_s": 3000,
+            "lease_ttl_s": 3300,
+            "shutdown_grace_s": 1,
+        }
+    )
+    path = ymir_file(data_root, name="big.hdf")
+    with path.open("r+b") as handle:
+        handle.truncate(BIG)
+    worker = start_worker(config, concurrency=1)
+    (result,) = json.loads(ingestor_cli("enqueue", "-c", str(config), "--json", str(path)).stdout)
+    client = redis.Redis.from_url(redis_server.url)
+    wait_for(lambda: step_of(client, result["key"]) == ("running", "build-dataset"), 60, "the hash to start")
+
+    celery_control(config, "shutdown")  # no reply (the worker stops), so "No nodes replied"
+    assert worker.process is not None
+    try:
+        worker.process.wait(120)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+    assert worker.process.returncode == 0
+    events = [event.get("event") for event in log_events(worker.log)]
+    assert "worker.stop_grace_exceeded" in events, events[-20:]
+    assert not standin.origdatablocks
+    # Back in the queue at once: a second worker finishes it long before the visibility timeout.
+    start_worker(config, concurrency=1)
+    wait_for(lambda: len(standin.origdatablocks) == 1, 240, "the second worker to ingest the file")
+
+
+def test_abandon_time_under_load_is_measured(
+    standin: Any,
+    redis_server: Any,
+    start_worker: Any,
+    queue_config: Any,
+    data_root: Path,
+    record_property: Any,
+) -> None:
+    """SIGTERM with two hashes running and both cores busy: how long after the grace the
+    worker exits (the margin queue.shutdown_grace_s must leave under the runtime's limit).
+
+    Reported (``abandon_s`` in the JUnit properties and the output), never asserted: a
+    wall-clock limit would fail on a slow machine for no fault of the worker.
+    """
+    import time
+
+    grace_s = 1.0
+    config = queue_config(
+        queue={
+            "concurrency": 2,
+            "visibility_timeout_s": 3600,
+            "task_time_limit_s": 3000,
+            "lease_ttl_s": 3300,
+            "shutdown_grace_s": grace_s,
+        }
+    )
+    keys = []
+    worker = start_worker(config, concurrency=2)
+    for index in range(2):
+        path = ymir_file(data_root, name=f"big-{index}.hdf")
+        with path.open("r+b") as handle:
+            handle.truncate(BIG)
+        (result,) = json.loads(ingestor_cli("enqueue", "-c", str(config), "--json", str(path)).stdout)
+        keys.append(result["key"])
+    client = redis.Redis.from_url(redis_server.url)
+    for key in keys:
+        wait_for(lambda key=key: step_of(client, key) == ("running", "build-dataset"), 120, "both hashes")
+    burners = [subprocess.Popen(["python3", "-c", "while True: pass"]) for _ in range(2)]  # load
+    try:
+        assert worker.process is not None
+        sent = time.monotonic()
+        os.kill(worker.process.pid, signal.SIGTERM)
+        worker.process.wait(120)
+        exited_s = time.monotonic() - sent
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    abandon_s = round(exited_s - grace_s, 2)
+    record_property("abandon_s", abandon_s)
+    print(
+        f"worker exited {exited_s:.2f} s after SIGTERM with a {grace_s} s grace: abandon took {abandon_s} s"
+    )
+    assert worker.process.returncode == 0
+    assert "worker.stop_grace_exceeded" in [event.get("event") for event in log_events(worker.log)]

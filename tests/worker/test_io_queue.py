@@ -42,4 +42,4 @@ def test_write_steps_run_on_the_io_worker(
         io.stop()
     assert len(standin.datasets) == 3
     assert steps_in(prefork.log) == {"select-schema", "extract", "build-dataset"}
-    assert steps_in(io.log) == {"post-dataset", "post-origdatablock"}
+    assert steps_in(io.log) == {"post-dataset", "post-origdatablock", "post-job"}

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,12 @@ LIVE = {
     "heartbeat_ttl_s": 1.5,
     "reconcile_interval_s": 0.5,
 }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def record(client: redis.Redis, key: str) -> dict[str, str]:
@@ -204,3 +213,90 @@ def test_redis_full_for_longer_than_the_heartbeat_ttl(
     wait_for(lambda: states(client) == {"done": 12}, 120, "every file to be done")
     assert worker.process.poll() is None, "the worker exited at maxmemory"
     assert len(standin.datasets) == 12 and len(standin.origdatablocks) == 12
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Unlabelled samples of the worker's /metrics, by name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
+def test_a_long_step_is_stuck_in_metrics_and_status_then_clears(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """A file running longer than ``stuck_after_s``: the worker's /metrics shows
+    ``stuck_files`` 1 and ``oldest_unfinished_seconds`` past the bound, ``status`` a stuck line
+    naming the live holder; once the file is done both gauges are back at 0."""
+    port = free_port()
+    config = queue_config(queue={**LIVE, "metrics_port": port, "stuck_after_s": 1})
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=None, delay_s=6, times=1))
+    start_worker(config)
+    path = ymir_file(data_root)
+    ingestor_cli("enqueue", "-c", str(config), str(path))
+    wait_for(lambda: "write:post-dataset" in record(client, only_key(client)), what="the dataset POST")
+    key = only_key(client)
+    wait_for(lambda: scrape(port).get("offline_ingestor_stuck_files") == 1, 20, "stuck_files 1")
+    assert scrape(port)["offline_ingestor_oldest_unfinished_seconds"] > 1
+    status = ingestor_cli("status", "-c", str(config))
+    line = next(line for line in status.stdout.splitlines() if line.startswith("stuck "))
+    assert re.match(rf"stuck +{key}  running post-dataset for \d+ s, resumed 0x: held by live process ", line)
+    assert line.endswith(f"  {path}"), line
+    wait_for(lambda: record(client, key).get("state") == "done", 60, "the file to be done")
+
+    def cleared() -> bool:
+        samples = scrape(port)
+        return (
+            samples.get("offline_ingestor_stuck_files") == 0
+            and samples.get("offline_ingestor_oldest_unfinished_seconds") == 0
+        )
+
+    wait_for(cleared, 20, "both gauges back at 0")
+    assert "stuck " not in ingestor_cli("status", "-c", str(config)).stdout
+
+
+def test_requeue_takes_over_queued_and_dead_held_files_only(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """With the reconciler off: ``requeue`` of a running key refuses while its holder lives;
+    ``status`` explains a purged queued key and a key whose holder was SIGKILLed; ``requeue``
+    of both (no failed entry) queues them and each ends with one dataset and one block."""
+    config = queue_config(queue={**LIVE, "reconcile_interval_s": 3600, "stuck_after_s": 1})
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    purged = ymir_file(data_root, name="purged.hdf")
+    ingestor_cli("enqueue", "-c", str(config), str(purged))
+    assert ingestor_cli_celery(config, "purge", "-f").returncode == 0
+    (queued_key,) = (str(name).removeprefix("oi:job:") for name in client.scan_iter("oi:job:*"))
+    standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=None, delay_s=6, times=1))
+    worker = start_worker(config)
+    held = ymir_file(data_root, name="held.hdf")
+    ingestor_cli("enqueue", "-c", str(config), str(held))
+    names = lambda: {str(name).removeprefix("oi:job:") for name in client.scan_iter("oi:job:*")}  # noqa: E731
+    wait_for(lambda: len(names()) == 2, what="the second record")
+    (held_key,) = names() - {queued_key}
+    wait_for(lambda: "write:post-dataset" in record(client, held_key), what="the dataset POST")
+    alive = ingestor_cli("requeue", "-c", str(config), held_key)
+    assert alive.stdout.startswith("already running (held by "), alive.stdout + alive.stderr
+    worker.kill()
+    wait_for(lambda: no_live_process(client), what="the dead worker's heartbeats to expire")
+    status = ingestor_cli("status", "-c", str(config)).stdout
+    assert re.search(
+        rf"^stuck +{queued_key}  queued  for \d+ s, .*: no lease: waiting for a worker", status, re.M
+    )
+    assert re.search(rf"^stuck +{held_key}  running post-dataset .*: holder \S+ is dead", status, re.M), (
+        status
+    )
+    result = ingestor_cli("requeue", "-c", str(config), queued_key, held_key)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["queued", "queued"], result.stdout
+    start_worker(config)
+    wait_for(lambda: states(client) == {"done": 2}, 90, "both files to be done")
+    assert len(standin.datasets) == 2 and len(standin.origdatablocks) == 2

@@ -19,6 +19,9 @@ from offline_ingestor.testing import Fault
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 YMIR = "3d0c1f5e-ymir-offline-ingestor"
+#: The ``schema`` label is the schema's name, ``schema_id`` its id.
+YMIR_LABELS = (("schema", "ESS YMIR raw data"), ("schema_id", YMIR))
+UNKNOWN_LABELS = (("schema", "unknown"), ("schema_id", "unknown"))
 FILES = "offline_ingestor_files_total"
 
 
@@ -47,17 +50,30 @@ def test_prometheus_scrape_reads_ingest_metrics(
 ) -> None:
     """A scrape of the worker shows files ingested/failed per schema, retries, steps, queue depth."""
     port = free_port()
-    config = queue_config(queue={"metrics_port": port})
+    # Short liveness timings: the reconciler's gauges appear after its first pass.
+    liveness = {"heartbeat_interval_s": 0.3, "heartbeat_ttl_s": 1.5, "reconcile_interval_s": 0.5}
+    config = queue_config(queue={"metrics_port": port, **liveness})
     standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=503, times=1))
     start_worker(config)
-    ymir = "3d0c1f5e-ymir-offline-ingestor"
     # Every series known at start is there at 0 before any event (alerts see 0, not "no data").
     initial = scrape(port)
-    for step in ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock"):
+    for step in (
+        "select-schema",
+        "extract",
+        "build-dataset",
+        "post-dataset",
+        "post-origdatablock",
+        "post-job",
+    ):
         assert initial[("offline_ingestor_retries_total", (("step", step),))] == 0.0
         assert initial[("offline_ingestor_step_seconds_count", (("step", step),))] == 0.0
     for outcome in ("created", "duplicate", "failed", "refused"):
-        assert initial[("offline_ingestor_files_total", (("outcome", outcome), ("schema", ymir)))] == 0.0
+        assert initial[("offline_ingestor_files_total", (("outcome", outcome), *YMIR_LABELS))] == 0.0
+    for kind in ("job", "sample"):
+        for made in ("created", "found"):
+            assert (
+                initial[("offline_ingestor_scicat_objects_total", (("kind", kind), ("outcome", made)))] == 0.0
+            )
     assert initial[("offline_ingestor_scicat_errors_total", (("kind", "server"),))] == 0.0
     assert initial[("offline_ingestor_pool_processes", ())] == 2.0
     ingestor_cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
@@ -69,8 +85,8 @@ def test_prometheus_scrape_reads_ingest_metrics(
     def counted() -> bool:
         samples = scrape(port)
         return (
-            samples.get((FILES, (("outcome", "failed"), ("schema", "unknown")))) == 1.0
-            and samples.get((FILES, (("outcome", "created"), ("schema", ymir)))) == 1.0
+            samples.get((FILES, (("outcome", "failed"), *UNKNOWN_LABELS))) == 1.0
+            and samples.get((FILES, (("outcome", "created"), *YMIR_LABELS))) == 1.0
         )
 
     wait_for(counted, what="the file counters in a scrape")
@@ -83,7 +99,9 @@ def test_prometheus_scrape_reads_ingest_metrics(
     assert samples[("offline_ingestor_redis_up", ())] == 1.0
     assert ("offline_ingestor_worker_process_resident_memory_bytes", ()) in samples
     assert samples[("offline_ingestor_heartbeat_age_seconds", ())] >= 0.0
-    # Every metric the shipped dashboard and alert rules query is exported.
+    # Every metric the shipped dashboard and alert rules query is exported (the reconciler's
+    # two gauges once it made its first pass: before it, "no data", as for any new target).
+    wait_for(lambda: "offline_ingestor_stuck_files" in exposition(port), what="the reconciler's first pass")
     assert unknown_metrics(exposition(port)) == []
 
 
@@ -105,6 +123,7 @@ def test_heartbeat_liveness_and_step_logs(
         "build-dataset",
         "post-dataset",
         "post-origdatablock",
+        "post-job",
     ]
     for event in steps:
         assert {"file", "key", "step", "dataset_pid", "attempt", "duration_ms", "process", "task_id"} <= set(
@@ -147,7 +166,7 @@ def test_metrics_folder_problems_never_stop_ingestion(
         wait_for(lambda: "ingest.finished" in worker.log.read_text(), what="the summary line")
         if case == "missing":
             assert folder.is_dir()
-            files = ("offline_ingestor_files_total", (("outcome", "created"), ("schema", YMIR)))
+            files = ("offline_ingestor_files_total", (("outcome", "created"), *YMIR_LABELS))
             wait_for(lambda: scrape(port).get(files) == 1.0, what="the file counted")
     finally:
         worker.stop()
@@ -190,5 +209,5 @@ def test_failure_counted_with_the_selected_schema(
     standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=400, times=None))
     start_worker(config)
     ingestor_cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
-    failed = ("offline_ingestor_files_total", (("outcome", "failed"), ("schema", YMIR)))
+    failed = ("offline_ingestor_files_total", (("outcome", "failed"), *YMIR_LABELS))
     wait_for(lambda: scrape(port).get(failed) == 1.0, timeout=30, what="the failure under its schema")

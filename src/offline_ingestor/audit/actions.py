@@ -53,14 +53,14 @@ def enqueue_missing(config: Config, results: list[FileResult]) -> list[str]:
 
 
 def repair(config: Config, results: list[FileResult], client: ScicatClient | None = None) -> list[str]:
-    """Fix ``totals-mismatch`` in place and send ``no-files`` files through the chain."""
+    """Fix ``totals-mismatch`` in place; send files lacking blocks, a job or a sample through the chain."""
     client = client or ScicatClient(config.scicat)
     done = []
     for result in results:
         try:
             if result.cls == "totals-mismatch" and result.pid:
                 done.append(_patch_totals(client, result.pid))
-            elif result.cls == "no-files":
+            elif result.cls in ("no-files", "job-missing", "sample-missing"):
                 done.append(_attach_block(config, result))
         except IngestError as exc:
             done.append(f"repair {result.file}: error: {exc.message}")
@@ -80,12 +80,12 @@ def _attach_block(config: Config, result: FileResult) -> str:
 
         # force: SciCat shows the chain did not finish, whatever an old record says.
         outcome = submit_job(job, config, force=True)
-        return f"requeue {result.file} (no-files): {outcome.status}"
+        return f"requeue {result.file} ({result.cls}): {outcome.status}"
     from ..ingest.pipeline import ingest
     from ..ingest.runtime import Runtime
 
     final = ingest(Runtime.from_config(config), job)
-    return f"ingest {result.file} (no-files): block {final.get('origdatablock_id')} on {final.get('pid')}"
+    return f"ingest {result.file} ({result.cls}): block {final.get('origdatablock_id')} on {final.get('pid')}"
 
 
 def map_legacy_pids(config: Config, results: list[FileResult]) -> list[str]:

@@ -5,6 +5,8 @@ the dataset's ``size``/``numberOfFiles`` equal the sums over its blocks, and the
 disk still has the size and mtime (and with ``--checksums`` the checksum) the block
 records. Otherwise the first that applies of: Redis ``queued``/``running``/``failed``,
 ``missing``, ``no-files``, ``duplicate-blocks``, ``totals-mismatch``, ``changed-on-disk``.
+A file whose dataset is whole but whose schema's SciCat job (``scicat_job``) or new sample
+(``create_missing``) SciCat lacks is ``job-missing`` / ``sample-missing``.
 """
 
 from __future__ import annotations
@@ -37,12 +39,22 @@ CLASSES = (
     "duplicate-blocks",
     "totals-mismatch",
     "changed-on-disk",
+    "sample-missing",
+    "job-missing",
     "unselectable",
     "legacy-pid",
     "orphan",
 )
 #: Classes that need a dataset in SciCat (and so its blocks) to be decided.
-DATASET_CLASSES = ("no-files", "duplicate-blocks", "totals-mismatch", "changed-on-disk", "ingested")
+DATASET_CLASSES = (
+    "no-files",
+    "duplicate-blocks",
+    "totals-mismatch",
+    "changed-on-disk",
+    "sample-missing",
+    "job-missing",
+    "ingested",
+)
 _REDIS_CLASSES = ("queued", "running", "failed")
 
 
@@ -118,8 +130,12 @@ def classify(
     dataset: dict[str, Any] | None,
     blocks: list[dict[str, Any]],
     state: str,
+    jobs: list[dict[str, Any]] | None = None,
 ) -> FileResult:
-    """The class of one identified file; ``blocks`` are the dataset's (empty if none)."""
+    """The class of one identified file; ``blocks`` are the dataset's (empty if none).
+
+    ``jobs``: SciCat's jobs carrying the file's marker, when its schema has a ``scicat_job``.
+    """
     result = FileResult(identity.file, "", identity.schema_id, identity.key, identity.pid)
     result.stat = file_stat(identity.file)
     if dataset is None:
@@ -134,7 +150,7 @@ def classify(
     stored = (int(dataset.get("size") or 0), int(dataset.get("numberOfFiles") or 0))
     changes = _changes(_our_entry(ours[0], identity), identity.entry) if ours else []
     if len(ours) == 1 and stored == (size, count) and not changes:
-        result.cls = "ingested"
+        result.cls, result.reason = _extras(identity, state, jobs)
         return result
     if state in _REDIS_CLASSES:
         result.cls, result.reason = state, f"Redis says {state}; dataset incomplete so far"
@@ -149,6 +165,20 @@ def classify(
     else:
         result.cls, result.reason = "changed-on-disk", "; ".join(changes)
     return result
+
+
+def _extras(identity: Identity, state: str, jobs: list[dict[str, Any]] | None) -> tuple[str, str]:
+    """A whole dataset: ``ingested``, unless its new sample or its SciCat job is missing."""
+    if state in _REDIS_CLASSES and (identity.sample_missing or (identity.job_lookup and not jobs)):
+        return state, f"Redis says {state}; the dataset is whole, its sample or job not yet"
+    if identity.sample_missing:
+        return "sample-missing", "SciCat holds no sample of the file's name (create_missing would make it)"
+    if identity.job_lookup is not None and not jobs:
+        return (
+            "job-missing",
+            f"no SciCat job of type {identity.job_lookup['type']!r} carries this file's marker",
+        )
+    return "ingested", ""
 
 
 def file_stat(path: str) -> str:

@@ -24,6 +24,7 @@ import requests
 from ..config import Config
 from ..errors import IngestError, InputFileError, SchemaError, ScicatUnavailable
 from ..ingest.job import Job, new_job
+from ..ingest.jobs import JOB_MARKER, job_marker
 from ..ingest.runtime import Runtime
 from ..ingest.steps import build_dataset, extract, select_schema
 from ..scicat import ScicatClient
@@ -77,6 +78,10 @@ class Identity:
     #: The data file's entry in the origdatablock ingestion would post (path, size, time, chk).
     entry: dict[str, Any]
     job: Job
+    #: ``scicat_job``: the where that finds its job by marker and type; None without one.
+    job_lookup: dict[str, Any] | None = None
+    #: ``create_missing``: SciCat holds no sample of the file's name (it would be created).
+    sample_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,17 @@ def identify(rt: Runtime, path: Path) -> Identity | Unidentified:
         metadata_value=meta_value,
         entry=entry,
         job=_enqueueable(job),
+        job_lookup=_job_lookup(rt, job),
+        sample_missing=bool(job.get("new_samples")),
     )
+
+
+def _job_lookup(rt: Runtime, job: Job) -> dict[str, Any] | None:
+    """The ``where`` that finds this file's SciCat job (``ingest/jobs.py``), None without one."""
+    section = rt.schemas.by_id(job["schema_id"]).scicat_job
+    if section is None:
+        return None
+    return {f"jobParams.{JOB_MARKER}": job_marker(job, section.type), "type": section.type}
 
 
 def _enqueueable(job: Job) -> Job:

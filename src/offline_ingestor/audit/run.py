@@ -312,7 +312,8 @@ def run_audit(
                 dataset = dataset or legacy
                 pid = str(dataset["pid"]) if dataset else ""
                 blocks = view.blocks(pid) if dataset else []
-                result = classify(item, dataset, blocks, states.state(item.key, item.file))
+                jobs = _jobs_of(rt.scicat, item) if dataset and item.job_lookup else None
+                result = classify(item, dataset, blocks, states.state(item.key, item.file), jobs)
                 if legacy is not None and not _mapped(item, str(legacy["pid"]), config):
                     _legacy_result(result, item)
                 _add_admin_calls(result, blocks, rt.scicat.settings)
@@ -339,6 +340,13 @@ def run_audit(
         **{cls.replace("-", "_"): n for cls, n in outcome.counts().items()},
     )
     return outcome
+
+
+def _jobs_of(client: Any, item: Identity) -> list[dict[str, Any]]:
+    """SciCat's jobs carrying the file's marker (one GET per file whose schema has a job)."""
+    assert item.job_lookup is not None
+    found: list[dict[str, Any]] = client.find_jobs(item.job_lookup)
+    return found
 
 
 def _add_admin_calls(result: FileResult, blocks: list[dict[str, Any]], settings: Any) -> None:

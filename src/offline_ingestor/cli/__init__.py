@@ -9,6 +9,7 @@ import click
 
 from .audit import audit
 from .common import main_entry
+from .flower import flower
 from .health import health
 from .ingest import demo, ingest_now
 from .queue import enqueue, failed, requeue, status
@@ -28,6 +29,7 @@ def cli() -> None:
 for command in (ingest_now, demo, enqueue, worker, status, failed, requeue, schemas, health, spool):
     cli.add_command(command)
 cli.add_command(audit)
+cli.add_command(flower)
 
 
 def main() -> None:

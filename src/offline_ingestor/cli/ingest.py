@@ -16,6 +16,7 @@ from .common import config_option, echo_json, load
 if TYPE_CHECKING:
     from ..config import Config
     from ..ingest.job import Job
+    from ..ingest.runtime import Runtime
 
 __all__ = ["demo", "ingest_now", "run_ingest_now"]
 
@@ -34,12 +35,17 @@ def _progress_bar(path: Path) -> Iterator[Any]:
 
 
 def run_ingest_now(
-    config: Config, file: str, *, job_id: str | None = None, message_file: str | None = None
+    config: Config,
+    file: str,
+    *,
+    job_id: str | None = None,
+    message_file: str | None = None,
+    rt: Runtime | None = None,
 ) -> Job:
     """``ingest-now``'s work with its terminal output: schema warnings and a progress bar."""
     from ..ingest.pipeline import command_runtime, ingest_path
 
-    rt = command_runtime(config)
+    rt = rt or command_runtime(config)
     for problem in rt.schema_problems():
         click.echo(f"warning: schema not loaded: {problem}", err=True)
     with _progress_bar(Path(os.path.realpath(file))) as bar:
@@ -57,27 +63,46 @@ def summary(job: Job) -> dict[str, Any]:
         "dataset_created",
         "origdatablock_id",
         "origdatablock_created",
+        "scicat_job_id",
+        "scicat_job_created",
     )
     return {key: job.get(key) for key in keys if key in job}
+
+
+def dry_run_payloads(rt: Runtime, job: Job) -> dict[str, Any]:
+    """What a run would POST: dataset, origdatablock, and the job and samples when the schema has them."""
+    from ..ingest.jobs import job_payload
+    from ..ingest.samples import sample_payloads
+
+    pid = job["dataset"].get("pid")
+    payloads: dict[str, Any] = {
+        "dataset": job["dataset"],
+        "origdatablock": {"datasetId": pid, **job["origdatablock"]},
+    }
+    if samples := sample_payloads(rt, job):
+        payloads["samples"] = samples
+    # A pid SciCat makes (none sent) is unknown before the POST: the job names it so.
+    job_body = job_payload(rt, job, str(pid or "<pid SciCat gives the dataset>"))
+    if job_body is not None:
+        payloads["job"] = job_body
+    return payloads
 
 
 @click.command("ingest-now")
 @click.argument("file", type=click.Path())
 @config_option
-@click.option("--dry-run", is_flag=True, help="Print the dataset and origdatablock payloads; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the payloads (dataset, block, job); write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the pid.")
 @click.option("--job-id", default=None, help="The file writer's job id (idempotency key).")
 def ingest_now(file: str, config_path: str | None, dry_run: bool, as_json: bool, job_id: str | None) -> None:
     """Ingest FILE now, in this process, without the queue; print the dataset pid."""
+    from ..ingest.pipeline import command_runtime
+
     config = load(config_path, dry_run=dry_run)
-    job = run_ingest_now(config, file, job_id=job_id)
+    rt = command_runtime(config)
+    job = run_ingest_now(config, file, job_id=job_id, rt=rt)
     if config.ingestion.dry_run:
-        echo_json(
-            {
-                "dataset": job["dataset"],
-                "origdatablock": {"datasetId": job["dataset"].get("pid"), **job["origdatablock"]},
-            }
-        )
+        echo_json(dry_run_payloads(rt, job))
     elif as_json:
         echo_json(summary(job))
     else:

@@ -119,7 +119,19 @@ def enqueue(
             click.echo(f"{result['status']:<16} {result['key'] or '-'}  {result['file']}{why}")
     if as_json:
         echo_json(results)
+    elif len(results) > 1:
+        click.echo(f"enqueue: {_tally(results)}", err=True)  # stderr: stdout stays one line per path
     sys.exit(1 if any(result["status"] == "refused" for result in results) else 0)
+
+
+def _tally(results: list[dict[str, str]]) -> str:
+    """``5 paths: 3 queued, 1 already, 1 refused`` (every ``already <state>`` counts as already)."""
+    counts: dict[str, int] = {"queued": 0, "already": 0, "spooled": 0, "refused": 0}
+    for result in results:
+        status = result["status"].split()[0]
+        counts[status] = counts.get(status, 0) + 1
+    shown = ", ".join(f"{count} {status}" for status, count in counts.items() if count or status != "spooled")
+    return f"{len(results)} paths: {shown}"
 
 
 #: Record fields shown under the names used in logs and docs (Redis keeps the old names).
@@ -133,6 +145,13 @@ def public_fields(fields: dict[str, str]) -> dict[str, Any]:
     for name, value in fields.items():
         shown[_RENAMED.get(name, name)] = int(value) if name in _INTEGERS and value.isdigit() else value
     return shown
+
+
+def public_failure(entry: dict[str, Any]) -> dict[str, Any]:
+    """A failed-registry entry with ``transient`` a bool (entries of older releases hold "true"/"false")."""
+    if isinstance(entry.get("transient"), str):
+        return {**entry, "transient": entry["transient"] == "true"}
+    return entry
 
 
 @click.command("status")
@@ -201,7 +220,7 @@ def status(target: str | None, config_path: str | None, as_json: bool) -> None:
 def failed(config_path: str | None, as_json: bool) -> None:
     """List files in the failed registry with step, error and attempts."""
     config = load(config_path)
-    entries = _guard_redis(_store(config).failures)
+    entries = [public_failure(entry) for entry in _guard_redis(_store(config).failures)]
     if as_json:
         echo_json(entries)
         return
@@ -252,6 +271,8 @@ def requeue(keys: tuple[str, ...], config_path: str | None, requeue_all: bool) -
             "job_id": (record.fields.get("job_id") if record else None) or None,
             "message_file": None,
         }
+        if entry.get("step") == "post-job":
+            job["keep_done_steps"] = True  # its dataset is whole: retry only the job
         try:
             result = submit_job(job, config, force=True, store=store)
         except IngestError as exc:

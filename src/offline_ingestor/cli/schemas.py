@@ -30,6 +30,10 @@ def check(directory: str | None, config_path: str | None) -> None:
 
     target = Path(directory) if directory else load(config_path).schemas_dir
     loaded = load_schemas(target)
+    if not loaded.schemas and not loaded.broken:
+        # "0 valid, 0 invalid" read like a pass over the wrong folder.
+        click.echo(f"error: no *.imsc.yml found in {target}", err=True)
+        sys.exit(1)
     for schema in loaded.schemas:
         click.echo(f"ok     {schema.source_file}  id={schema.id} order={schema.order}")
     for broken in loaded.broken:
@@ -59,7 +63,9 @@ def _source(schema: Schema, name: str) -> str:
 def explain(file: str, config_path: str | None, as_json: bool) -> None:
     """Show the schema FILE matches, every variable's value and source, and the dataset."""
     from ..ingest.job import new_job
+    from ..ingest.jobs import job_payload
     from ..ingest.runtime import Runtime
+    from ..ingest.samples import sample_payloads
     from ..ingest.steps import build_dataset, extract, select_schema
 
     config = load(config_path, dry_run=True)
@@ -71,6 +77,10 @@ def explain(file: str, config_path: str | None, as_json: bool) -> None:
         {"name": name, "value": item["value"], "unit": item["unit"], "source": _source(schema, name)}
         for name, item in job["variables"].items()
     ]
+    # post-dataset creates the new samples (create_missing), post-job the job (scicat_job).
+    pid = str(job["dataset"].get("pid") or "<pid SciCat gives the dataset>")
+    samples = {"attached": job.get("sample_ids", []), "to_create": sample_payloads(rt, job)}
+    scicat_job = job_payload(rt, job, pid)
     if as_json:
         echo_json(
             {
@@ -78,6 +88,8 @@ def explain(file: str, config_path: str | None, as_json: bool) -> None:
                 "variables": variables,
                 "dataset": job["dataset"],
                 "origdatablock": job["origdatablock"],
+                "samples": samples,
+                "job": scicat_job,
             }
         )
         return
@@ -93,3 +105,9 @@ def explain(file: str, config_path: str | None, as_json: bool) -> None:
     echo_json(job["dataset"])
     click.echo("\norigdatablock:")
     echo_json(job["origdatablock"])
+    if schema.sample_attachment is not None:
+        click.echo("\nsamples (attached; to create when SciCat lacks them):")
+        echo_json(samples)
+    click.echo("\njob (post-job):" + ("" if scicat_job else " none: the schema has no scicat_job section"))
+    if scicat_job:
+        echo_json(scicat_job)

@@ -50,6 +50,7 @@ class Job(TypedDict, total=False):
     now: str
     variables: dict[str, dict[str, Any]]
     sample_ids: list[str]
+    new_samples: list[dict[str, Any]]  # create_missing: sampleId, name, proposalId (ingest/samples.py)
     # build-dataset
     dataset: dict[str, Any]
     origdatablock: dict[str, Any]
@@ -66,6 +67,11 @@ class Job(TypedDict, total=False):
     origdatablock_created: bool
     verifiable: bool  # False: attached by an account that cannot read the dataset back
     totals_repaired: bool  # the dataset's size/numberOfFiles were PATCHed from its blocks
+    # post-job (ingest/jobs.py): None when the schema has no scicat_job section
+    scicat_job_id: str | None
+    scicat_job_created: bool
+    # requeue of a file that failed at post-job: the forced claim keeps its done steps
+    keep_done_steps: bool
     # Set by the step executor for one write-step execution, never saved (ingest/steps.py).
     first_write: bool
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import metrics
 from ..config import Config
 from ..files.checksums import Progress
 from ..schema import SchemaSet, load_schemas
@@ -19,6 +20,7 @@ from ..scicat.client import Limiter
 from ..scicat.lookups import LookupCache
 from ..scicat.write_order import DatasetOrder
 from .pid_memo import PidMemo
+from .sample_lease import MemorySampleLease, SampleLease
 
 __all__ = ["Runtime", "RuntimeCache"]
 
@@ -43,6 +45,8 @@ class Runtime:
     #: Where a dataset stored under a rewritten pid is kept for reruns (``ingest/pid_memo.py``);
     #: None: nowhere, so such a file ends in a conflict rather than a trap for its rerun.
     pid_memo: PidMemo | None = None
+    #: Who may create a sample now (``ingest/sample_lease.py``): Redis in the worker.
+    sample_lease: SampleLease = field(default_factory=MemorySampleLease)
 
     def __post_init__(self) -> None:
         if self.lookup is None:
@@ -57,6 +61,8 @@ class Runtime:
         """
         fallback = config.ingestion.fallback_schema_file_path
         schemas = load_schemas(config.schemas_dir, config.resolve(fallback) if fallback else None)
+        loaded = [*schemas.schemas, *([schemas.fallback] if schemas.fallback else [])]
+        metrics.name_schemas({schema.id: schema.name for schema in loaded})  # the `schema` label
         return cls(config=config, schemas=schemas, scicat=ScicatClient(config.scicat, limiter=limiter))
 
     @property
@@ -85,10 +91,12 @@ class RuntimeCache:
         check_every_s: float = 1.0,
         limiter: Limiter | None = None,
         pid_memo: PidMemo | None = None,
+        sample_lease: SampleLease | None = None,
     ) -> None:
         self.config = config
         self.limiter = limiter
         self.pid_memo = pid_memo
+        self.sample_lease = sample_lease
         # One runtime for every thread of the process (``worker --io``): per-step state is
         # in ContextVars (current.py), so the SciCat client and its caches are shared.
         self._lock = threading.Lock()
@@ -107,6 +115,8 @@ class RuntimeCache:
                 if self._runtime is None or stamp != self._stamp:
                     self._runtime = Runtime.from_config(self.config, self.limiter)
                     self._runtime.pid_memo = self.pid_memo
+                    if self.sample_lease is not None:
+                        self._runtime.sample_lease = self.sample_lease
                     self._stamp = stamp
             return self._runtime
 

@@ -1,6 +1,12 @@
-"""The five steps of an ingestion, as plain functions over a JSON-able job.
+"""The six steps of an ingestion, as plain functions over a JSON-able job.
 
-``select-schema → extract → build-dataset → post-dataset → post-origdatablock``
+``select-schema → extract → build-dataset → post-dataset → post-origdatablock → post-job``
+
+``post-job`` (``ingest/jobs.py``) is in every chain and passes through without a SciCat call
+when the schema has no ``scicat_job`` section: the chain, the task names, the reconciler's
+"resume after the last step done" and the metrics stay one list for every schema (a schema
+edited between two steps of a file changes nothing in the chain), and a message of the
+five-step version continues into it (the task after ``post-origdatablock`` is ``post-job``).
 
 Each step takes the job (a dict, see ``ingest/job.py``) and returns a new dict with its results
 added; it is safe to run again with the same input. The Celery tasks and ``ingest-now`` call
@@ -23,9 +29,10 @@ from ..files.identity import FileIdentity
 from ..files.nexus import ReadLimits, check_hdf5, open_nexus
 from ..files.nexus_child import read_isolated
 from ..schema import Resolved, builtin_variables, extract_variables, now_iso, render_schema
-from ..schema.samples import sample_ids
+from ..schema.samples import SampleSearch, derived_sample_id, find_samples
 from ..scicat.payloads import V4_NAMES, for_api, missing_required
 from .job import Job, check_within_roots, scicat_identity
+from .jobs import post_job
 from .runtime import Runtime
 from .writes import post_dataset, post_origdatablock
 
@@ -37,12 +44,13 @@ __all__ = [
     "build_dataset",
     "extract",
     "post_dataset",
+    "post_job",
     "post_origdatablock",
     "select_schema",
     "with_inputs",
 ]
 
-STEPS = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock")
+STEPS = ("select-schema", "extract", "build-dataset", "post-dataset", "post-origdatablock", "post-job")
 # ``job["first_write"]`` is set (True) in a write step's input by the step executor, never
 # saved: this execution is the first that may write for this step of this chain (not a
 # redelivery after a lost process, no earlier attempt sent a write). A step may then skip
@@ -121,13 +129,22 @@ def extract(rt: Runtime, job: Job) -> Job:
     )
     with _opened(rt, job, schema) as handle:
         registry = extract_variables(schema, handle, builtins, rt.lookup)
-        samples = (
-            sample_ids(schema.sample_attachment, handle, rt.lookup, rt.config.scicat.api_endpoints.samples)
-            if schema.sample_attachment
-            else []
+        options = schema.sample_attachment
+        search = (
+            find_samples(options, handle, rt.lookup, rt.config.scicat.api_endpoints.samples)
+            if options
+            else SampleSearch(None, None, [])
         )
     variables = {name: {"value": item.value, "unit": item.unit} for name, item in registry.items()}
-    return {**job, "run_id": run_id, "now": now, "variables": variables, "sample_ids": samples}
+    extracted: Job = {**job, "run_id": run_id, "now": now, "variables": variables, "sample_ids": search.ids}
+    if options and options.create_missing and not search.ids and search.name is not None:
+        # Created by post-dataset, once (ingest/samples.py); the dataset names it already.
+        sample_id = derived_sample_id(search.proposal, search.name)
+        extracted["sample_ids"] = [sample_id]
+        extracted["new_samples"] = [
+            {"sampleId": sample_id, "name": search.name, "proposalId": search.proposal}
+        ]
+    return extracted
 
 
 def _pid(rt: Runtime, job: Job, high_level: dict[str, Any]) -> str | None:
@@ -220,9 +237,10 @@ STEP_FUNCTIONS: dict[str, Callable[[Runtime, Job], Job]] = {
     "build-dataset": build_dataset,
     "post-dataset": post_dataset,
     "post-origdatablock": post_origdatablock,
+    "post-job": post_job,
 }
 #: The steps that write to SciCat: a dry run builds everything and skips these.
-WRITE_STEPS = ("post-dataset", "post-origdatablock")
+WRITE_STEPS = ("post-dataset", "post-origdatablock", "post-job")
 #: The job key each step adds; the next step needs it.
 STEP_OUTPUT = {
     "select-schema": "schema_id",
@@ -230,6 +248,7 @@ STEP_OUTPUT = {
     "build-dataset": "dataset",
     "post-dataset": "pid",
     "post-origdatablock": "origdatablock_id",
+    "post-job": "scicat_job_id",
 }
 
 

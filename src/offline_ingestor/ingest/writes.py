@@ -43,6 +43,7 @@ from ..scicat.rights import FIX, AccountRights, account_rights, refuse_unreadabl
 from ..scicat.totals import check_totals, duplicated_files, duplicates_conflict, repair_totals
 from .job import Job
 from .runtime import Runtime
+from .samples import ensure_samples
 
 __all__ = ["identity_difference", "post_dataset", "post_origdatablock"]
 
@@ -263,6 +264,7 @@ def post_dataset(rt: Runtime, job: Job) -> Job:
     """Create the dataset unless SciCat already has it; record the pid."""
     if job.get("pid"):
         return job
+    ensure_samples(rt, job)  # the samples the dataset names (create_missing), before it
     dataset = job["dataset"]
     pid = dataset.get("pid")
     order = rt.dataset_order

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "REDIS_TRANSIENT_ERRORS",
+    "HiddenKwargs",
     "SentinelSpec",
     "broker_settings",
     "describe",
@@ -131,6 +132,37 @@ def redis_client(
     return cast(redis.Redis, master)
 
 
+class HiddenKwargs:
+    """Keyword arguments that never show their values: printed, repr'd or sent as JSON.
+
+    kombu hands ``sentinel_kwargs`` (the sentinels' password) to redis-py as ``**kwargs``,
+    but the same transport options are in the worker's ``celery inspect stats`` reply (and
+    Flower's Broker tab), which kombu does not mask. Not a Mapping on purpose: Celery's
+    ``inspect conf`` would walk a Mapping and print its values; ``**`` needs only ``keys``
+    and ``__getitem__``. kombu's JSON encoder sends ``__json__``'s masked copy.
+    """
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = dict(values)
+
+    def keys(self) -> list[str]:
+        return list(self._values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __json__(self) -> dict[str, str]:
+        return dict.fromkeys(self._values, "********")
+
+    def __repr__(self) -> str:
+        return repr(self.__json__())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HiddenKwargs) and other._values == self._values
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def broker_settings(queue: QueueOptions) -> tuple[str, dict[str, Any]]:
     """Celery's ``broker_url`` and the extra ``broker_transport_options`` for it."""
     spec = sentinel_spec(queue)
@@ -142,7 +174,7 @@ def broker_settings(queue: QueueOptions) -> tuple[str, dict[str, Any]]:
     url = ";".join(f"sentinel://{auth}{host}:{port}/{spec.db}" for host, port in spec.addresses)
     options: dict[str, Any] = {"master_name": spec.master_name}
     if spec.sentinel_password:
-        options["sentinel_kwargs"] = {"password": spec.sentinel_password}
+        options["sentinel_kwargs"] = HiddenKwargs({"password": spec.sentinel_password})
     return url, options
 
 

@@ -158,6 +158,14 @@ class ProcessHeartbeat:
         _BEATING[os.getpid()] = self.ident
         threading.Thread(target=loop, name="redis-heartbeat", daemon=True).start()
 
+    def bury(self, pid: int) -> None:
+        """Delete the heartbeat of a process of this host that is known dead (a pool process
+        the main process saw exit): its leases are free at once, not after the TTL, so the
+        step Celery redelivers right away is not refused as a copy of a running one."""
+        host = self.ident.rpartition(":")[0]
+        with contextlib.suppress(redis.RedisError, OSError):
+            self._client().delete(f"{PROC_PREFIX}{host}:{pid}")
+
     def stop(self) -> None:
         """Stop beating and delete the key (a clean exit frees this process's leases at once)."""
         self._stop.set()

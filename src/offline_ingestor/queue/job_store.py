@@ -11,6 +11,8 @@ Keys (``oi:`` prefix, all JSON-able, no secrets):
   lease: the lease may be taken over by another chain once that process's heartbeat is gone.
 * ``oi:runs:{key}:{step}`` executions of a step, to cap redeliveries after worker loss.
 * ``oi:failed``      hash key -> JSON failure record (file, step, error, attempts, time).
+* ``oi:unfinished``  set of the keys whose record is queued or running, kept where a record's
+  state changes (below): the reconciler's pass reads these, not every record.
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from ..ingest.job import Job, ingest_key
 from ..ingest.ledger import Record, StepStart
 from ..logs import get_logger
 
-__all__ = ["ACTIVE_STATES", "FAILED_KEY", "PREFIX", "JobStore", "Record", "StepStart", "job_key"]
+__all__ = [
+    "ACTIVE_STATES",
+    "FAILED_KEY",
+    "PREFIX",
+    "UNFINISHED_KEY",
+    "JobStore",
+    "Record",
+    "StepStart",
+    "job_key",
+]
 
 log = get_logger("offline_ingestor.job_store")
 
@@ -40,9 +51,13 @@ _WRITE_FIELDS = ("write:", "writer:", "write_until:")
 PREFIX = "oi:"
 #: The failed registry (a hash); the metrics scrape reads its length.
 FAILED_KEY = f"{PREFIX}failed"
+#: Keys of records queued or running (a set; see the module docstring).
+UNFINISHED_KEY = f"{PREFIX}unfinished"
+UNFINISHED_STATES = ("queued", "running")
 #: release_claim: delete record and document only if the record is still this claim's.
 _RELEASE_CLAIM = """
 if redis.call('HGET', KEYS[1], 'claim') == ARGV[1] then
+  redis.call('SREM', KEYS[3], ARGV[2])
   return redis.call('DEL', KEYS[1], KEYS[2])
 end
 return 0
@@ -54,6 +69,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1], KEYS[2])
 end
 return 0
+"""
+
+
+#: unfinished(): drop index members whose record is no longer queued or running (finished, or
+#: expired) *now*: a claim between the read and the removal keeps its member. Record keys are
+#: built in the script (as the lease script does): one Redis or Sentinel, not Redis Cluster.
+_PRUNE = """
+local dropped = 0
+for _, key in ipairs(ARGV) do
+  local state = redis.call('HGET', KEYS[2] .. key, 'state')
+  if state ~= 'queued' and state ~= 'running' then
+    dropped = dropped + redis.call('SREM', KEYS[1], key)
+  end
+end
+return dropped
 """
 
 
@@ -159,6 +189,8 @@ class JobStore:
         pipe = self.redis.pipeline()
         pipe.hset(name, mapping=cast(Any, values))  # redis-py types keys as a union Mapping
         pipe.expire(name, self.state_ttl_s)
+        if "state" in fields:
+            _index(pipe, key, values["state"])
         pipe.execute()
 
     def claim_for_queue(self, job: Job, *, force: bool = False, claim: str = "") -> tuple[bool, str]:
@@ -193,10 +225,13 @@ class JobStore:
                         # step (chain.duplicate) and leave "queued" with nothing queued.
                         pipe.unwatch()
                         return False, f"running (held by {holder})"
+                    # A requeue of a file that failed at post-job keeps its done steps too: the
+                    # chain skips them (document kept) and retries only that step.
+                    keep = _WRITE_FIELDS + (("step:",) if job.get("keep_done_steps") else ())
                     kept = {
                         field: value
                         for field, value in cast(dict[str, str], pipe.hgetall(name)).items()
-                        if field.startswith(_WRITE_FIELDS)
+                        if field.startswith(keep)
                     }
                     pipe.multi()
                     pipe.delete(name)
@@ -226,6 +261,7 @@ class JobStore:
                         },
                     )
                     pipe.expire(name, self.state_ttl_s)
+                    pipe.sadd(UNFINISHED_KEY, job["key"])
                     pipe.hdel(FAILED_KEY, job["key"])
                     pipe.execute()
                     return True, "" if ours else previous
@@ -255,7 +291,8 @@ class JobStore:
         one). A script, not WATCH/MULTI: a Redis at maxmemory refuses every command queued in
         a MULTI, DEL included, but runs a script's DEL (DEL frees memory).
         """
-        removed = self.redis.eval(_RELEASE_CLAIM, 2, f"{PREFIX}job:{key}", f"{PREFIX}doc:{key}", claim)
+        names = (f"{PREFIX}job:{key}", f"{PREFIX}doc:{key}", UNFINISHED_KEY)
+        removed = self.redis.eval(_RELEASE_CLAIM, 3, *names, claim, key)
         return bool(removed)
 
     # -- documents ----------------------------------------------------------------------------
@@ -352,6 +389,8 @@ class JobStore:
         pipe.expire(name, self.state_ttl_s)
         pipe.delete(f"{PREFIX}runs:{key}:{step}")
         pipe.hdel(name, f"waits:{step}")  # a later re-ingest's outages start from 0
+        if "state" in fields:
+            _index(pipe, key, values["state"])
         if fields.get("state") == "done":
             pipe.eval(_DROP_FINISHED, 1, name)
         pipe.execute()
@@ -392,7 +431,10 @@ class JobStore:
 
     def unclaim(self, key: str) -> None:
         """Forget a claim whose chain could not be published (the producer rolls back)."""
-        self.redis.delete(f"{PREFIX}job:{key}")
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(f"{PREFIX}job:{key}")
+        pipe.srem(UNFINISHED_KEY, key)
+        pipe.execute()
 
     # -- failed registry ----------------------------------------------------------------------
 
@@ -409,6 +451,7 @@ class JobStore:
             },
         )
         pipe.expire(f"{PREFIX}job:{key}", self.state_ttl_s)
+        pipe.srem(UNFINISHED_KEY, key)
         pipe.execute()
 
     def failures(self) -> list[dict[str, Any]]:
@@ -426,6 +469,35 @@ class JobStore:
             if fields:
                 yield Record(str(name).removeprefix(f"{PREFIX}job:"), fields)
 
+    def unfinished(self, batch: int = 500) -> Iterator[Record]:
+        """Every queued or running record, from the index: O(unfinished), not O(all records).
+
+        Members whose record finished or expired (its TTL) are dropped on the way, by a script
+        that looks at the state again (a claim made meanwhile keeps its member).
+        """
+        keys = sorted(str(key) for key in self.redis.smembers(UNFINISHED_KEY))
+        for start in range(0, len(keys), batch):
+            chunk = keys[start : start + batch]
+            pipe = self.redis.pipeline(transaction=False)
+            for key in chunk:
+                pipe.hgetall(f"{PREFIX}job:{key}")
+            stale = []
+            for key, fields in zip(chunk, pipe.execute(), strict=True):
+                if fields and fields.get("state") in UNFINISHED_STATES:
+                    yield Record(key, fields)
+                else:
+                    stale.append(key)
+            if stale:
+                self.redis.eval(_PRUNE, 2, UNFINISHED_KEY, f"{PREFIX}job:", *stale)
+
+    def index_unfinished(self) -> int:
+        """Add every queued or running record to the index (one scan of all records: records
+        written before the index existed); returns how many it holds."""
+        keys = [record.key for record in self.records() if record.state in UNFINISHED_STATES]
+        if keys:
+            self.redis.sadd(UNFINISHED_KEY, *keys)
+        return len(keys)
+
     def find_key(self, file: str) -> str | None:
         """The key of the newest record for a file path (``status FILE``)."""
         mine = [record for record in self.records() if record.fields.get("file") == file]
@@ -442,6 +514,14 @@ class JobStore:
     def step_runs(self, step: str) -> int:
         """How many keys have a started, unfinished execution of ``step`` (tests watch this)."""
         return sum(1 for _ in self.redis.scan_iter(f"{PREFIX}runs:*:{step}", count=1000))
+
+
+def _index(pipe: Any, key: str, state: str) -> None:
+    """Keep ``oi:unfinished`` in step with a record's new ``state`` (inside the caller's pipeline)."""
+    if state in UNFINISHED_STATES:
+        pipe.sadd(UNFINISHED_KEY, key)
+    else:
+        pipe.srem(UNFINISHED_KEY, key)
 
 
 def _now() -> str:

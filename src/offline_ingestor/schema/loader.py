@@ -65,6 +65,27 @@ def _check_references(schema: Schema, path: Path, text: str) -> None:
         for ref in sorted(references(item.value) - known):
             line = line_of(text, ["schema", key, "value"])
             raise SchemaError(f"{path}:{line or 1}: schema.{key}.value: <{ref}> is not a variable")
+    _check_section_references(schema, path, text, known)
+
+
+def _check_section_references(schema: Schema, path: Path, text: str, known: set[str]) -> None:
+    """``scicat_job`` and ``sample_attachment`` templates name variables (and ``dataset_pid``)."""
+    sections: list[tuple[list[str], Any]] = []
+    if schema.scicat_job is not None:
+        job = schema.scicat_job
+        sections += [(["scicat_job", "job_params", name], value) for name, value in job.job_params.items()]
+        sections += [(["scicat_job", "owner_group"], job.owner_group)]
+        sections += [(["scicat_job", "contact_email"], job.contact_email)]
+    if schema.sample_attachment is not None:
+        sample = schema.sample_attachment
+        sections += [(["sample_attachment", name], value) for name, value in sample.fields.items()]
+        sections += [(["sample_attachment", "owner_group"], sample.owner_group)]
+        sections += [(["sample_attachment", "access_groups"], sample.access_groups)]
+    for where, template in sections:
+        allowed = known | ({"dataset_pid"} if where[0] == "scicat_job" else set())
+        for ref in sorted(references(template) - allowed):
+            line = line_of(text, where) or line_of(text, where[:1])
+            raise SchemaError(f"{path}:{line or 1}: {'.'.join(where)}: <{ref}> is not a variable")
 
 
 def _refuse_aliases(text: str, loader: Any) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "NexusVariable",
     "SampleAttachment",
     "Schema",
+    "ScicatJob",
     "ScicatVariable",
     "ValueVariable",
     "Variable",
@@ -113,6 +114,43 @@ class SampleAttachment(_Strict):
     query_sample_name: bool = False
     sample_name_path: str = "/entry/sample/name"
     proposal_id_path: str = "/entry/experiment_identifier"
+    #: Ours (ADR-003): a name SciCat does not know is created, once, under a derived id.
+    create_missing: bool = False
+    #: The new sample's groups (templates over the schema's variables); default: the dataset's.
+    owner_group: str = ""
+    access_groups: list[str] | str = Field(default_factory=list)
+    #: Further fields of the new sample (templates): ``sampleCharacteristics``, ``type``, ...
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _creating_needs_query(self) -> SampleAttachment:
+        if self.create_missing and not self.query_sample_name:
+            raise ValueError("create_missing needs query_sample_name: true (the name is what is created)")
+        reserved = {"sampleId", "sampleName", "description", "proposalId", "ownerGroup", "accessGroups"}
+        if clash := sorted(reserved & set(self.fields)):
+            raise ValueError(f"fields: {clash[0]} is set by the ingestor, not by fields")
+        return self
+
+
+class ScicatJob(_Strict):
+    """``scicat_job`` (ADR-004): create one SciCat job per file after its dataset is complete."""
+
+    #: A job type of the backend's job configuration (``JOB_CONFIGURATION_FILE``).
+    type: str = Field(min_length=1)
+    #: Templates over the schema's variables; ``<dataset_pid>`` is the dataset's pid.
+    job_params: dict[str, Any] = Field(default_factory=dict)
+    #: The job's owner group (a template); default: the dataset's ``ownerGroup``.
+    owner_group: str = ""
+    #: v4 ``contactEmail`` / v3 ``emailJobInitiator`` (a template); default: SciCat's (the account's).
+    contact_email: str = ""
+
+    @field_validator("job_params")
+    @classmethod
+    def _no_reserved_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in ("offlineIngestorKey", "datasetList"):
+            if name in value:
+                raise ValueError(f"{name} is set by the ingestor, not by job_params")
+        return value
 
 
 class Schema(_Strict):
@@ -128,6 +166,8 @@ class Schema(_Strict):
     sample_attachment: SampleAttachment | None = None
     #: Upstream PR #243 adds a ``jobs`` section; accepted and not acted on.
     jobs: dict[str, Any] | None = None
+    #: Ours (ADR-004): the SciCat job ``post-job`` creates for each file; none without it.
+    scicat_job: ScicatJob | None = None
     #: Where it was loaded from (set by the loader, not read from the file).
     source_file: str = ""
 

@@ -114,6 +114,8 @@ class ScicatClient:
             )
             body = _json(response)
             token = body.get("access_token") or body.get("id") if isinstance(body, dict) else None
+            if response.status_code >= 400:  # a refused login is a failed SciCat request too
+                metrics.count_scicat_error(_error_kind(response.status_code))
             if response.status_code in TRANSIENT_STATUSES:
                 raise ScicatUnavailable(
                     f"SciCat login as {settings.username!r}: answered {response.status_code}",
@@ -288,6 +290,45 @@ class ScicatClient:
             else (self.settings.api_endpoints.origdatablocks, None)
         )
         return self.request("POST", path, json=payload, base=base, write=True)[1]
+
+    def find_jobs(self, where: dict[str, Any]) -> list[dict[str, Any]]:
+        """Jobs whose fields equal ``where``'s (dotted paths into ``jobParams`` allowed).
+
+        v4 filters ``GET jobs?filter={"where": ...}``; v3's ``GET jobs`` refuses any ``where``
+        (its filter pipe allows none), so v3 asks ``GET jobs/fullquery?fields=...``.
+        """
+        import json as _json_module
+
+        endpoint = self.settings.api_endpoints.jobs
+        if self.settings.api_version == "v4":
+            params = {"filter": _json_module.dumps({"where": where})}
+            _, body = self.request("GET", endpoint, params=params)
+        else:
+            params = {"fields": _json_module.dumps(where)}
+            _, body = self.request("GET", f"{endpoint}/fullquery", params=params)
+        if body is not None and not isinstance(body, list):
+            raise ScicatUnavailable(f"SciCat job search answered {type(body).__name__}, not a list")
+        return list(body or [])
+
+    def create_job(self, payload: dict[str, Any]) -> Any:
+        """POST a job (SciCat chooses its id: ``post-job`` looks its marker up first)."""
+        return self.request("POST", self.settings.api_endpoints.jobs, json=payload, write=True)[1]
+
+    def get_sample(self, sample_id: str) -> dict[str, Any] | None:
+        """The sample with this id, or None when SciCat has none (read through the v3 route)."""
+        path = f"{self.settings.api_endpoints.samples}/{self.quote_pid(sample_id)}"
+        status, body = self.request("GET", path, ok_statuses=(404,), base=self.settings.v3_base)
+        if status == 404:
+            return None
+        if not isinstance(body, dict):
+            raise ScicatUnavailable(f"SciCat GET of sample {sample_id} answered {type(body).__name__}")
+        return body
+
+    def create_sample(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        """POST a sample with its ``sampleId``; 409 (the id exists) is returned, not raised."""
+        path = self.settings.api_endpoints.samples
+        base = self.settings.v3_base
+        return self.request("POST", path, json=payload, ok_statuses=(409,), base=base, write=True)
 
     def is_valid(
         self, endpoint: str, payload: dict[str, Any], *, base: str | None = None

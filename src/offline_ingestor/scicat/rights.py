@@ -19,13 +19,20 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CannotVerify
+from ..errors import CannotVerify, ScicatRejected
+from ..logs import get_logger
 from .learned import LearnedStore
 
 if TYPE_CHECKING:
     from .client import ScicatClient
 
 __all__ = ["AccountRights", "account_rights", "refuse_unreadable"]
+
+log = get_logger("offline_ingestor.scicat")
+#: How a SciCat without ``auth/whoami`` answers it (no such route, or a method it lacks).
+NO_WHOAMI_STATUSES = (404, 405)
+#: One warning per process: every runtime of a worker process asks once.
+_WARNED: list[bool] = []
 
 #: What an operator can change so that the account may read back what it writes.
 FIX = (
@@ -118,7 +125,15 @@ def account_rights(client: ScicatClient, *, probe: bool = True) -> AccountRights
     if known is not None:
         rights = AccountRights(known.username, known.groups, known.reads_all)
     else:
-        me = client.whoami()
+        try:
+            me = client.whoami()
+        except ScicatRejected as exc:
+            if exc.status not in NO_WHOAMI_STATUSES:
+                raise
+            # An older SciCat: conservative look-ups, nothing learnt to keep for others.
+            rights = _without_whoami(client, exc.status)
+            client.rights = rights
+            return rights
         if me is None:
             rights = AccountRights(None, ())
         else:
@@ -131,6 +146,20 @@ def account_rights(client: ScicatClient, *, probe: bool = True) -> AccountRights
         rights.on_change = lambda reads_all: store.note(reads_all=reads_all)
     client.rights = rights
     return rights
+
+
+def _without_whoami(client: ScicatClient, status: int) -> AccountRights:
+    """An older SciCat has no ``auth/whoami``: groups unknown, so nothing is taken as readable
+    that was not read (the conservative look-ups: GET before every write, a 403 refuses)."""
+    if not _WARNED:
+        _WARNED.append(True)
+        log.warning(
+            "scicat.no_whoami",
+            status=status,
+            reason="this SciCat has no GET auth/whoami (an older release): the account's groups "
+            "are unknown, so every write is looked up first and rights are learnt from 403s",
+        )
+    return AccountRights(client.settings.username or None, ())
 
 
 def _sees_foreign(client: ScicatClient, rights: AccountRights) -> bool:

@@ -145,8 +145,10 @@ class SentinelServer:
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 5000,
         auth_pass: str = "",
+        password: str = "",
     ) -> None:
         self.directory = directory
+        self.password = password  # the sentinel's own requirepass (``sentinel_password``)
         self.master_port = master_port
         self.master_name = master_name
         self.quorum = quorum
@@ -175,6 +177,7 @@ class SentinelServer:
             f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
             f"sentinel parallel-syncs {name} 1",
             *([f"sentinel auth-pass {name} {self.auth_pass}"] if self.auth_pass else []),
+            *([f"requirepass {self.password}"] if self.password else []),
         ]
         # The sentinel rewrites its config file (it records what it learns): one per process.
         conf = self.directory / "sentinel.conf"
@@ -184,7 +187,7 @@ class SentinelServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: _ping(self.port), 10, f"redis sentinel on port {self.port}")
+        wait_for(lambda: _ping(self.port, self.password), 10, f"redis sentinel on port {self.port}")
         return self
 
     def master_port_now(self) -> int | None:

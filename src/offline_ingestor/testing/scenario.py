@@ -32,14 +32,35 @@ __all__ = [
     "write_config",
 ]
 
-#: What the stand-in answers for the proposals and instruments the example files name.
+#: What the stand-in answers for the proposals and instruments the example files name. The
+#: groups are the real seed's (``testing/real_scicat/accounts.py``): SciCat answers 403 on a
+#: proposal read to an account in neither group (and not admin), as the real backend does.
 PROPOSALS = (
-    {"proposalId": "443503", "pi_firstname": "Ada", "pi_lastname": "Lovelace", "pi_email": "ada@ess.example"},
+    {
+        "proposalId": "443503",
+        "pi_firstname": "Ada",
+        "pi_lastname": "Lovelace",
+        "pi_email": "ada@ess.example",
+        "ownerGroup": "ess_proposal_443503",
+        "accessGroups": ["coda"],
+    },
     {
         "proposalId": "876380",
         "pi_firstname": "Lise",
         "pi_lastname": "Meitner",
         "pi_email": "lise@ess.example",
+        "ownerGroup": "ess_proposal_876380",
+        "accessGroups": ["ymir"],
+    },
+    {
+        # Shared with the create groups of the account tests: they may read it, but not the
+        # datasets of its files (ownerGroup ess_proposal_999001).
+        "proposalId": "999001",
+        "pi_firstname": "Emmy",
+        "pi_lastname": "Noether",
+        "pi_email": "emmy@ess.example",
+        "ownerGroup": "ess_proposal_999001",
+        "accessGroups": ["owngroup", "privgroup", "group1"],
     },
 )
 INSTRUMENTS = ({"id": "ess-ymir-0001", "name": "YMIR"}, {"id": "ess-odin-0001", "name": "ODIN"})

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, signals
 
 from ..config import CONFIG_ENV, Config, load_config
+from ..errors import ConfigError
 from . import envelope  # noqa: F401  (connects the handler that trims our step messages)
+from .running import running_config, set_running_config
 from .settings import celery_settings
 
 __all__ = ["app", "app_for", "configure"]
@@ -32,7 +35,8 @@ def configure(target: Celery, config: Config) -> Celery:
         target._pool = None
         target.amqp._producer_pool = None
     target.conf.update(settings)
-    target.conf["offline_ingestor_config"] = config
+    # Not in target.conf: Celery's `conf` reply (inspect conf, Flower) prints it (running.py).
+    set_running_config(config)
     return target
 
 
@@ -41,8 +45,33 @@ def app_for(config: Config) -> Celery:
     return configure(app, config)
 
 
-if os.environ.get(CONFIG_ENV):
-    configure(app, load_config(os.environ[CONFIG_ENV]))
+def _celery_command() -> bool:
+    """Whether this process is Celery's own command (``celery -A offline_ingestor.worker ...``)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return program.name == "celery" or (program.name == "__main__.py" and program.parent.name == "celery")
+
+
+def _configure_from_environment() -> None:
+    """Load ``$OFFLINE_INGESTOR_CONFIG``; Celery's command refuses to run without a valid one.
+
+    Without a config ``celery status``/``inspect`` would ask Celery's default broker and
+    report "no nodes replied", and a bad config would end in Celery's "Unable to load celery
+    application" with a traceback: one line instead, like ``offline-ingestor``'s commands.
+    A library import (a producer) only raises, so its caller decides.
+    """
+    path = os.environ.get(CONFIG_ENV)
+    try:
+        if not path:
+            raise ConfigError(f"no config: set ${CONFIG_ENV} (the worker's config file)")
+        configure(app, load_config(path))
+    except ConfigError as exc:
+        if _celery_command():
+            sys.exit(f"error: {exc}")
+        if path:
+            raise
+
+
+_configure_from_environment()
 
 
 @signals.celeryd_init.connect
@@ -50,7 +79,7 @@ def _full_setup(instance: Any = None, **_: Any) -> None:
     """A worker started as ``celery -A offline_ingestor.worker worker`` gets the same set-up
     as ``offline-ingestor worker`` (logs, redaction, metrics, heartbeat, kombu fix), and one
     without a config refuses to start instead of consuming from a default Redis."""
-    config = app.conf.get("offline_ingestor_config")
+    config = running_config()
     if config is None:
         sys.exit(
             f"offline-ingestor: no config for the worker: set ${CONFIG_ENV} "

@@ -22,16 +22,17 @@ def touch_heartbeat(path: Path) -> None:
     path.write_text(f"{time.time():.0f}\n")
 
 
-def _schema_ids(config: Any) -> list[str]:
+def _schema_names(config: Any) -> dict[str, str]:
+    """The loaded schemas, id → name (the metrics' ``schema`` and ``schema_id`` labels)."""
     try:
         from ..schema import load_schemas
 
         fallback = config.ingestion.fallback_schema_file_path
         loaded = load_schemas(config.schemas_dir, config.resolve(fallback) if fallback else None)
     except Exception:  # a broken schema folder is reported by the steps, not here
-        return []
+        return {}
     schemas = list(loaded.schemas) + ([loaded.fallback] if loaded.fallback is not None else [])
-    return [schema.id for schema in schemas]
+    return {schema.id: schema.name for schema in schemas}
 
 
 @signals.worker_ready.connect
@@ -42,7 +43,7 @@ def _start_background(sender: Any = None, **_: Any) -> None:
     from .. import metrics
 
     # Metrics before the heartbeat: a worker that says "ready" (heartbeat file) is scrapable.
-    metrics.init_series(_schema_ids(config))
+    metrics.init_series(_schema_names(config))
     if config.queue.metrics_port:
         concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
         from .metrics_server import start_metrics_server

@@ -13,6 +13,11 @@ MULTI pipelines for its bookkeeping, so a full Redis made the worker stop with
 * ``reject(requeue=True)`` and ``restore_visible`` (LPUSH back to the queue) cannot succeed;
   the message stays in the unacked hash, and is put back after the visibility timeout, as
   for a lost worker.
+* A control command's reply (``celery inspect``, ``celery control revoke``, Flower's polls:
+  an LPUSH) was refused; Celery's pidbox then logged "Control command error" and re-declared
+  its queue, whose MULTI (LLEN) and SADD a full Redis refuses too: "Unrecoverable error",
+  worker gone (issue 22, problem 5; ``tests/worker/test_redis_oom.py``). The reply is dropped
+  with a warning instead (the command itself ran; the caller times out waiting for it).
 
 Applied on import (worker_signals imports it in the worker).
 """
@@ -110,4 +115,25 @@ def _patch() -> None:
     qos._offline_ingestor_oom = True
 
 
+def _patch_control_replies() -> None:
+    from kombu import pidbox
+
+    node: Any = pidbox.Node
+    if getattr(node, "_offline_ingestor_oom", False):
+        return
+    original_reply = node.reply
+
+    def reply(self: Any, data: Any, exchange: Any, routing_key: Any, ticket: Any, **kwargs: Any) -> None:
+        try:
+            original_reply(self, data, exchange, routing_key, ticket, **kwargs)
+        except Exception as exc:
+            if not is_full(exc):
+                raise
+            log.warning("redis.full_reply_dropped", action="reply to a control command", error=str(exc))
+
+    node.reply = reply
+    node._offline_ingestor_oom = True
+
+
 _patch()
+_patch_control_replies()

@@ -1,4 +1,5 @@
-"""A pool process that died under a task: say which file, key and step it was running."""
+"""A pool process that died under a task: say which file, key and step it was running, and
+free what it held at once (its heartbeat in Redis goes with it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import structlog
 from celery import signals
 
+from .liveness import current_heartbeat
 from .running import log
 from .task_context import request_fields
 
@@ -31,7 +33,11 @@ def _patch_worker_lost() -> None:
         if not isinstance(exc, (WorkerLostError, SystemExit)):
             return original(self, exc_info, *args, **kwargs)
         fields = request_fields(self)
-        log.error("worker.lost", **fields, child=getattr(self, "worker_pid", None), error=repr(exc))
+        child = getattr(self, "worker_pid", None)
+        log.error("worker.lost", **fields, child=child, error=repr(exc))
+        heartbeat = current_heartbeat()
+        if isinstance(exc, WorkerLostError) and child and heartbeat is not None:
+            heartbeat.bury(int(child))  # before Celery requeues the message (below)
         with structlog.contextvars.bound_contextvars(**fields):
             return original(self, exc_info, *args, **kwargs)
 

@@ -8,7 +8,9 @@ pass every ``queue.reconcile_interval_s``:
    is older than ``queue.heartbeat_ttl_s`` is put back on its queue now, not after
    ``queue.visibility_timeout_s`` (hours). Its file's lease is the same chain's, so the
    redelivered step passes the lease once the dead holder's heartbeat is gone.
-2. **Stuck files.** A record ``queued`` or ``running`` whose key has no message in a queue nor in
+2. **Stuck files.** A record ``queued`` or ``running`` (from the index ``oi:unfinished``, kept by
+   ``queue/job_store.py``: a pass costs O(unfinished files), not O(all records); the first pass
+   of a process adds records written before the index) whose key has no message in a queue nor in
    ``unacked``, and that no live process is running, seen so on two passes in a row and not
    updated for ``heartbeat_ttl_s``: its next step (the first not done) is published again
    through ``worker/chain.py`` under the lease's chain id, so that the same chain goes on. This
@@ -92,6 +94,7 @@ class Reconciler:
         self.app, self.config, self._store, self._steady_for = app, config, store, steady_for
         self.me = process_id()
         self._suspects: set[str] = set()
+        self._indexed = False
         self._stop = threading.Event()
 
     @property
@@ -124,9 +127,11 @@ class Reconciler:
         grace_s = self.config.queue.heartbeat_ttl_s
         now = time.time()
         oldest, stuck = now, 0
-        for record in self._store().records():
-            if record.state not in ("queued", "running"):
-                continue
+        store = self._store()
+        if not self._indexed:
+            store.index_unfinished()  # once per process: records from before the index
+            self._indexed = True
+        for record in store.unfinished():
             enqueued = now - record_age_s(record, now, field="enqueued_at")
             oldest = min(oldest, enqueued)
             stuck += now - enqueued > self.config.queue.stuck_after_s
@@ -160,8 +165,9 @@ class Reconciler:
         with self.app.connection_for_write() as conn:
             qos = conn.default_channel.qos
             for tag in orphans:
-                # kombu's own restore (a transaction: off the unacked hash, back on its queue).
-                qos.restore_by_tag(tag, leftmost=True)
+                # kombu's own restore (a transaction: off the unacked hash, back on its queue),
+                # at the end BRPOP takes next (``leftmost`` would LPUSH it behind the backlog).
+                qos.restore_by_tag(tag, leftmost=False)
                 log.warning("reconcile.restored", delivery_tag=tag, reason="no live worker holds it")
         return len(orphans)
 

@@ -9,20 +9,19 @@ and a probe is due, probes like any waiting step would (the breaker's lock: one 
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import structlog
 from celery import signals
 
+from .periodic import Periodic
 from .running import running_config
 
 __all__ = ["POLL_S"]
 
 #: How often the thread looks at the breaker (one Redis read while SciCat is up).
 POLL_S = 1.0
-_stop = threading.Event()
-_threads: list[threading.Thread] = []
+_running: list[Periodic] = []
 
 
 @signals.worker_ready.connect
@@ -44,21 +43,13 @@ def _start_prober(**_: Any) -> None:
     client = ScicatClient(scicat)
     logger = structlog.get_logger("offline_ingestor.scicat")
 
-    def loop() -> None:
-        while not _stop.is_set():
-            try:
-                breaker.wait_s(client.health)
-            except Exception as exc:  # Redis away, say: the next poll tries again
-                logger.debug("scicat.prober_failed", error=f"{type(exc).__name__}: {exc}")
-            _stop.wait(POLL_S)
+    def failed(exc: Exception) -> None:  # Redis away, say: the next poll tries again
+        logger.debug("scicat.prober_failed", error=f"{type(exc).__name__}: {exc}")
 
-    thread = threading.Thread(target=loop, name="scicat-prober", daemon=True)
-    _threads.append(thread)
-    thread.start()
+    _running.append(Periodic("scicat-prober", POLL_S, lambda: breaker.wait_s(client.health), failed).start())
 
 
 @signals.worker_shutdown.connect
 def _stop_prober(**_: Any) -> None:
-    _stop.set()
-    for thread in _threads:
-        thread.join(timeout=5)
+    for prober in _running:
+        prober.stop()

@@ -3,7 +3,8 @@
 Both end up in :func:`prepare_worker` (the second through ``celeryd_init``, see ``app.py``),
 so a worker started either way has the same logs, secrets redaction, metrics, heartbeat and
 kombu fixes. The other hooks live one concern per module (``task_context``, ``lost_workers``,
-``refused_submits``, ``heartbeat``, ``spool_flusher``, ``scicat_prober``); importing them connects them.
+``refused_submits``, ``expected_failures``, ``heartbeat``, ``liveness``, ``spool_flusher``,
+``scicat_prober``); importing them connects them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ def prepare_worker(config: Any) -> None:
     from ..queue.broker_layout import migrate_broker
 
     migrate_broker(config.queue.broker_url, config.queue.queue_name)  # once, before consuming
+    from .stop import bound_remote_shutdown, report_offline_as_idle
+
+    bound_remote_shutdown(config.queue.shutdown_grace_s)  # `celery control shutdown`, Flower
+    report_offline_as_idle()  # Flower: no abandoned step shown active on a stopped worker
     from . import (  # noqa: F401  (importing a hook module connects its hooks)
+        expected_failures,
         heartbeat,
         kombu_oom,
         kombu_patches,

@@ -7,13 +7,13 @@ quiet after an outage, rely on this thread (and on ``offline-ingestor spool flus
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from celery import signals
 
+from .periodic import Periodic
 from .running import running_config
 
 if TYPE_CHECKING:
@@ -45,9 +45,8 @@ def flush_spool_once(config: Config, producer: Producer | None = None) -> int:
 #: How often the flusher looks into the spool. The drop-in's fast path hands every request
 #: over this way (dropin/fast.py), so this is its added latency (a quarter second on average).
 SPOOL_POLL_S = 0.5
-#: Set at shutdown: the flusher stops marking the folder before the mark is removed.
-_flusher_stop = threading.Event()
-_flusher: list[threading.Thread] = []
+#: Stopped at shutdown: the flusher stops marking the folder before the mark is removed.
+_flusher: list[Periodic] = []
 
 
 @signals.worker_ready.connect
@@ -68,25 +67,22 @@ def _start_spool_flusher(**_: Any) -> None:
         return
     spool = producer.spool
 
-    def loop() -> None:
-        next_try = 0.0
-        while not _flusher_stop.is_set():
-            try:
-                # "A worker sending to this Redis polls here": what lets the drop-in spool first.
-                spool.mark_flusher(broker)
-                due = time.monotonic() >= next_try and spool.has_pending()
-                if due and producer.flush().stopped:  # Redis still away: the requests stay
-                    next_try = time.monotonic() + retry_every
-            except Exception as exc:  # a bad moment must not end the thread
-                # A request Redis refused, say: try again after the configured interval (the
-                # request stays in the spool), not every poll.
-                next_try = time.monotonic() + retry_every
-                logger.warning("spool.flush_failed", error=f"{type(exc).__name__}: {exc}")
-            _flusher_stop.wait(SPOOL_POLL_S)
+    next_try = [0.0]
 
-    thread = threading.Thread(target=loop, name="spool-flush", daemon=True)
-    _flusher.append(thread)
-    thread.start()
+    def tick() -> None:
+        # "A worker sending to this Redis polls here": what lets the drop-in spool first.
+        spool.mark_flusher(broker)
+        due = time.monotonic() >= next_try[0] and spool.has_pending()
+        if due and producer.flush().stopped:  # Redis still away: the requests stay
+            next_try[0] = time.monotonic() + retry_every
+
+    def failed(exc: Exception) -> None:
+        # A request Redis refused, say: try again after the configured interval (the request
+        # stays in the spool), not every poll.
+        next_try[0] = time.monotonic() + retry_every
+        logger.warning("spool.flush_failed", error=f"{type(exc).__name__}: {exc}")
+
+    _flusher.append(Periodic("spool-flush", SPOOL_POLL_S, tick, failed).start())
 
 
 @signals.worker_shutdown.connect
@@ -99,8 +95,7 @@ def _stop_flusher_mark(**_: Any) -> None:
     from ..queue.spool import FLUSHER_FILE
 
     # Stop the thread first, or its next poll (every 0.5 s) marks the folder again.
-    _flusher_stop.set()
-    for thread in _flusher:
-        thread.join(timeout=5)
+    for flusher in _flusher:
+        flusher.stop()
     with contextlib.suppress(OSError):
         (config.resolve(config.queue.spool_dir) / FLUSHER_FILE).unlink()

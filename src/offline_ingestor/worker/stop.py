@@ -8,6 +8,11 @@ a cold shutdown (SIGQUIT, or SIGTERM with ``REMAP_SIGTERM=SIGQUIT`` in the envir
 before billiard is imported) and then always sleeps the whole timeout, even when the steps
 are done after a second.
 
+The same bound applies to Celery's remote ``shutdown`` command (``celery control shutdown``,
+Flower's Shut Down button): it raises ``WorkerShutdown`` in the consumer, a warm shutdown
+that sends no ``worker_shutting_down`` signal, so :func:`bound_remote_shutdown` starts the
+timer from the command itself.
+
 So we keep the warm shutdown (a step that finishes in time is acked, and the worker exits
 as soon as it has) and bound it ourselves: when SIGTERM arrives, a timer starts; if the
 worker is still running when it fires, it sends the worker SIGQUIT, Celery's cold shutdown.
@@ -28,7 +33,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["start_stop_timer"]
+__all__ = ["bound_remote_shutdown", "report_offline_as_idle", "start_stop_timer"]
 
 log = structlog.get_logger("offline_ingestor.worker_stop")
 
@@ -51,12 +56,11 @@ def _abandon_after(grace_s: float, pid: int) -> None:
 
 def _forgive(requests: list[Any]) -> None:
     """Abandoned steps were stopped, not lost: they must not count towards the redelivery cap."""
-    from celery import current_app
-
     from ..queue.job_store import JobStore
     from .chain import step_of_task
+    from .running import running_config
 
-    config = current_app.conf.get("offline_ingestor_config")
+    config = running_config()
     if config is None:
         return
     try:
@@ -77,3 +81,51 @@ def start_stop_timer(grace_s: float) -> None:
     # Called from a signal handler: no logging here, the thread logs.
     pid = os.getpid()
     threading.Thread(target=_abandon_after, args=(grace_s, pid), name="stop-grace", daemon=True).start()
+
+
+def bound_remote_shutdown(grace_s: float) -> None:
+    """Make Celery's remote ``shutdown`` command start the same timer as SIGTERM (once per process)."""
+    from celery.worker import control
+
+    original: Any = control.Panel.data["shutdown"]
+    if getattr(original, "_offline_ingestor", False):
+        return
+
+    def shutdown(state: Any, msg: str = "Got shutdown from remote", **kwargs: Any) -> Any:
+        start_stop_timer(grace_s)
+        return original(state, msg=msg, **kwargs)
+
+    shutdown._offline_ingestor = True  # type: ignore[attr-defined]
+    # The worker's mailbox dispatches through this very dict (celery/worker/pidbox.py).
+    control.Panel.data["shutdown"] = shutdown
+
+
+def report_offline_as_idle() -> None:
+    """Make the worker's last event (``worker-offline``) say that it runs nothing.
+
+    Celery sends it while stopping, before the cold shutdown has terminated the abandoned
+    steps, so it carried ``active=N``; Flower keeps a worker's last ``active`` count and
+    showed those steps as still running on a worker that was gone. A stopped worker runs
+    nothing: its abandoned steps are back in the queue.
+    """
+    from celery.worker import heartbeat
+
+    original: Any = heartbeat.Heart._send
+    if getattr(original, "_offline_ingestor", False):
+        return
+
+    def _send(self: Any, event: str, retry: bool = True) -> Any:
+        if event != "worker-offline":
+            return original(self, event, retry)
+        return self.eventer.send(
+            event,
+            freq=self.interval,
+            active=0,
+            processed=heartbeat.all_total_count[0],
+            loadavg=heartbeat.load_average(),
+            retry=retry,
+            **heartbeat.SOFTWARE_INFO,
+        )
+
+    _send._offline_ingestor = True  # type: ignore[attr-defined]
+    heartbeat.Heart._send = _send

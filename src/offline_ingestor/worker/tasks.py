@@ -17,7 +17,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from .. import metrics
 from ..config import Config
-from ..errors import PermanentError
+from ..errors import IngestError, PermanentError
 from ..ingest.executor import Done, Failed, Retry, StepExecutor, Stopped
 from ..ingest.job import Job, new_job
 from ..ingest.retry import RetryPolicy
@@ -27,6 +27,7 @@ from ..queue.connection import REDIS_TRANSIENT_ERRORS, redis_failure
 from ..queue.job_store import JobStore
 from ..queue.pid_memo import RedisPidMemo
 from ..queue.rate_limit import shared_limiter
+from ..queue.sample_lease import RedisSampleLease
 from ..queue.scicat_breaker import ScicatBreaker
 from .app import app
 from .chain import (
@@ -38,6 +39,7 @@ from .chain import (
     step_of_task,
     step_signature,
 )
+from .running import running_config
 
 __all__ = ["record_failure", "submit"]
 
@@ -47,7 +49,7 @@ T = TypeVar("T")
 
 
 def _config() -> Config:
-    config = app.conf.get("offline_ingestor_config")
+    config = running_config()
     if config is None:
         raise PermanentError("worker has no config: set OFFLINE_INGESTOR_CONFIG")
     return config  # type: ignore[no-any-return]
@@ -65,7 +67,8 @@ def _runtimes() -> RuntimeCache:
         config = _config()
         limiter = shared_limiter(_store().redis, config.scicat.rate_limit_per_s)
         memo = RedisPidMemo(_store().redis, config)  # pids SciCat rewrote, for reruns (issue 25)
-        _process["runtimes"] = RuntimeCache(config, limiter=limiter, pid_memo=memo)
+        lease = RedisSampleLease(_store().redis)  # one writer per new sample (ingest/samples.py)
+        _process["runtimes"] = RuntimeCache(config, limiter=limiter, pid_memo=memo, sample_lease=lease)
     return _process["runtimes"]  # type: ignore[no-any-return]
 
 
@@ -157,7 +160,16 @@ def _send_next(task: Task, step: str, ref: Job) -> None:
 
 def _make_task(step: str) -> Any:
     # max_retries: the executor decides; this only keeps Celery's own limit out of its way.
-    @app.task(name=TASK_NAMES[step], bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+    # throws: a failure the executor recorded and logged (ingest.failed) is expected, not a
+    # traceback at ERROR from Celery too (worker/expected_failures.py).
+    @app.task(
+        name=TASK_NAMES[step],
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        max_retries=None,
+        throws=(IngestError,),
+    )
     def step_task(self: Task, ref: Job) -> Job | None:
         return _run(self, step, ref)
 
@@ -201,7 +213,7 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
               error=failure["message"])  # fmt: skip
 
 
-@app.task(name=SUBMIT_TASK)
+@app.task(name=SUBMIT_TASK, throws=(PermanentError,))  # a refusal is logged as submit.refused
 def submit(path: str, job_id: str | None = None, force: bool = False) -> str:
     """Entry point for non-Python producers: enqueue ``path`` as ``enqueue()`` would."""
     config = _config()

@@ -91,3 +91,34 @@ def test_other_publish_errors_are_not_hidden(calls: list[str], monkeypatch: pyte
     monkeypatch.setattr(tasks, "_send_next", broken)
     with pytest.raises(TypeError):
         tasks._run(message(), "select-schema", REF)
+
+
+def test_a_message_of_the_five_step_version_continues_into_post_job(
+    calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A post-origdatablock message published by a five-step worker ends in post-job, then done."""
+    store: JobStore = tasks._executor().ledger  # type: ignore[assignment]
+    published: list[str] = []
+
+    class Signature:
+        def __init__(self, step: str) -> None:
+            self.step = step
+
+        def apply_async(self) -> None:
+            published.append(self.step)
+
+    monkeypatch.setattr(tasks, "step_signature", lambda app, step, ref, config: Signature(step))
+    monkeypatch.setattr(tasks, "_config", lambda: parse_config({}))
+    # Given a file the five-step version took through post-dataset (record and document saved)
+    for step in STEPS[:4]:
+        assert tasks._run(message(), step, REF) == REF
+    assert published == list(STEPS[1:5])
+    # When the old version's post-origdatablock message is run by this one
+    tasks._run(message(), "post-origdatablock", REF)
+    # Then it publishes post-job, whose run finishes the file
+    assert published[-1] == "post-job"
+    record = store.get("k1")
+    assert record is not None and record.state != "done"
+    tasks._run(message(), "post-job", REF)
+    record = store.get("k1")
+    assert record is not None and record.state == "done" and calls[-1] == "post-job"

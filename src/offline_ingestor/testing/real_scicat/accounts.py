@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ACCOUNTS", "GROUP_ENV", "INSTRUMENTS", "PASSWORDS", "PROPOSALS", "functional_accounts"]
+__all__ = [
+    "ACCOUNTS",
+    "GROUP_ENV",
+    "INSTRUMENTS",
+    "JOB_CONFIG",
+    "JOB_TYPE",
+    "PASSWORDS",
+    "PROPOSALS",
+    "functional_accounts",
+]
 
 #: username -> (roles, global); the password is ``<username>pw``. A role is also a group.
 ACCOUNTS: dict[str, tuple[list[str], bool]] = {
@@ -75,6 +84,23 @@ INSTRUMENTS: tuple[dict[str, Any], ...] = (
     {"uniqueName": "ess-odin", "name": "ODIN"},
     {"uniqueName": "ess-coda", "name": "CODA"},
 )
+
+
+#: The job type the tests' schemas name (``scicat_job``): the ingestor account may create it.
+JOB_TYPE = "ingest-followup"
+#: The backend's ``JOB_CONFIGURATION_FILE`` (YAML is a superset of JSON): one job type, created
+#: by the ingestor's group for datasets it may read (``#datasetAccess``: an admin passes, others
+#: must reach every dataset listed), updated by the same group; its only action is a log line.
+JOB_CONFIG: dict[str, Any] = {
+    "configVersion": "offline-ingestor-tests v1",
+    "jobs": [
+        {
+            "jobType": JOB_TYPE,
+            "create": {"auth": "@ingestor", "actions": [{"actionType": "log"}]},
+            "update": {"auth": "@ingestor", "actions": [{"actionType": "log"}]},
+        }
+    ],
+}
 
 
 def functional_accounts() -> list[dict[str, Any]]:

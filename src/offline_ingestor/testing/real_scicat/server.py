@@ -28,7 +28,7 @@ from typing import Any
 import requests
 
 from ..processes import free_port
-from .accounts import GROUP_ENV, INSTRUMENTS, PASSWORDS, PROPOSALS, functional_accounts
+from .accounts import GROUP_ENV, INSTRUMENTS, JOB_CONFIG, PASSWORDS, PROPOSALS, functional_accounts
 from .build import BackendMissing, BuiltBackend, ensure_built, require_node
 from .tripwire import DbTripwire
 
@@ -170,6 +170,8 @@ class RealScicat:
         preload.write_text(LOOPBACK_PRELOAD)
         accounts = self.run_dir / "functionalAccounts.json"
         accounts.write_text(json.dumps(functional_accounts(), indent=1))
+        job_config = self.run_dir / "jobConfig.yaml"
+        job_config.write_text(json.dumps(JOB_CONFIG, indent=1))
         db_port = self.tripwire.port if self.tripwire else self.db_port
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -180,6 +182,7 @@ class RealScicat:
             "JWT_SECRET": JWT_SECRET,
             "EXPRESS_SESSION_SECRET": "offline-ingestor-tests",
             "FUNCTIONAL_ACCOUNTS_FILE": str(accounts),
+            "JOB_CONFIGURATION_FILE": str(job_config),
             "SITE": "TEST",
             "OPENSEARCH_ENABLED": "no",
             "RABBITMQ_ENABLED": "no",

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote
 
 from . import store as st
 from . import validation as va
+from .objects import Objects
 
 __all__ = ["DEFAULT_ACCOUNTS", "Api", "Call", "JsonDict", "Reply"]
 
@@ -141,6 +142,8 @@ class Api:
         self.request_local = threading.local()
         self.pid_prefix = (pid_prefix or "undefined").rstrip("/") or "undefined"
         self.pid_regex = re.compile(pid_regex) if pid_regex else None
+        #: Jobs and sample creation (``objects.py``).
+        self.objects = Objects(store, policy)
         P = "{}"  # a placeholder for one percent-decoded path segment
         h = self
         # Order matters where Nest's would: literal segments before ":pid".
@@ -165,6 +168,11 @@ class Api:
             ("GET", "3", ("proposals", P), h.get_proposal),
             ("GET", "3", ("instruments",), h.list_instruments),
             ("GET", "3", ("samples",), h.list_samples),
+            ("POST", "3", ("samples",), lambda c: h.objects.create_sample(c.principal, c.body)),
+            ("GET", "3", ("samples", P), lambda c: h.objects.get_sample(c.principal, c.params[0])),
+            ("POST", "34", ("jobs",), lambda c: h.objects.create_job(c.version, c.principal, c.body)),
+            ("GET", "3", ("jobs", "fullquery"), lambda c: h.objects.jobs_fullquery(c.principal, c.query)),
+            ("GET", "34", ("jobs",), lambda c: h.objects.list_jobs(c.version, c.principal, c.query)),
         ]
 
     def route_of(self, method: str, path: str) -> str:
@@ -331,25 +339,41 @@ class Api:
     def _output(self, c: Call, doc: JsonDict, history: bool = False) -> JsonDict:
         return st.v3_output(doc, history=history) if c.version == "3" else st.v4_output(doc)
 
-    def _readable(self, c: Call) -> Reply | list[JsonDict]:
+    def _filter(self, c: Call) -> JsonDict | Reply:
         raw = (c.query.get("filter") or ["{}"])[0]
         try:
             flt = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
             return _err(400, "Invalid filter")
+        return flt if isinstance(flt, dict) else {}
+
+    def _readable(self, c: Call) -> Reply | list[JsonDict]:
+        flt = self._filter(c)
+        if isinstance(flt, tuple):
+            return flt
         with self.store.lock:
             docs = [d for d in self.store.datasets.values() if self.policy.can_read(c.principal, d)]
-            return st.apply_filter(docs, flt if isinstance(flt, dict) else {})
+            return st.apply_filter(docs, flt)
+
+    def _projected(self, c: Call, docs: list[JsonDict]) -> Reply:
+        """The output documents reduced by the filter's ``fields`` (the backend's ``$project``)."""
+        flt = self._filter(c)
+        fields = flt.get("fields") if isinstance(flt, dict) else None
+        try:
+            return 200, [st.project(self._output(c, d), fields) for d in docs]
+        except st.BadProjection as exc:
+            return 400, str(exc)
 
     def list_datasets(self, c: Call) -> Reply:
         found = self._readable(c)
-        return found if isinstance(found, tuple) else (200, [self._output(c, d) for d in found])
+        return found if isinstance(found, tuple) else self._projected(c, found)
 
     def find_one(self, c: Call) -> Reply:
         found = self._readable(c)
         if isinstance(found, tuple):
             return found
-        return 200, (self._output(c, found[0]) if found else None)
+        status, body = self._projected(c, found[:1])
+        return (status, body[0] if body else None) if status == 200 else (status, body)
 
     def count(self, c: Call) -> Reply:
         found = self._readable(c)

@@ -342,6 +342,23 @@ class ScicatStandin:
         with self._store.lock:
             self._store.samples.append({"_id": doc["sampleId"], **copy.deepcopy(doc)})
 
+    @property
+    def jobs(self) -> list[JsonDict]:
+        """Stored jobs (v4 form) in creation order (a deep copy)."""
+        with self._store.lock:
+            return copy.deepcopy(self._api.objects.jobs)
+
+    @property
+    def samples(self) -> list[JsonDict]:
+        """Stored samples, seeded and created (a deep copy)."""
+        with self._store.lock:
+            return copy.deepcopy(self._store.samples)
+
+    @property
+    def job_types(self) -> set[str]:
+        """The job types of the stand-in's job configuration (others: 400 ``Invalid job type``)."""
+        return self._api.objects.job_types
+
     def add_instrument(self, doc: JsonDict) -> None:
         """Serve ``doc`` from ``GET /api/v3/instruments?filter=`` (gets ``pid``/``id``/``_id``)."""
         iid = str(doc.get("pid") or doc.get("id") or uuid.uuid4())
@@ -403,6 +420,7 @@ class ScicatStandin:
         with self._store.lock:
             self._store.datasets.clear()
             self._store.origdatablocks.clear()
+            self._api.objects.jobs.clear()
         with self._log_lock:
             self._log.clear()
             self._kinds.clear()

@@ -427,6 +427,60 @@ class Store:
         return Principal(username, doc["email"], doc["_id"], tuple(acc.groups))
 
 
+class BadProjection(ValueError):
+    """A ``fields`` value that is neither a list nor an object (the backend's 400)."""
+
+
+def project(doc: JsonDict, fields: Any) -> JsonDict:
+    """``doc`` reduced by a ``?filter=`` ``fields`` projection, as the backend's ``$project`` does.
+
+    A list (or an object of true values) keeps the named fields (dotted paths too) and ``_id``;
+    an object of false values drops them; an empty list or object (or none) keeps everything
+    (observed on SciCatProject/backend @ 783086a, v3 and v4 alike). Anything else:
+    :class:`BadProjection`.
+    """
+    if fields is None:
+        return doc
+    if isinstance(fields, list):
+        spec = {str(name): True for name in fields}
+    elif isinstance(fields, dict):
+        spec = {str(name): bool(value) for name, value in fields.items()}
+    else:
+        raise BadProjection("Fields must be an array or a valid projection object")
+    if not spec:
+        return doc
+    if not any(spec.values()):  # exclusion
+        out = copy.deepcopy(doc)
+        for name in spec:
+            _drop(out, name.split("."))
+        return out
+    kept: JsonDict = {"_id": doc["_id"]} if "_id" in doc and spec.get("_id", True) else {}
+    for name, keep in spec.items():
+        if keep and name != "_id":
+            _copy_path(doc, kept, name.split("."))
+    return kept
+
+
+def _copy_path(source: Any, target: JsonDict, parts: list[str]) -> None:
+    if not isinstance(source, dict) or parts[0] not in source:
+        return
+    if len(parts) == 1:
+        target[parts[0]] = copy.deepcopy(source[parts[0]])
+        return
+    inner = source[parts[0]]
+    if isinstance(inner, dict):
+        _copy_path(inner, target.setdefault(parts[0], {}), parts[1:])
+
+
+def _drop(doc: Any, parts: list[str]) -> None:
+    if not isinstance(doc, dict):
+        return
+    if len(parts) == 1:
+        doc.pop(parts[0], None)
+    else:
+        _drop(doc.get(parts[0]), parts[1:])
+
+
 def _field(doc: Any, path: str) -> Any:
     for part in path.split("."):
         doc = doc.get(part) if isinstance(doc, dict) else None

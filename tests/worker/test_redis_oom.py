@@ -1,0 +1,111 @@
+"""Issue 22, problem 5: a worker that meets a full Redis (``maxmemory`` + ``noeviction``) never
+exits with "Unrecoverable error"; it stops taking work while Redis is full and goes on after.
+
+Redis is filled for real (a filler writes until Redis answers OOM, then the room left is what a
+delete frees), while the worker consumes, publishes next steps, beats and reconciles, and an
+operator (or Flower) sends control commands: ``celery inspect ping`` and a ``revoke``, whose
+replies the worker must write into the full Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from helpers import BIN, ingestor_cli, wait_for, ymir_file
+from offline_ingestor.testing import Fault
+from offline_ingestor.testing.processes import WorkerProcess
+from offline_ingestor.testing.pytest_plugin import ingestor_env
+
+pytestmark = [pytest.mark.redis, pytest.mark.worker]
+
+LIVE = {
+    "visibility_timeout_s": 3600,
+    "task_time_limit_s": 60,
+    "retry_backoff_s": 0.1,
+    "retry_backoff_max_s": 1,
+    "heartbeat_interval_s": 0.3,
+    "heartbeat_ttl_s": 1.5,
+    "reconcile_interval_s": 0.5,
+}
+
+
+class ProductionWorker(WorkerProcess):
+    """``offline-ingestor worker`` with the flags an operator uses (mingle and gossip on)."""
+
+    def worker_args(self) -> list[str]:
+        return ["worker", "--config", str(self.config), "--concurrency", str(self.concurrency)]
+
+
+def fill(client: redis.Redis) -> int:
+    """Write until Redis refuses (OOM): the number of filler keys written."""
+    chunk = b"x" * 65536
+    written = 0
+    while True:
+        try:
+            client.set(f"filler:{written}", chunk)
+        except redis.exceptions.OutOfMemoryError:
+            return written
+        written += 1
+
+
+def celery(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OFFLINE_INGESTOR_CONFIG": str(config)}
+    return subprocess.run(
+        [str(BIN / "celery"), "-A", "offline_ingestor.worker", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_a_full_redis_never_ends_the_worker(
+    standin: Any, queue_config: Any, redis_server: Any, data_root: Path, tmp_path: Path
+) -> None:
+    """Redis full for several heartbeat TTLs mid-run, control commands meanwhile: the worker
+    lives throughout, logs no "Unrecoverable error", and every file ends done once."""
+    config = queue_config(queue=LIVE)
+    admin = redis.Redis.from_url(redis_server.url)
+    standin.inject(Fault(status=None, delay_s=0.05, times=None))
+    worker = ProductionWorker(config, tmp_path / "worker.log", tmp_path / "heartbeat", 2, env=ingestor_env())
+    worker.start()
+    try:
+        paths = [ymir_file(data_root, name=f"oom-{index}.hdf") for index in range(30)]
+        ingestor_cli("enqueue", "-c", str(config), *map(str, paths))
+        wait_for(lambda: len(standin.origdatablocks) >= 3, 60, "a few files done")
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory", used + 4 * 1024 * 1024)
+        fillers = fill(admin)
+        full_since = time.monotonic()
+        # Operators and Flower keep asking the workers while Redis is full.
+        for _ in range(2):
+            celery(config, "inspect", "ping", "-t", "1")
+            celery(config, "control", "revoke", "no-such-task-id")
+            time.sleep(1)
+        while time.monotonic() - full_since < 6:  # several heartbeat TTLs
+            time.sleep(0.5)
+            fill(admin)  # whatever the worker freed (acks) is taken again
+        assert worker.process is not None and worker.process.poll() is None, "the worker exited"
+        admin.delete(*(f"filler:{index}" for index in range(fillers + 200)))
+        admin.config_set("maxmemory", 0)
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+
+        def done() -> bool:
+            assert worker.process is not None and worker.process.poll() is None, "the worker exited"
+            states = [client.hget(name, "state") for name in client.scan_iter("oi:job:*")]
+            return len(states) == 30 and set(states) == {"done"}
+
+        wait_for(done, 180, "every file to be done")
+    finally:
+        worker.stop()
+        log = worker.log.read_text(errors="replace")
+        print("\n".join(log.splitlines()[-60:]))
+    assert "Unrecoverable error" not in log
+    assert len(standin.datasets) == 30 and len(standin.origdatablocks) == 30
