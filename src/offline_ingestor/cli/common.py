@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -14,20 +14,37 @@ from ..errors import IngestError, is_transient
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["EXIT_PERMANENT", "EXIT_TRANSIENT", "config_option", "echo_json", "fail", "load", "main_entry"]
+__all__ = [
+    "EXIT_PERMANENT",
+    "EXIT_TRANSIENT",
+    "config_long_option",
+    "config_option",
+    "echo_json",
+    "fail",
+    "load",
+    "main_entry",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: sysexits.h: EX_TEMPFAIL tells a caller that the same command may succeed later.
 EXIT_TRANSIENT = 75
 EXIT_PERMANENT = 1
 
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    envvar="OFFLINE_INGESTOR_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="Config file (ESS ingestor YAML format). Default: $OFFLINE_INGESTOR_CONFIG.",
-)
+
+def _config_option(*names: str) -> Callable[[F], F]:
+    return click.option(
+        *names,
+        "config_path",
+        envvar="OFFLINE_INGESTOR_CONFIG",
+        type=click.Path(dir_okay=False),
+        help="Config file (ESS ingestor YAML format). Default: $OFFLINE_INGESTOR_CONFIG.",
+    )
+
+
+config_option = _config_option("--config", "-c")
+#: For the commands that pass Celery's own options on, where ``-c`` is Celery's concurrency.
+config_long_option = _config_option("--config")
 
 
 def fail(error: IngestError) -> None:

@@ -7,17 +7,13 @@ import sys
 
 import click
 
+from .common import config_long_option
+
 __all__ = ["flower"]
 
 
 @click.command("flower", context_settings={"ignore_unknown_options": True})
-@click.option(
-    "--config",
-    "config_path",
-    envvar="OFFLINE_INGESTOR_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="Config file (the worker's). Default: $OFFLINE_INGESTOR_CONFIG.",
-)
+@config_long_option
 @click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
 def flower(config_path: str | None, flower_args: tuple[str, ...]) -> None:
     """Run Flower on the worker's broker (extra arguments go to `celery flower`).

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from .common import config_long_option
+
 __all__ = ["worker"]
 
 
@@ -21,13 +23,7 @@ def _concurrency_hint(ctx: click.Context, _: click.Parameter, value: str | None)
 
 
 @click.command("worker", context_settings={"ignore_unknown_options": True})
-@click.option(
-    "--config",
-    "config_path",
-    envvar="OFFLINE_INGESTOR_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="Config file (ESS ingestor YAML format). Default: $OFFLINE_INGESTOR_CONFIG.",
-)
+@config_long_option
 @click.option(
     "--concurrency",
     "-c",
