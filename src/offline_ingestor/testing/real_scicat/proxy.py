@@ -4,12 +4,16 @@
 request to the backend unchanged; ``requests`` keeps (method, path, status) in order,
 ``exchanges`` the bodies too (for the differential contract test); ``after_forward`` (if
 set) is called with (method, path) once a request has been sent on, before its answer is
-read: a test can kill the backend a few ms after it forwarded a POST.
+read: a test can kill the backend a few ms after it forwarded a POST. ``pid_prefix`` (if
+set) is put before the ``pid`` of each ``POST .../datasets`` body before it is forwarded: the
+backend stores the dataset under the prefixed pid and answers 201 with it, as a deployment
+(or proxy) that rewrites the pids it is sent does (issue 25, item 3).
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -49,6 +53,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         proxy = self.server.owner
+        body = proxy.rewrite(self.command, self.path, body)
         conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=60)
         try:
             conn.request(self.command, self.path, body=body, headers=headers)
@@ -86,6 +91,7 @@ class RecordingProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.after_forward: Callable[[str, str], None] | None = None
+        self.pid_prefix: str | None = None
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str, int]] = []
         self.exchanges: list[Exchange] = []
@@ -107,6 +113,23 @@ class RecordingProxy:
         with self._lock:
             self.requests.append((method, path, status))
             self.exchanges.append(Exchange(method, path, status, sent, answer))
+
+    def rewrite(self, method: str, path: str, body: bytes | None) -> bytes | None:
+        """``body`` as forwarded: a dataset POST's ``pid`` prefixed with ``pid_prefix`` (if set)."""
+        prefix = self.pid_prefix
+        if prefix is None or method != "POST" or body is None:
+            return body
+        if not path.split("?", 1)[0].rstrip("/").endswith("/datasets"):
+            return body
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return body
+        pid = doc.get("pid") if isinstance(doc, dict) else None
+        if not isinstance(pid, str) or pid.startswith(prefix):
+            return body
+        doc["pid"] = prefix + pid
+        return json.dumps(doc).encode()
 
     def counts(self) -> Counter[str]:
         """Requests per kind: ``"POST /api/v3/datasets"``, ``"GET /api/v3/datasets/{}"``, ..."""
