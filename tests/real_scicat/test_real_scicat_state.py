@@ -172,6 +172,9 @@ def test_a_pid_the_proxy_rewrote_is_found_by_the_rerun_of_ingest_now(
         assert dataset["pid"].startswith(PREFIX + "20.500.12269/"), dataset["pid"]
         assert holdings(scicat, ymir_folder(data)) == Holdings(1, 1, 0)
         assert f'"pid": "{dataset["pid"]}"' in (data / "ingestor" / f"{path.stem}.scicat-pid").read_text()
+        # The audit looks where the rerun looked: ingested, no orphan to delete.
+        _, classes, lines = audit(config)
+        assert classes == {path.name: "ingested"}, lines
     finally:
         proxy.stop()
 

@@ -229,6 +229,23 @@ def test_a_pid_scicat_rewrote_is_found_by_the_next_run_of_a_command(
 
 
 @pytest.mark.parametrize("how", MISBEHAVIOURS)
+def test_the_audit_finds_a_dataset_under_the_pid_scicat_rewrote(
+    standin: Any, data_root: Path, tmp_path: Path, how: str
+) -> None:
+    """Item 3: the audit looks where reruns look, so the file is ``ingested``, not ``missing``
+    with its dataset an ``orphan`` (whose admin DELETE would remove the good dataset)."""
+    from helpers import audit, cli, write_config
+
+    rewrite_pids(standin, how)
+    config = write_config(tmp_path / "c.yml", standin, data_root, scicat={"max_retries": 0})
+    path = ymir_file(data_root)
+    assert cli(*ingest_now_args(path, config)).returncode == 0
+    code, classes, lines = audit(config)
+    assert classes == {path.name: "ingested"}, lines
+    assert code == 0
+
+
+@pytest.mark.parametrize("how", MISBEHAVIOURS)
 def test_the_worker_keeps_a_rewritten_pid_in_redis(
     standin: Any, make_config: Any, data_root: Path, redis_server: Any, how: str
 ) -> None:

@@ -113,6 +113,11 @@ def identify(rt: Runtime, path: Path) -> Identity | Unidentified:
     except IngestError as exc:  # incl. a file still being written (FileNotReady)
         return Unidentified(job["file"], job["key"], exc.message, unselectable=False)
     dataset = job["dataset"]
+    pid = dataset.get("pid")
+    if pid and rt.pid_memo is not None:
+        # Where a rerun finds a dataset SciCat stored under another pid (ingest/pid_memo.py):
+        # without it that file reads "missing" and its dataset an orphan to delete.
+        pid = rt.pid_memo.recall(job, str(pid)) or pid
     meta_key = rt.config.ingestion.check_if_dataset_exists_by_metadata_key
     meta_value = (dataset.get("scientificMetadata") or {}).get(meta_key, {})
     meta_value = meta_value.get("value") if isinstance(meta_value, dict) else meta_value
@@ -121,7 +126,7 @@ def identify(rt: Runtime, path: Path) -> Identity | Unidentified:
         file=job["file"],
         key=job["key"],
         schema_id=job["schema_id"],
-        pid=dataset.get("pid"),
+        pid=pid,
         source_folder=str(dataset.get("sourceFolder") or ""),
         metadata_key=meta_key,
         metadata_value=meta_value,

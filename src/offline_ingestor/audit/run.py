@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..errors import ConfigError
@@ -22,6 +22,10 @@ from .identity import CachingClient, Identity, absolute_entry_path, audit_runtim
 from .records import RedisStates
 from .scicat_view import ScicatView
 from .walk import audit_roots, walk
+
+if TYPE_CHECKING:
+    from ..ingest.pid_memo import PidMemo
+    from ..queue.job_store import JobStore
 
 __all__ = ["AuditOptions", "AuditOutcome", "run_audit"]
 
@@ -230,6 +234,18 @@ def _legacy_dataset(identity: Identity, view: ScicatView, config: Config) -> dic
     return view.datasets.get(old)
 
 
+def _kept_pids(config: Config, store: JobStore | None) -> PidMemo:
+    """Where reruns look for a pid SciCat rewrote: the worker's Redis (and the commands' files
+    it falls back to), or the commands' files alone when Redis is not read."""
+    from ..ingest.pid_memo import FileMemo
+
+    if store is None:
+        return FileMemo(config.ingestion.file_handling, writable=False)
+    from ..queue.pid_memo import RedisPidMemo
+
+    return RedisPidMemo(store.redis, config)
+
+
 def _mapped(identity: Identity, old: str, config: Config) -> bool:
     """Whether ``--map-legacy-pids`` kept the old pid beside the hash file (reruns find it)."""
     from ..ingest.pid_memo import FileMemo
@@ -271,6 +287,7 @@ def run_audit(
         store = JobStore.for_config(config)
     states = RedisStates.load(store)
     notes = [] if states.available else [f"Redis records not read ({states.problem})"]
+    rt.pid_memo = _kept_pids(config, store if states.available else None)
     header = {
         "roots": [str(root) for root in roots],
         "since": options.since.isoformat() if options.since else None,
