@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from helpers import ingestor_cli, wait_for, ymir_file
+from offline_ingestor.ingest.steps import WRITE_STEPS
 from offline_ingestor.testing import Fault
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -172,6 +173,9 @@ def test_worker_honours_ingestion_dry_run(
     config = queue_config(ingestion={"dry_run": True})
     worker = start_worker(config)
     ingestor_cli("enqueue", "-c", str(config), str(ymir_file(data_root)))
-    wait_for(lambda: worker.log.read_text().count('"step.dry_run"') == 2, what="both writes skipped")
+    writes = len(WRITE_STEPS)  # post-dataset, post-origdatablock, post-job
+    wait_for(lambda: worker.log.read_text().count('"step.dry_run"') == writes, what="every write skipped")
+    wait_for(lambda: '"ingest.finished"' in worker.log.read_text(), what="the file finished")
+    assert worker.log.read_text().count('"step.dry_run"') == writes
     assert not standin.datasets and not standin.origdatablocks
     assert not any(method == "POST" and "login" not in path for method, path, _ in standin.requests)

@@ -393,6 +393,9 @@ class JobStore:
             _index(pipe, key, values["state"])
         if fields.get("state") == "done":
             pipe.eval(_DROP_FINISHED, 1, name)
+            # The registry lists files that need an operator: a file another copy of its chain
+            # finished after one copy was failed (a resumed chain beside a retrying one) is done.
+            pipe.hdel(FAILED_KEY, key)
         pipe.execute()
 
     def mark_running(self, key: str, step: str, attempt: int) -> None:

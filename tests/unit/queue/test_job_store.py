@@ -212,6 +212,19 @@ def test_fail_step_records_releases_and_resets(store: JobStore) -> None:
     assert (after.runs, after.leased) == (1, True)
 
 
+def test_a_file_finished_after_a_copy_was_failed_leaves_the_failed_registry(store: JobStore) -> None:
+    """The registry lists files that need an operator: one that another copy of its chain
+    finished (seen in the chaos case: a resumed copy beside a retrying one) is done."""
+    store.claim_for_queue(job())
+    store.begin_step("k1", "post-dataset", "chain-a")
+    store.fail_step("k1", "post-dataset", "chain-a", {"file": "/data/run.hdf", "message": "lost"})
+    assert store.failure("k1") is not None
+    store.finish_step({**job(), "pid": "p"}, "post-job", state="done", pid="p")
+    record = store.get("k1")
+    assert record is not None and record.state == "done"
+    assert store.failure("k1") is None and store.failures() == []
+
+
 def test_unclaim_forgets_the_claim(store: JobStore) -> None:
     """A producer that could not publish removes its claim, so the next enqueue claims again."""
     store.claim_for_queue(job())
