@@ -3,7 +3,8 @@
 An attempt goes through the same rules wherever it runs (``worker/tasks.py`` maps the outcome onto
 Celery; ``ingest/pipeline.py`` loops in-process)::
 
-    begin      count the execution, take or confirm the key's lease, read record + document
+    begin      count the execution, take or confirm the key's lease (the record then says
+               running, unless the step is done), read record + document
       ├─ executions past the redelivery cap ─→ Failed   (WorkerLost: the step keeps killing
       │                                                  its process; recorded, lease freed)
       ├─ lease held by another chain ────────→ Stopped  (a duplicate chain ends quietly)
@@ -184,7 +185,7 @@ class StepExecutor:
     def _begin(self, step: str, ref: Job, *, attempt: int, owner: str) -> _Begun | Outcome:
         """The first half of the module docstring's drawing: may this attempt run at all?"""
         key, file = ref["key"], ref["file"]
-        start = self.ledger.begin_step(key, step, owner)
+        start = self.ledger.begin_step(key, step, owner, attempt)
         # Retries are counted by the caller; executions beyond them are redeliveries after
         # the process running the step died (SIGKILL, OOM, a crash in libhdf5).
         if start.runs - attempt > self.max_redeliveries + 1:
@@ -230,7 +231,6 @@ class StepExecutor:
         job = begun.job
         key, file = job["key"], job["file"]
         log.info("step.started", step=step, file=file, key=key, attempt=attempt)
-        self.ledger.mark_running(key, step, attempt + 1)
         started = time.perf_counter()
         sent: list[float] = []
         try:
@@ -359,9 +359,11 @@ class StepExecutor:
     def _finish(self, job: Job, step: str, owner: str, attempt: int, seconds: float) -> Done:
         last = step == STEPS[-1]
         metrics.observe_step(step, seconds)
+        # The last step gives the lease up in the same round trip (finish first, then release).
         self.ledger.finish_step(
             job,
             step,
+            release=owner if last else "",
             pid=job.get("pid") or "",
             schema_id=job.get("schema_id", ""),
             **({"state": "done"} if last else {}),
@@ -376,7 +378,6 @@ class StepExecutor:
             duration_ms=round(seconds * 1000, 1),
         )
         if last:
-            self.ledger.release_lease(job["key"], owner)
             outcome = _file_outcome(job, dry_run=self.rt.dry_run)
             metrics.count_file(outcome, job.get("schema_id", ""))
             log.info(

@@ -62,11 +62,12 @@ class StepStart:
 class StepLedger(Protocol):
     """The calls the step executor makes around each attempt."""
 
-    def begin_step(self, key: str, step: str, owner: str) -> StepStart:
-        """Count the execution, take or confirm the lease, read the record and document."""
+    def begin_step(self, key: str, step: str, owner: str, attempt: int = 0) -> StepStart:
+        """Count the execution, take or confirm the lease, read the record and document.
 
-    def mark_running(self, key: str, step: str, attempt: int) -> None:
-        """Record that ``step`` of ``key`` is running (attempt number from 1)."""
+        With the lease, and unless the step or the file is done, the record says that ``step``
+        runs (``state="running"``, ``step``, ``attempts`` = ``attempt + 1``) before this returns.
+        """
 
     def note_retry(self, key: str, error: str) -> None:
         """Record the error of a failed attempt that will be retried."""
@@ -81,8 +82,9 @@ class StepLedger(Protocol):
         flight (sent less than ``window_s`` ago): returns the seconds left, else 0.
         """
 
-    def finish_step(self, job: Job, step: str, **fields: Any) -> None:
-        """Save the document (drop it with ``state="done"``), mark the step done, reset its count."""
+    def finish_step(self, job: Job, step: str, *, release: str = "", **fields: Any) -> None:
+        """Save the document (drop it with ``state="done"``), mark the step done, reset its count;
+        ``release``: then give the lease up if that chain holds it (the file's last step)."""
 
     def fail_step(self, key: str, step: str, owner: str, failure: dict[str, Any]) -> None:
         """Put the key in the failed registry, release the lease, reset the count."""
@@ -101,19 +103,19 @@ class MemoryLedger:
     docs: dict[str, Job] = field(default_factory=dict)
     failed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def begin_step(self, key: str, step: str, owner: str) -> StepStart:
+    def begin_step(self, key: str, step: str, owner: str, attempt: int = 0) -> StepStart:
         self.runs[key, step] = self.runs.get((key, step), 0) + 1
         holder = self.leases.setdefault(key, owner)
         fields = self.records.get(key)
+        if holder == owner and not (fields is not None and Record(key, fields).step_done(step)):
+            fields = self.records.setdefault(key, {})
+            fields.update(state="running", step=step, attempts=str(attempt + 1))
         return StepStart(
             runs=self.runs[key, step],
             leased=holder == owner,
             record=Record(key, dict(fields)) if fields else None,
             doc=self.docs.get(key),
         )
-
-    def mark_running(self, key: str, step: str, attempt: int) -> None:
-        self.records.setdefault(key, {}).update(state="running", step=step, attempts=str(attempt))
 
     def note_retry(self, key: str, error: str) -> None:
         self.records.setdefault(key, {})["last_error"] = error
@@ -132,7 +134,7 @@ class MemoryLedger:
         )
         return 0.0
 
-    def finish_step(self, job: Job, step: str, **fields: Any) -> None:
+    def finish_step(self, job: Job, step: str, *, release: str = "", **fields: Any) -> None:
         key = job["key"]
         if fields.get("state") == "done":
             self.docs.pop(key, None)
@@ -142,6 +144,8 @@ class MemoryLedger:
         self.records[key][f"step:{step}"] = "done"
         self.records[key].pop(f"waits:{step}", None)
         self.runs.pop((key, step), None)
+        if release:
+            self.release_lease(key, release)
 
     def fail_step(self, key: str, step: str, owner: str, failure: dict[str, Any]) -> None:
         self.failed[key] = failure

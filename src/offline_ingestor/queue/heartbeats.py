@@ -11,6 +11,12 @@ Every worker process (the main process and each pool process) keeps one key,
 A file's lease names the process running its step (``oi:holder:<key>``, ``job_store``): the
 lease lives as long as that process's heartbeat does. A killed process's key expires within
 the TTL and its lease may then be taken over (``JobStore.begin_step``, ``claim_for_queue``).
+
+A step's own beats ride on the ledger's round trips (issue 26 target 3): ``JobStore.begin_step``
+writes the value naming ``[key, step]`` ahead of the lease script in its pipeline, and
+``finish_step`` writes it without that entry after the step is marked done. The task's end
+(:meth:`ProcessHeartbeat.running`) writes only when Redis does not hold the value already
+(a retry, a skip, a refusal, an error: every outcome that did not finish the step).
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ import redis
 
 from ..logs import get_logger
 
-__all__ = ["PROC_PREFIX", "ProcessHeartbeat", "beating_as", "live_processes", "process_id", "running_entry"]
+__all__ = [
+    "PROC_PREFIX",
+    "ProcessHeartbeat",
+    "beat_along",
+    "beating_as",
+    "live_processes",
+    "process_id",
+    "running_entry",
+]
 
 log = get_logger("offline_ingestor.heartbeats")
 
@@ -41,13 +55,36 @@ def process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-_BEATING: dict[int, str] = {}
+#: The heartbeat of each process (by pid: a forked pool process is not its parent).
+_BEATING: dict[int, ProcessHeartbeat] = {}
+#: A pipeline command that writes a beat: ``add(pipe)``.
+QueueBeat = Callable[[Any], None]
 
 
 def beating_as() -> str:
     """This process's id if it keeps a heartbeat, else "" (a lease it takes names no holder,
     so it is never taken over: ``ingest-now``, tests, tools keep the lease-TTL rule)."""
-    return _BEATING.get(os.getpid(), "")
+    heartbeat = _BEATING.get(os.getpid())
+    return heartbeat.ident if heartbeat is not None else ""
+
+
+def _no_beat(_: Any) -> None:
+    """A process without a heartbeat has nothing to add to a pipeline."""
+
+
+@contextlib.contextmanager
+def beat_along(*, ended: tuple[str, str] | None = None) -> Iterator[QueueBeat]:
+    """This process's beat as one more command of the caller's pipeline (see the module docstring).
+
+    Yields ``add(pipe)``; the caller queues it where the order matters and runs the pipeline
+    inside the block. ``ended``: the ``[key, step]`` the pipeline finishes, left out of the value.
+    """
+    heartbeat = _BEATING.get(os.getpid())
+    if heartbeat is None:
+        yield _no_beat
+        return
+    with heartbeat.sending(ended) as add:
+        yield add
 
 
 def running_entry(key: str, step: str) -> str:
@@ -88,25 +125,56 @@ class ProcessHeartbeat:
         self._tags = tags
         self._keys: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        # Held from computing a value until Redis has it: writes reach Redis in the order
+        # they were computed, so ``_sent`` is what Redis holds (no older value lands later).
+        self._send_lock = threading.Lock()
+        self._sent: str | None = None
         self._stop = threading.Event()
         self._steady_since: float | None = None
         self.ident = process_id()
+        self.name = f"{PROC_PREFIX}{self.ident}"
 
-    def value(self) -> str:
+    def value(self, ended: tuple[str, str] | None = None) -> str:
+        """The key's JSON value; ``ended``: one running ``[key, step]`` left out (it finished)."""
         with self._lock:
-            keys = sorted(self._keys)
+            keys = {pair for pair, count in self._keys.items() if pair != ended or count > 1}
         tags = self._tags() if self._tags is not None else []
-        return json.dumps({"keys": [list(pair) for pair in keys], "tags": tags})
+        return json.dumps({"keys": [list(pair) for pair in sorted(keys)], "tags": tags})
 
-    def beat(self) -> None:
-        """Write the key now (raises Redis errors: callers decide)."""
-        try:
-            self._client().set(f"{PROC_PREFIX}{self.ident}", self.value(), px=int(self.ttl_s * 1000))
-        except BaseException:
-            self._steady_since = None
-            raise
+    def beat(self, *, if_changed: bool = False) -> None:
+        """Write the key now (raises Redis errors: callers decide); ``if_changed``: only if
+        Redis does not hold this value already."""
+        with self._send_lock:
+            value = self.value()
+            if if_changed and value == self._sent:
+                return
+            try:
+                self._client().set(self.name, value, px=int(self.ttl_s * 1000))
+            except BaseException:
+                self._failed()
+                raise
+            self._delivered(value)
+
+    @contextlib.contextmanager
+    def sending(self, ended: tuple[str, str] | None = None) -> Iterator[QueueBeat]:
+        """Yield ``add(pipe)`` queueing this beat in a pipeline the caller runs inside the block."""
+        with self._send_lock:
+            value = self.value(ended)
+            try:
+                yield lambda pipe: pipe.set(self.name, value, px=int(self.ttl_s * 1000))
+            except BaseException:
+                self._failed()  # whether Redis got the value is unknown: the next beat writes
+                raise
+            self._delivered(value)
+
+    def _delivered(self, value: str) -> None:
+        self._sent = value
         if self._steady_since is None:
             self._steady_since = time.monotonic()
+
+    def _failed(self) -> None:
+        self._sent = None
+        self._steady_since = None
 
     def steady_for(self) -> float:
         """Seconds this process's beats have been reaching Redis without a failure.
@@ -119,7 +187,8 @@ class ProcessHeartbeat:
 
     @contextlib.contextmanager
     def running(self, key: str, step: str) -> Iterator[None]:
-        """Say (before the step takes its lease) that this process runs ``step`` of ``key``.
+        """Note that this process runs ``step`` of ``key``; Redis learns it from the step's
+        ``begin_step``, in the round trip that takes the lease, ahead of the lease script.
 
         Per step, not per file: the next step is published from inside this one and may
         begin elsewhere before this process has said it is done.
@@ -127,8 +196,6 @@ class ProcessHeartbeat:
         key_step = (key, step)
         with self._lock:
             self._keys[key_step] = self._keys.get(key_step, 0) + 1
-        with contextlib.suppress(redis.RedisError, OSError):
-            self.beat()  # the step's own first call fails too if Redis is gone
         try:
             yield
         finally:
@@ -138,9 +205,10 @@ class ProcessHeartbeat:
                     self._keys[key_step] = left
                 else:
                     self._keys.pop(key_step, None)
-            # A failed write is corrected by the next beat; the key only says "alive" meanwhile.
+            # A finished step's ``finish_step`` wrote this value already. A failed write is
+            # corrected by the next beat; the key only says "alive" meanwhile.
             with contextlib.suppress(redis.RedisError, OSError):
-                self.beat()
+                self.beat(if_changed=True)
 
     def start(self) -> None:
         """Beat every ``interval_s`` on a daemon thread until the process ends."""
@@ -155,7 +223,7 @@ class ProcessHeartbeat:
                     log.warning("heartbeat.failed", process=self.ident, error=str(exc))
                 self._stop.wait(self.interval_s)
 
-        _BEATING[os.getpid()] = self.ident
+        _BEATING[os.getpid()] = self
         threading.Thread(target=loop, name="redis-heartbeat", daemon=True).start()
 
     def bury(self, pid: int) -> None:

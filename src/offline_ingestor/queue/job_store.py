@@ -124,6 +124,10 @@ return #drop
 #: still runs); another chain only once the holder's heartbeat key is gone (it died). A lease
 #: without a holder (older release) waits for its TTL. The heartbeat key is read inside the
 #: script (not in KEYS): fine for one Redis or Sentinel, not for Redis Cluster.
+#: With the lease, the record says the step runs (state, step, attempts; the unfinished index)
+#: unless the step or the file is done: a late copy skips it, and a done file stays done. One
+#: script, so no copy finishing the step in between can be overwritten (it was a second round
+#: trip after the executor's checks; issue 26 target 3).
 _TAKE_LEASE = """
 local lease, holder = redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])
 local owner, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -142,6 +146,12 @@ if lease then
 end
 redis.call('SET', KEYS[1], owner, 'EX', ttl)
 redis.call('SET', KEYS[2], me, 'EX', ttl)
+local done = redis.call('HMGET', KEYS[3], 'step:' .. ARGV[6], 'state')
+if done[1] ~= 'done' and done[2] ~= 'done' then
+  redis.call('HSET', KEYS[3], 'state', 'running', 'step', ARGV[6], 'attempts', ARGV[7], 'updated_at', ARGV[8])
+  redis.call('EXPIRE', KEYS[3], ARGV[9])
+  redis.call('SADD', KEYS[4], ARGV[10])
+end
 return answer
 """
 
@@ -302,12 +312,13 @@ class JobStore:
 
     # -- leases -------------------------------------------------------------------------------
 
-    def _lease_args(self, key: str, step: str, owner: str) -> tuple[Any, ...]:
+    def _lease_args(self, key: str, step: str, owner: str, attempt: int) -> tuple[Any, ...]:
         from .heartbeats import PROC_PREFIX, beating_as, running_entry
 
-        names = (f"{PREFIX}lease:{key}", f"{PREFIX}holder:{key}")
+        names = (f"{PREFIX}lease:{key}", f"{PREFIX}holder:{key}", f"{PREFIX}job:{key}", UNFINISHED_KEY)
+        marks = (step, attempt + 1, _now(), self.state_ttl_s, key)
         entry = running_entry(key, step)
-        return (_TAKE_LEASE, 2, *names, owner, beating_as(), self.lease_ttl_s, PROC_PREFIX, entry)
+        return (_TAKE_LEASE, 4, *names, owner, beating_as(), self.lease_ttl_s, PROC_PREFIX, entry, *marks)
 
     def lease(self, key: str) -> tuple[str, str, bool | None]:
         """(chain, holder process, holder alive?) of a key's lease; alive is None without a holder."""
@@ -324,7 +335,12 @@ class JobStore:
         """Give the lease (and its holder key) up if ``owner`` still holds it: one script, one
         round trip (was WATCH, GET, MULTI/DEL/EXEC: three; issue 26 target 3), and it runs at
         maxmemory too (a DEL frees memory; a MULTI is refused whole)."""
-        self.redis.eval(_RELEASE_LEASE, 2, f"{PREFIX}lease:{key}", f"{PREFIX}holder:{key}", owner)
+        self._queue_release(self.redis, key, owner)
+
+    @staticmethod
+    def _queue_release(target: Any, key: str, owner: str) -> None:
+        """The release script on ``target``: the client (a round trip) or a caller's pipeline."""
+        target.eval(_RELEASE_LEASE, 2, f"{PREFIX}lease:{key}", f"{PREFIX}holder:{key}", owner)
 
     # -- redelivery cap -----------------------------------------------------------------------
 
@@ -339,22 +355,28 @@ class JobStore:
 
     # -- one round trip per task phase (the worker's hot path) ---------------------------------
 
-    def begin_step(self, key: str, step: str, owner: str) -> StepStart:
-        """Count the execution, take or confirm the lease, read record and document.
+    def begin_step(self, key: str, step: str, owner: str, attempt: int = 0) -> StepStart:
+        """This process's heartbeat, the execution counted, the lease taken or confirmed (and the
+        record marked running: ``_TAKE_LEASE``), record and document read: one round trip.
 
-        One pipeline: with ~1 ms of client and server CPU per round trip, five separate
-        calls were a fifth of a small file's cost on a 2-core host (bench/RESULTS.md). The
-        lease is ``SET NX EX``; a chain that already holds it refreshes its expiry with one
-        more call, and any other owner is refused until the lease expires or is released.
+        One pipeline: with ~0.3 ms of client CPU per round trip, separate calls were a fifth
+        of a small file's cost on a 2-core host (bench/RESULTS.md). The beat goes first: the
+        heartbeat names the step before the lease names this process as its holder, so a leased
+        running file always has a live holder that says it runs it. The record is read after
+        the lease: a copy that finished the step meanwhile is seen done.
         """
+        from .heartbeats import beat_along
+
         runs = f"{PREFIX}runs:{key}:{step}"
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(runs)
-        pipe.expire(runs, self.state_ttl_s)
-        pipe.eval(*self._lease_args(key, step, owner))
-        pipe.hgetall(f"{PREFIX}job:{key}")
-        pipe.get(f"{PREFIX}doc:{key}")
-        count, _, answer, fields, raw = pipe.execute()
+        with beat_along() as beat:
+            pipe = self.redis.pipeline(transaction=False)
+            beat(pipe)
+            pipe.incr(runs)
+            pipe.expire(runs, self.state_ttl_s)
+            pipe.eval(*self._lease_args(key, step, owner, attempt))
+            pipe.hgetall(f"{PREFIX}job:{key}")
+            pipe.get(f"{PREFIX}doc:{key}")
+            count, _, answer, fields, raw = pipe.execute()[-5:]
         leased = answer == "ours" or answer.startswith(("taken", "took-over"))
         if answer.startswith("took-over"):
             _, previous, holder = answer.split(":", 2)
@@ -367,20 +389,35 @@ class JobStore:
             doc=json.loads(raw) if raw else None,
         )
 
-    def finish_step(self, job: Job, step: str, **fields: Any) -> None:
-        """``save_doc`` + ``update(step:<step>=done, **fields)`` + ``clear_runs``, one round trip.
+    def finish_step(self, job: Job, step: str, *, release: str = "", **fields: Any) -> None:
+        """``save_doc`` + ``update(step:<step>=done, **fields)`` + ``clear_runs`` + this process's
+        beat without the step, one round trip; ``release``: then the lease, if that chain holds it.
 
         With ``state="done"`` (the last step) the document is deleted instead: no step reads it
         any more (a late copy of the last step is skipped from the record), and at ~5 KB it
         was most of what a finished file kept in Redis for ``state_ttl_s`` (bench/RESULTS.md).
         The record then drops its per-step flags (``_DROP_FINISHED``).
         """
+        from .heartbeats import beat_along
+
+        key = job["key"]
+        with beat_along(ended=(key, step)) as beat:
+            pipe = self.redis.pipeline(transaction=False)
+            self._queue_finish(pipe, job, step, fields)
+            # After the step is marked done: the heartbeat stops naming it only once a copy
+            # of its message would find it done (the busy rule of ``_TAKE_LEASE``).
+            beat(pipe)
+            if release:
+                self._queue_release(pipe, key, release)
+            pipe.execute()
+
+    def _queue_finish(self, pipe: Any, job: Job, step: str, fields: dict[str, Any]) -> None:
+        """Queue finish_step's record and document writes in ``pipe``."""
         key = job["key"]
         name = f"{PREFIX}job:{key}"
         values: dict[Any, Any] = {field: _text(value) for field, value in fields.items()}  # redis-py stubs
         values[f"step:{step}"] = "done"
         values["updated_at"] = _now()
-        pipe = self.redis.pipeline(transaction=False)
         if fields.get("state") == "done":
             pipe.delete(f"{PREFIX}doc:{key}")
         else:
@@ -396,10 +433,6 @@ class JobStore:
             # The registry lists files that need an operator: a file another copy of its chain
             # finished after one copy was failed (a resumed chain beside a retrying one) is done.
             pipe.hdel(FAILED_KEY, key)
-        pipe.execute()
-
-    def mark_running(self, key: str, step: str, attempt: int) -> None:
-        self.update(key, state="running", step=step, attempts=attempt)
 
     def note_retry(self, key: str, error: str) -> None:
         self.update(key, last_error=error)

@@ -2,9 +2,10 @@
 
 Every process beats (``queue/heartbeats.py``): pool processes from ``worker_process_init``,
 the main process from ``worker_ready`` (its value lists the deliveries it holds). A task's
-file is added to its process's heartbeat before the step takes the lease (``task_prerun``),
-so the lease's holder is seen running it. The main process also starts the reconciler
-(``worker/reconciler.py``), which acts only while elected.
+file is added to its process's heartbeat at ``task_prerun``; Redis gets it in the step's
+``begin_step`` round trip, ahead of the lease script, so the lease's holder is seen running
+it. The main process also starts the reconciler (``worker/reconciler.py``), which acts only
+while elected.
 """
 
 from __future__ import annotations

@@ -73,6 +73,15 @@ def executor(ledger: StepLedger, steps: Steps, *, dry_run: bool = False, **kwarg
     return StepExecutor(rt, ledger, POLICY, max_redeliveries=2, functions=steps.mapping(), **kwargs)
 
 
+def record_fields(ledger: StepLedger, key: str = "k1") -> dict[str, str]:
+    """The ledger's record of ``key`` as it is (a read that takes no lease)."""
+    if isinstance(ledger, MemoryLedger):
+        return dict(ledger.records.get(key, {}))
+    assert isinstance(ledger, JobStore)
+    record = ledger.get(key)
+    return dict(record.fields) if record is not None else {}
+
+
 def failure_of(ledger: StepLedger, key: str = "k1") -> dict[str, Any] | None:
     if isinstance(ledger, MemoryLedger):
         return ledger.failed.get(key)
@@ -103,6 +112,21 @@ def test_another_chains_lease_stops_this_chain(ledger: StepLedger, steps: Steps)
     # Then B stops and no step ran for it
     assert isinstance(outcome, Stopped)
     assert steps.calls == ["select-schema"]
+
+
+def test_a_step_runs_with_its_record_saying_so(ledger: StepLedger, steps: Steps) -> None:
+    """While a step runs, its record says running, which step, which attempt (begin_step marks it)."""
+    seen: list[tuple[str, str, str]] = []
+
+    def extract(rt: Runtime, job: Job) -> Job:
+        fields = record_fields(ledger)
+        seen.append((fields["state"], fields["step"], fields["attempts"]))
+        return {**job, "variables": {}}  # type: ignore[typeddict-item]
+
+    run = executor(ledger, steps)
+    run.functions = {**steps.mapping(), "extract": extract}
+    assert isinstance(run.run("extract", REF, attempt=1, owner="chain-a"), Done)
+    assert seen == [("running", "extract", "2")]
 
 
 def test_a_redelivered_step_that_is_done_is_skipped(ledger: StepLedger, steps: Steps) -> None:

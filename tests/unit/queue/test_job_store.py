@@ -482,12 +482,13 @@ def test_bad_message_file_falls_back_to_the_path_key(tmp_path: Path, content: st
 
 
 def test_begin_step_counts_leases_and_loads_in_one_call(store: JobStore) -> None:
-    """begin_step counts the run, takes the lease and returns the record and document."""
+    """begin_step counts the run, takes the lease and returns the record (marked running with the
+    lease: test_step_round_trips.py) and document."""
     store.claim_for_queue(job())
     store.save_doc({**job(), "schema_id": "s"})
     start = store.begin_step("k1", "extract", "chain-a")
     assert (start.runs, start.leased) == (1, True)
-    assert start.record is not None and start.record.state == "queued"
+    assert start.record is not None and start.record.fields["enqueued_at"]
     assert start.doc is not None and start.doc["schema_id"] == "s"
     assert store.begin_step("k1", "extract", "chain-a").runs == 2  # same chain: lease confirmed
     other = store.begin_step("k1", "extract", "chain-b")
@@ -533,7 +534,7 @@ def test_a_finished_record_drops_its_step_flags_but_still_answers_done(store: Jo
     store.claim_for_queue(job(), claim="c-1")
     store.mark_published("k1")
     for step in ("select-schema", "extract", "build-dataset", "post-dataset"):
-        store.mark_running("k1", step, 1)
+        store.begin_step("k1", step, "chain-a")
         store.finish_step(job(), step, pid="p1")
     store.note_write("k1", "post-dataset", 100.0, writer="m-1", window_s=30)
     store.note_write("k1", "post-origdatablock", 101.0, writer="m-2", window_s=30)

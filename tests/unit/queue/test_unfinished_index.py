@@ -30,7 +30,7 @@ def test_each_state_change_keeps_the_index(store: JobStore) -> None:
     for key in ("a", "b", "c", "d", "e"):
         assert store.claim_for_queue(job(key), claim=f"r-{key}")[0]
     assert indexed(store) == {"a", "b", "c", "d", "e"}
-    store.mark_running("a", "select-schema", 0)
+    store.begin_step("a", "select-schema", "chain-a")  # marks it running
     store.finish_step(job("a"), "select-schema")  # not the last step: still unfinished
     store.finish_step(job("b"), "post-origdatablock", state="done")
     store.fail_step("c", "extract", "chain", {"file": "/data/c.hdf", "message": "bad"})
