@@ -92,6 +92,16 @@ class _Reading:
     deadline: float
     used_bytes: int = 0
     warned: set[str] = field(default_factory=set)
+    #: Files libhdf5 opened for this one, and whether they are inside the roots: each entry
+    #: read is checked, and a realpath per entry (a few syscalls) was ~2 % of a small file's
+    #: worker CPU (bench/RESULTS.md, issue 26 target 3). Per open file: a later open asks again.
+    inside: dict[str, bool] = field(default_factory=dict)
+
+    def opened_inside(self, filename: str) -> bool:
+        """Whether ``filename``, a file libhdf5 opened while reading this one, is inside the roots."""
+        if filename not in self.inside:
+            self.inside[filename] = _inside_roots(filename, self.limits.roots)
+        return self.inside[filename]
 
     def charge(self, nbytes: int, path: str) -> None:
         limits = self.limits
@@ -181,8 +191,10 @@ def open_nexus(
 
 
 def _inside_roots(target: str, roots: tuple[str, ...]) -> bool:
+    if not roots:
+        return True
     real = os.path.realpath(target)
-    return not roots or any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
+    return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
 
 
 def _check_target(target: str, what: str, path: str) -> None:
@@ -258,7 +270,7 @@ def _child(node: Any, name: str, path: str, hops: int = 0) -> Any:
         raise NexusReadError(f"NeXus path {path}: cannot follow {kind}: {_one_line(exc)}") from None
     # Whatever libhdf5 actually opened must be inside the roots too.
     opened = getattr(getattr(child, "file", None), "filename", None)
-    if opened and not _inside_roots(opened, reading.limits.roots):
+    if opened and not reading.opened_inside(opened):
         raise NexusReadError(f"NeXus path {path}: leads to {opened}, outside the allowed data roots: refused")
     return child
 
