@@ -9,6 +9,7 @@ a message or a traceback (registered secret values and passwords in URLs).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -58,7 +59,8 @@ def register_config_secrets(config: Any) -> None:
 
 def scrub_url(text: str) -> str:
     """``text`` with every URL password and registered secret replaced by ``***``."""
-    text = _URL_PASSWORD.sub(r"\g<head>***@", text)
+    if "://" in text:  # the regex's own prefix: most values of a line hold no URL at all
+        text = _URL_PASSWORD.sub(r"\g<head>***@", text)
     for secret in _SECRETS:
         if secret in text:
             text = text.replace(secret, _REDACTED)
@@ -66,7 +68,15 @@ def scrub_url(text: str) -> str:
 
 
 def _is_secret_key(key: Any) -> bool:
-    return isinstance(key, str) and any(marker in key.lower() for marker in _SECRET_KEYS)
+    return isinstance(key, str) and _names_secret(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_secret(key: str) -> bool:
+    """Whether a key names a secret; cached: a line's keys are mostly the same few names, and
+    this test of every key of every line was most of a line's cost (issue 26 target 3)."""
+    lowered = key.lower()
+    return any(marker in lowered for marker in _SECRET_KEYS)
 
 
 def redact(value: Any, depth: int = 0) -> Any:
