@@ -96,6 +96,11 @@ def dry_run_payloads(rt: Runtime, job: Job) -> dict[str, Any]:
 @click.option("--job-id", default=None, help="The file writer's job id (idempotency key).")
 def ingest_now(file: str, config_path: str | None, dry_run: bool, as_json: bool, job_id: str | None) -> None:
     """Ingest FILE now, in this process, without the queue; print the dataset pid."""
+    from ..files.nexus_child import start_reader
+
+    # The file's metadata is read in a child process (nexus_reading.isolate: auto): its h5py
+    # import overlaps the config, schema and client set-up below (issue 26).
+    start_reader()
     from ..ingest.pipeline import command_runtime
 
     config = load(config_path, dry_run=dry_run)

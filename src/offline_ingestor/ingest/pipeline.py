@@ -67,16 +67,15 @@ def _error_of(outcome: Failed | Stopped) -> IngestError:
 
 def command_runtime(config: Config) -> Runtime:
     """The runtime of a command's own process (``ingest-now``, the drop-in)."""
-    rt = Runtime.from_config(config)
-    rt.command = True  # a libhdf5 crash would end the command: read in a child process
-    # A pid SciCat rewrote is kept beside the hash file, where the next run looks.
-    rt.pid_memo = FileMemo(config.ingestion.file_handling)
     # One process per file: start from what the last process of this account learnt from
     # SciCat (rights, kept pids) instead of asking again (scicat/learned.py).
     store = store_for(config.scicat)
+    rt = Runtime.from_config(config, learned=store)
+    rt.command = True  # a libhdf5 crash would end the command: read in a child process
+    # A pid SciCat rewrote is kept beside the hash file, where the next run looks.
+    rt.pid_memo = FileMemo(config.ingestion.file_handling)
     if store is not None:
         known = store.load()
-        rt.scicat.learned = store
         rt.dataset_order = DatasetOrder(
             keeps_pids=known.keeps_pids if known is not None else None,
             on_change=lambda keeps_pids: store.note(keeps_pids=keeps_pids),
