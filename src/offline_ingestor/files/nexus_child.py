@@ -43,6 +43,12 @@ _spare: subprocess.Popen[str] | None = None
 _spare_lock = threading.Lock()
 
 
+#: numpy (imported by h5py) starts an OpenBLAS thread per core at import, and they spin:
+#: ~90 ms of CPU per child on 2 cores (bench/RESULTS.md, issue 26) for linear algebra the
+#: reader never does. One thread is enough for reading metadata.
+_CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+
+
 def _spawn() -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "offline_ingestor.files.nexus_child"],
@@ -50,6 +56,7 @@ def _spawn() -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **_CHILD_ENV},
     )
 
 

@@ -331,3 +331,17 @@ def _alive(pid: int) -> bool:
     # A zombie waits for its reaper (init here): it runs nothing.
     status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     return status != "Z"
+
+
+def test_the_reader_child_holds_numpy_to_one_blas_thread() -> None:
+    """numpy's OpenBLAS threads spin at import: ~90 ms of CPU per child for nothing (issue 26)."""
+    from offline_ingestor.files import nexus_child
+
+    nexus_child.start_reader()
+    started = nexus_child._spare
+    assert started is not None
+    try:
+        environ = Path(f"/proc/{started.pid}/environ").read_bytes().split(b"\0")
+        assert b"OPENBLAS_NUM_THREADS=1" in environ
+    finally:
+        nexus_child._end_spare()
