@@ -18,22 +18,12 @@ from typing import Any
 import pytest
 import redis
 
-from helpers import BIN, ingestor_cli, wait_for, ymir_file
+from helpers import BIN, LIVE, ingestor_cli, wait_for, ymir_file
 from offline_ingestor.testing import Fault
 from offline_ingestor.testing.processes import WorkerProcess
 from offline_ingestor.testing.pytest_plugin import ingestor_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
-
-LIVE = {
-    "visibility_timeout_s": 3600,
-    "task_time_limit_s": 60,
-    "retry_backoff_s": 0.1,
-    "retry_backoff_max_s": 1,
-    "heartbeat_interval_s": 0.3,
-    "heartbeat_ttl_s": 1.5,
-    "reconcile_interval_s": 0.5,
-}
 
 
 class ProductionWorker(WorkerProcess):

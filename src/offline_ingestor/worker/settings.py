@@ -70,7 +70,7 @@ def celery_settings(config: Config) -> dict[str, Any]:
         # idempotent) instead of losing the file.
         "task_acks_late": True,
         # A killed child process requeues its message too; Celery does so without limit, so
-        # worker/tasks.py counts executions per step and gives up after queue.max_redeliveries.
+        # the step executor counts deaths per step and gives up after queue.max_redeliveries.
         "task_reject_on_worker_lost": True,
         # A Python exception is final after our retries: ack it and let the errback record it.
         "task_acks_on_failure": True,
