@@ -13,7 +13,11 @@ examples, copied with a new ``/entry/entry_identifier_uuid`` per call so each is
 
 * ``upstream``: upstream's ``scicat_background_ingestor -c CFG --nexus-file F``;
 * ``drop-in``: ours, same command line, queue off (ingests in the process);
-* ``ingest-now``: ``offline-ingestor ingest-now -c CFG F``.
+* ``ingest-now``: ``offline-ingestor ingest-now -c CFG F``;
+* ``floor`` and ``upstream-floor``: ``python -c "import h5py, requests"`` in our venv and in
+  upstream's: what any Python process that reads NeXus with h5py and talks to SciCat with
+  requests pays before its first line of work (no stand-in; 0 requests), with numpy's
+  OpenBLAS held to one thread as our reader child holds it (``files/nexus_child.py``).
 
 Calls run one at a time, round-robin with the order rotated every round, so a load change on
 the shared host hits all three alike; ratios are taken pair by pair within a round. Per
@@ -47,7 +51,10 @@ from .services import StandinProcess, cpu_seconds
 
 ARCHIVE_NAME = "scicat-ingestor-0628398.tar.gz"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "offline-ingestor-bench"
-SYSTEMS = ("upstream", "drop-in", "ingest-now")
+SYSTEMS = ("upstream", "drop-in", "ingest-now", "floor", "upstream-floor")
+#: The floor rows talk to no SciCat.
+FLOORS = ("floor", "upstream-floor")
+_FLOOR_IMPORTS = "import h5py, requests"
 
 
 def archive() -> Path:
@@ -194,6 +201,7 @@ def main() -> None:
             work / f"{name}-standin.json", args.latency_ms, args.jitter_ms, token_user="ingestor"
         ).start()
         for name in args.systems
+        if name not in FLOORS
     }
     configs = {
         name: shared_config(work / f"{name}.yml", upstream_home, standin.url, standin.token, data_root)
@@ -210,16 +218,20 @@ def main() -> None:
             str(f),
         ],
         "ingest-now": lambda cfg, f: [str(BIN / "offline-ingestor"), "ingest-now", "-c", str(cfg), str(f)],
+        "floor": lambda cfg, f: [str(BIN / "python"), "-c", _FLOOR_IMPORTS],
+        "upstream-floor": lambda cfg, f: [str(upstream.parent / "python"), "-c", _FLOOR_IMPORTS],
     }
     calls: dict[str, list[dict[str, Any]]] = {name: [] for name in args.systems}
     for index in range(args.rounds):
         order = args.systems[index % len(args.systems) :] + args.systems[: index % len(args.systems)]
         for name in order:
-            result = measured(commands[name](configs[name], files[name][index]), env)
+            call_env = {**env, "OPENBLAS_NUM_THREADS": "1"} if name in FLOORS else env
+            result = measured(commands[name](configs.get(name), files[name][index]), call_env)
             result["round"] = index
             calls[name].append(result)
     standin_cpu = sum(cpu_seconds(s.process.pid) for s in standins.values() if s.process is not None)
-    stats = {name: standin.stop() for name, standin in standins.items()}
+    stats: dict[str, dict[str, Any]] = {name: standin.stop() for name, standin in standins.items()}
+    stats.update({name: {} for name in FLOORS if name in calls})
     own = sum(c["cpu_ms"] for runs in calls.values() for c in runs) / 1000 + standin_cpu
     import resource
 

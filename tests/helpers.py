@@ -20,6 +20,17 @@ from offline_ingestor.testing.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SCHEMAS = ROOT / "tests" / "data" / "schemas"
+#: Short liveness timings (``queue`` config keys only) and a visibility timeout no test may wait
+#: for: a dead worker's steps come back within seconds through heartbeats and the reconciler.
+LIVE: dict[str, float] = {
+    "visibility_timeout_s": 3600,
+    "task_time_limit_s": 60,
+    "retry_backoff_s": 0.1,
+    "retry_backoff_max_s": 1,
+    "heartbeat_interval_s": 0.3,
+    "heartbeat_ttl_s": 1.5,
+    "reconcile_interval_s": 0.5,
+}
 
 
 def ymir_file(data_root: Path, name: str = "run-0001.hdf", **kwargs: Any) -> Path:

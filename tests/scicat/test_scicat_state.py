@@ -274,6 +274,29 @@ def test_the_worker_keeps_a_rewritten_pid_in_redis(
     assert not (data_root / "ingestor/run-0001.scicat-pid").exists()  # the worker writes Redis only
 
 
+@pytest.mark.redis
+@pytest.mark.worker
+@pytest.mark.parametrize("how", MISBEHAVIOURS)
+def test_ingest_now_finds_the_pid_a_worker_kept(
+    standin: Any, queue_config: Any, start_worker: Any, data_root: Path, how: str
+) -> None:
+    """A file the workers ingested under a rewritten pid, run again by ``ingest-now`` with the
+    same config (queue enabled, no job-id search): found through the workers' Redis memo."""
+    from helpers import cli, ingestor_cli, wait_for
+
+    rewrite_pids(standin, how)
+    config = queue_config()
+    start_worker(config)
+    path = ymir_file(data_root)
+    assert ingestor_cli("enqueue", "-c", str(config), str(path)).returncode == 0
+    wait_for(lambda: len(standin.origdatablocks) == 1, what="the worker's ingestion")
+    again = cli("offline-ingestor", "ingest-now", "-c", str(config), str(path))
+    assert again.returncode == 0, again.stderr
+    (pid,) = standin.datasets
+    assert again.stdout.strip() == pid
+    assert len(standin.origdatablocks) == 1
+
+
 def test_a_rewritten_pid_kept_nowhere_is_a_conflict_not_exit_0(
     standin: Any, make_config: Any, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

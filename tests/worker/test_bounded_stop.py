@@ -41,27 +41,46 @@ def step_of(client: Any, key: str) -> tuple[str, str]:
     return fields.get(b"state", b"").decode(), fields.get(b"step", b"").decode()
 
 
+def long_step_config(queue_config: Any, shutdown_grace_s: float, concurrency: int = 1) -> Path:
+    """A queue whose long step is never redelivered by Redis or timed out during a test:
+    what brings its message back is the worker's stop alone."""
+    return queue_config(
+        queue={
+            "concurrency": concurrency,
+            "visibility_timeout_s": 3600,
+            "task_time_limit_s": 3000,
+            "lease_ttl_s": 3300,
+            "shutdown_grace_s": shutdown_grace_s,
+        }
+    )
+
+
+def big_file(data_root: Path, name: str, size: int = BIG) -> Path:
+    """A real YMIR file made ``size`` bytes long (sparse): its hash takes seconds."""
+    path = ymir_file(data_root, name=name)
+    with path.open("r+b") as handle:
+        handle.truncate(size)  # HDF5 ignores bytes past its end; we hash all of them
+    return path
+
+
+def enqueue(config: Path, path: Path) -> str:
+    """Enqueue ``path``; its key."""
+    (result,) = json.loads(ingestor_cli("enqueue", "-c", str(config), "--json", str(path)).stdout)
+    return str(result["key"])
+
+
+def wait_hashing(client: Any, key: str, timeout_s: float = 60) -> None:
+    wait_for(lambda: step_of(client, key) == ("running", "build-dataset"), timeout_s, "the hash to start")
+
+
 def test_sigterm_during_a_long_hash_requeues_at_once(
     standin: Any, redis_server: Any, start_worker: Any, queue_config: Any, data_root: Path
 ) -> None:
     """The worker abandons the hash after its grace; a second worker ingests the file once."""
-    config = queue_config(
-        queue={
-            "concurrency": 1,
-            "visibility_timeout_s": 3600,
-            "task_time_limit_s": 3000,
-            "lease_ttl_s": 3300,
-            "shutdown_grace_s": 1,
-        }
-    )
-    path = ymir_file(data_root, name="big.hdf")
-    with path.open("r+b") as handle:
-        handle.truncate(BIG)  # HDF5 ignores bytes past its end; we hash all of them
+    config = long_step_config(queue_config, shutdown_grace_s=1)
+    path = big_file(data_root, "big.hdf")
     first = start_worker(config, concurrency=1)
-    queued = ingestor_cli("enqueue", "-c", str(config), "--json", str(path))
-    (result,) = json.loads(queued.stdout)
-    client = redis.Redis.from_url(redis_server.url)
-    wait_for(lambda: step_of(client, result["key"]) == ("running", "build-dataset"), 60, "the hash to start")
+    wait_hashing(redis.Redis.from_url(redis_server.url), enqueue(config, path))
 
     assert first.process is not None
     os.kill(first.process.pid, signal.SIGTERM)
@@ -102,22 +121,10 @@ def test_step_ending_within_the_grace_is_acked_not_redelivered(
 ) -> None:
     """SIGTERM during a hash that ends within the grace: it finishes, and an idle second
     worker never runs the step again (the message is acked, not put back at shutdown)."""
-    config = queue_config(
-        queue={
-            "concurrency": 1,
-            "visibility_timeout_s": 3600,
-            "task_time_limit_s": 3000,
-            "lease_ttl_s": 3300,
-            "shutdown_grace_s": 300,
-        }
-    )
-    path = ymir_file(data_root, name="mid.hdf")
-    with path.open("r+b") as handle:
-        handle.truncate(1 << 30)
+    config = long_step_config(queue_config, shutdown_grace_s=300)
+    path = big_file(data_root, "mid.hdf", 1 << 30)
     first = start_worker(config, concurrency=1)
-    (result,) = json.loads(ingestor_cli("enqueue", "-c", str(config), "--json", str(path)).stdout)
-    client = redis.Redis.from_url(redis_server.url)
-    wait_for(lambda: step_of(client, result["key"]) == ("running", "build-dataset"), 60, "the hash to start")
+    wait_hashing(redis.Redis.from_url(redis_server.url), enqueue(config, path))
     second = start_worker(config, concurrency=1)  # idle, consuming the same queue
     assert first.process is not None
     os.kill(first.process.pid, signal.SIGTERM)
@@ -144,22 +151,10 @@ def test_remote_shutdown_is_bounded_by_the_same_grace(
 ) -> None:
     """`celery control shutdown` (Flower's Shut Down button) during a long hash: the worker
     abandons it after queue.shutdown_grace_s, as on SIGTERM, instead of waiting for it."""
-    config = queue_config(
-        queue={
-            "concurrency": 1,
-            "visibility_timeout_s": 3600,
-            "task_time_limit_s": 3000,
-            "lease_ttl_s": 3300,
-            "shutdown_grace_s": 1,
-        }
-    )
-    path = ymir_file(data_root, name="big.hdf")
-    with path.open("r+b") as handle:
-        handle.truncate(BIG)
+    config = long_step_config(queue_config, shutdown_grace_s=1)
+    path = big_file(data_root, "big.hdf")
     worker = start_worker(config, concurrency=1)
-    (result,) = json.loads(ingestor_cli("enqueue", "-c", str(config), "--json", str(path)).stdout)
-    client = redis.Redis.from_url(redis_server.url)
-    wait_for(lambda: step_of(client, result["key"]) == ("running", "build-dataset"), 60, "the hash to start")
+    wait_hashing(redis.Redis.from_url(redis_server.url), enqueue(config, path))
 
     celery_control(config, "shutdown")  # no reply (the worker stops), so "No nodes replied"
     assert worker.process is not None
@@ -193,26 +188,12 @@ def test_abandon_time_under_load_is_measured(
     import time
 
     grace_s = 1.0
-    config = queue_config(
-        queue={
-            "concurrency": 2,
-            "visibility_timeout_s": 3600,
-            "task_time_limit_s": 3000,
-            "lease_ttl_s": 3300,
-            "shutdown_grace_s": grace_s,
-        }
-    )
-    keys = []
+    config = long_step_config(queue_config, shutdown_grace_s=grace_s, concurrency=2)
     worker = start_worker(config, concurrency=2)
-    for index in range(2):
-        path = ymir_file(data_root, name=f"big-{index}.hdf")
-        with path.open("r+b") as handle:
-            handle.truncate(BIG)
-        (result,) = json.loads(ingestor_cli("enqueue", "-c", str(config), "--json", str(path)).stdout)
-        keys.append(result["key"])
+    keys = [enqueue(config, big_file(data_root, f"big-{index}.hdf")) for index in range(2)]
     client = redis.Redis.from_url(redis_server.url)
     for key in keys:
-        wait_for(lambda key=key: step_of(client, key) == ("running", "build-dataset"), 120, "both hashes")
+        wait_hashing(client, key, 120)
     burners = [subprocess.Popen(["python3", "-c", "while True: pass"]) for _ in range(2)]  # load
     try:
         assert worker.process is not None

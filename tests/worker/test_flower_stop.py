@@ -8,7 +8,6 @@ back in the queue), not 1.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
@@ -17,9 +16,10 @@ from typing import Any
 import pytest
 import redis
 
-from helpers import ingestor_cli, wait_for, ymir_file
+from helpers import wait_for
 
 pytest.importorskip("flower", reason="flower is in the [test] extra")
+from test_bounded_stop import big_file, enqueue, long_step_config, wait_hashing
 from test_flower import get, stock_flower  # after the skip: test_flower skips without flower too
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -28,27 +28,11 @@ pytestmark = [pytest.mark.redis, pytest.mark.worker]
 def test_flower_does_not_show_an_abandoned_step_as_active(
     standin: Any, redis_server: Any, start_worker: Any, queue_config: Any, data_root: Path, tmp_path: Path
 ) -> None:
-    config = queue_config(
-        queue={
-            "concurrency": 1,
-            "visibility_timeout_s": 3600,
-            "task_time_limit_s": 3000,
-            "lease_ttl_s": 3300,
-            "shutdown_grace_s": 1,
-        }
-    )
-    path = ymir_file(data_root, name="big.hdf")
-    with path.open("r+b") as handle:
-        handle.truncate(3 << 30)
+    config = long_step_config(queue_config, shutdown_grace_s=1)
+    path = big_file(data_root, "big.hdf")
     with stock_flower(redis_server.url, tmp_path / "flower.log") as flower:
         worker = start_worker(config, concurrency=1)
-        (result,) = json.loads(ingestor_cli("enqueue", "-c", str(config), "--json", str(path)).stdout)
-        client = redis.Redis.from_url(redis_server.url)
-
-        def hashing() -> bool:
-            return client.hget(f"oi:job:{result['key']}", "step") == b"build-dataset"
-
-        wait_for(hashing, 60, "the hash to start")
+        wait_hashing(redis.Redis.from_url(redis_server.url), enqueue(config, path))
 
         def started_in_flower() -> list[dict[str, Any]]:
             tasks = get(f"{flower}/api/tasks").values()

@@ -19,21 +19,10 @@ from typing import Any
 import pytest
 import redis
 
-from helpers import BIN, ingestor_cli, wait_for, ymir_file
+from helpers import BIN, LIVE, ingestor_cli, wait_for, ymir_file
 from offline_ingestor.testing import Fault
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
-
-#: Short liveness timings (config keys only) and a visibility timeout nothing may wait for.
-LIVE = {
-    "visibility_timeout_s": 3600,
-    "task_time_limit_s": 60,
-    "retry_backoff_s": 0.1,
-    "retry_backoff_max_s": 1,
-    "heartbeat_interval_s": 0.3,
-    "heartbeat_ttl_s": 1.5,
-    "reconcile_interval_s": 0.5,
-}
 
 
 def free_port() -> int:
@@ -300,3 +289,50 @@ def test_requeue_takes_over_queued_and_dead_held_files_only(
     start_worker(config)
     wait_for(lambda: states(client) == {"done": 2}, 90, "both files to be done")
     assert len(standin.datasets) == 2 and len(standin.origdatablocks) == 2
+
+
+def test_a_step_waiting_for_scicat_never_looks_unmoved(
+    standin: Any, start_worker: Any, queue_config: Any, redis_server: Any, data_root: Path
+) -> None:
+    """A write step waiting for SciCat (breaker open) is retried with a countdown, and a retry
+    can be in no list for a moment: the worker's main process has popped it (BRPOP) and acked
+    its previous copy, and not yet put it in ``unacked`` (10-40 ms here). The reconciler must
+    never find such a file unmoved (the chaos case's seed 40717 resumed one: two copies of its
+    chain). Four files on two pool processes keep the main process busy enough to show it."""
+    from offline_ingestor.config import load_config
+    from offline_ingestor.queue.job_store import JobStore
+    from offline_ingestor.worker.reconciler import Reconciler
+
+    # The worker's own reconciler is slowed right down: this test looks with the same rules
+    # thousands of times instead of twice a second, so a moment that fools it is found.
+    scicat = {"timeout": 5, "outage_probe_s": 0.5, "outage_probe_max_s": 1}
+    config = queue_config(queue={**LIVE, "reconcile_interval_s": 3600}, scicat=scicat)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    # SciCat refuses the dataset POST and its health probe answers 503: an outage.
+    standin.inject(Fault(method="POST", path_regex=r"/datasets$", status=503, times=None))
+    standin.inject(Fault(path_regex=r"/health$", status=503, times=None))
+    start_worker(config)
+    paths = [ymir_file(data_root, name=f"w{index}.hdf") for index in range(4)]
+    ingestor_cli("enqueue", "-c", str(config), *map(str, paths))
+
+    def waits() -> dict[str, int]:
+        """Waits for SciCat at post-dataset, per file."""
+        names = list(client.scan_iter("oi:job:*"))
+        return {str(name): int(client.hget(name, "waits:post-dataset") or 0) for name in names}
+
+    wait_for(lambda: len(waits()) == 4 and min(waits().values()) > 0, 60, "every file waiting for SciCat")
+    store = JobStore.from_url(redis_server.url)
+    reconciler = Reconciler(None, load_config(config), lambda: store, lambda: 60.0)  # type: ignore[arg-type]
+    looks, unmoved_at = 0, []
+    until = time.monotonic() + 8
+    while time.monotonic() < until:
+        looks += 1
+        unmoved = reconciler.unmoved_keys()
+        if unmoved:
+            unmoved_at.append((round(time.time(), 3), sorted(unmoved)))
+    print(f"{looks} looks over {waits()} waits for SciCat; unmoved at {unmoved_at}")
+    assert min(waits().values()) >= 4, "too few retries to have looked between them"
+    assert not unmoved_at, f"a waiting file looked unmoved {len(unmoved_at)} times in {looks} looks"
+    standin.clear_faults()
+    wait_for(lambda: states(client) == {"done": 4}, 60, "every file to be done")
+    assert len(standin.datasets) == 4 and len(standin.origdatablocks) == 4

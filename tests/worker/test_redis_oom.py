@@ -18,22 +18,12 @@ from typing import Any
 import pytest
 import redis
 
-from helpers import BIN, ingestor_cli, wait_for, ymir_file
+from helpers import BIN, LIVE, ingestor_cli, wait_for, ymir_file
 from offline_ingestor.testing import Fault
 from offline_ingestor.testing.processes import WorkerProcess
 from offline_ingestor.testing.pytest_plugin import ingestor_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
-
-LIVE = {
-    "visibility_timeout_s": 3600,
-    "task_time_limit_s": 60,
-    "retry_backoff_s": 0.1,
-    "retry_backoff_max_s": 1,
-    "heartbeat_interval_s": 0.3,
-    "heartbeat_ttl_s": 1.5,
-    "reconcile_interval_s": 0.5,
-}
 
 
 class ProductionWorker(WorkerProcess):
@@ -108,4 +98,61 @@ def test_a_full_redis_never_ends_the_worker(
         log = worker.log.read_text(errors="replace")
         print("\n".join(log.splitlines()[-60:]))
     assert "Unrecoverable error" not in log
+    assert len(standin.datasets) == 30 and len(standin.origdatablocks) == 30
+
+
+@pytest.mark.parametrize("drop", ["network-blip", "redis-restart"])
+def test_a_connection_lost_while_redis_is_full_never_ends_the_worker(
+    drop: str, standin: Any, queue_config: Any, redis_server: Any, data_root: Path, tmp_path: Path
+) -> None:
+    """The worker loses its broker connection while Redis is full, so reconnecting re-declares its
+    queues into a Redis that refuses writes: it waits (one ``redis.full_waiting`` line), lives
+    throughout, and every file queued before ends done once Redis has room."""
+    config = queue_config(queue=LIVE)
+    admin = redis.Redis.from_url(redis_server.url)
+    standin.inject(Fault(status=None, delay_s=0.05, times=None))
+    worker = ProductionWorker(config, tmp_path / "worker.log", tmp_path / "heartbeat", 2, env=ingestor_env())
+    worker.start()
+    try:
+        paths = [ymir_file(data_root, name=f"lost-{index}.hdf") for index in range(30)]
+        ingestor_cli("enqueue", "-c", str(config), *map(str, paths))
+        wait_for(lambda: len(standin.origdatablocks) >= 3, 60, "a few files done")
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory", used + 4 * 1024 * 1024)
+        fill(admin)
+        if drop == "network-blip":
+            # Every connection but ours dropped at once, as by a switch or a firewall's idle reaper.
+            admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        else:
+            # Restarted (container, host) with the same data and maxmemory in its configuration,
+            # a little under what the data takes, so it comes back full.
+            full = int(admin.info("memory")["used_memory"])
+            redis_server.extra_args = ["--maxmemory", str(full - 2 * 1024 * 1024)]
+            redis_server.restart()
+            admin = redis.Redis.from_url(redis_server.url)
+            assert admin.info("memory")["used_memory"] > int(admin.config_get("maxmemory")["maxmemory"])
+        full_since = time.monotonic()
+        while time.monotonic() - full_since < 8:  # reconnects, and several heartbeat TTLs
+            assert worker.process is not None and worker.process.poll() is None, "the worker exited"
+            time.sleep(0.5)
+            fill(admin)  # whatever the worker freed (acks) is taken again
+        admin.delete(*admin.keys("filler:*"))
+        admin.config_set("maxmemory", 0)
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+
+        def done() -> bool:
+            assert worker.process is not None and worker.process.poll() is None, "the worker exited"
+            states = [client.hget(name, "state") for name in client.scan_iter("oi:job:*")]
+            return len(states) == 30 and set(states) == {"done"}
+
+        wait_for(done, 180, "every file to be done")
+    finally:
+        worker.stop()
+        log = worker.log.read_text(errors="replace")
+        print("\n".join(log.splitlines()[-80:]))
+    assert "Unrecoverable error" not in log
+    # One line when the wait begins and one when the worker consumes again, not one a retry.
+    assert log.count('"event": "redis.full_waiting"') == 1
+    assert log.count('"event": "redis.full_over"') == 1
     assert len(standin.datasets) == 30 and len(standin.origdatablocks) == 30

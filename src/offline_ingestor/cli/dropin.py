@@ -67,6 +67,10 @@ def background_ingestor(
             # to the local worker through the spool (dropin/fast.py).
             remember_config(config_path, config, text)
         return
+    if config.ingestion.nexus_reading.isolate != "never":
+        from ..files.nexus_child import start_reader
+
+        start_reader()  # h5py loads in the reader child while the pipeline below is set up
     from .ingest import run_ingest_now
 
     job = run_ingest_now(config, nexus_file, message_file=done_writing_message_file)

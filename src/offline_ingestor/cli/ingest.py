@@ -34,6 +34,22 @@ def _progress_bar(path: Path) -> Iterator[Any]:
         yield bar
 
 
+def command_runtime(config: Config) -> Runtime:
+    """A command's runtime; beside workers (``queue.enabled``) it also finds the pids they kept.
+
+    A worker keeps a pid SciCat rewrote in Redis only (queue/pid_memo.py): without reading it,
+    a rerun here would create a second dataset or retry for ever.
+    """
+    from ..ingest import pipeline
+
+    if not config.queue.enabled:
+        return pipeline.command_runtime(config)
+    from ..queue.connection import redis_client
+    from ..queue.pid_memo import CommandPidMemo
+
+    return pipeline.command_runtime(config, pid_memo=CommandPidMemo(redis_client(config.queue), config))
+
+
 def run_ingest_now(
     config: Config,
     file: str,
@@ -43,7 +59,7 @@ def run_ingest_now(
     rt: Runtime | None = None,
 ) -> Job:
     """``ingest-now``'s work with its terminal output: schema warnings and a progress bar."""
-    from ..ingest.pipeline import command_runtime, ingest_path
+    from ..ingest.pipeline import ingest_path
 
     rt = rt or command_runtime(config)
     for problem in rt.schema_problems():
@@ -96,8 +112,11 @@ def dry_run_payloads(rt: Runtime, job: Job) -> dict[str, Any]:
 @click.option("--job-id", default=None, help="The file writer's job id (idempotency key).")
 def ingest_now(file: str, config_path: str | None, dry_run: bool, as_json: bool, job_id: str | None) -> None:
     """Ingest FILE now, in this process, without the queue; print the dataset pid."""
-    from ..ingest.pipeline import command_runtime
+    from ..files.nexus_child import start_reader
 
+    # The file's metadata is read in a child process (nexus_reading.isolate: auto): its h5py
+    # import overlaps the config, schema and client set-up below (issue 26).
+    start_reader()
     config = load(config_path, dry_run=dry_run)
     rt = command_runtime(config)
     job = run_ingest_now(config, file, job_id=job_id, rt=rt)

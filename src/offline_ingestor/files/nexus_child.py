@@ -9,16 +9,23 @@ under an address-space limit and a hard timeout, and any death becomes one
 
 Protocol: JSON on stdin ``{file, paths, limits, identity}``, JSON on stdout
 ``{"results": {path: {"values": [...]} | {"error": "..."}}}`` or ``{"fatal": {...}}``.
+
+The child loads h5py and numpy (about 200 ms of CPU, most of the child's cost) before it reads
+its request, so a command that knows it will read a file starts the child early
+(:func:`start_reader`) and that import runs on the other core while the command loads its
+config, schemas and SciCat client. An empty stdin (the command never needed it) ends it.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import resource
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +34,63 @@ from ..errors import IngestError, NexusReadError
 from .identity import FileIdentity
 from .nexus import Prefetched, ReadLimits, open_nexus, read_path
 
-__all__ = ["prefetch", "read_isolated"]
+__all__ = ["prefetch", "read_isolated", "start_reader"]
 
 #: Seconds the parent waits beyond the child's own time limit before killing it.
 _GRACE_S = 10.0
+
+_spare: subprocess.Popen[str] | None = None
+_spare_lock = threading.Lock()
+
+
+#: numpy (imported by h5py) starts an OpenBLAS thread per core at import, and they spin:
+#: ~90 ms of CPU per child on 2 cores (bench/RESULTS.md, issue 26) for linear algebra the
+#: reader never does. One thread is enough for reading metadata.
+_CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+
+
+def _spawn() -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "offline_ingestor.files.nexus_child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **_CHILD_ENV},
+    )
+
+
+def start_reader() -> None:
+    """Start the child for this process's next :func:`read_isolated`, so h5py loads meanwhile.
+
+    Best effort: a child that cannot start now is started (and its failure reported, naming
+    the file) by the read itself. One that is never used is ended at exit.
+    """
+    global _spare
+    with _spare_lock:
+        if _spare is not None:
+            return
+        try:
+            _spare = _spawn()
+        except OSError:
+            return
+    atexit.register(_end_spare)
+
+
+def _take_reader() -> subprocess.Popen[str]:
+    global _spare
+    with _spare_lock:
+        process, _spare = _spare, None
+    return process if process is not None else _spawn()
+
+
+def _end_spare() -> None:
+    global _spare
+    with _spare_lock:
+        process, _spare = _spare, None
+    if process is not None:
+        process.kill()
+        process.communicate()
 
 
 def prefetch(
@@ -80,28 +140,24 @@ def read_isolated(
         "identity": expected.to_dict() if expected else None,
         "memory_mb": memory_mb,
     }
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "offline_ingestor.files.nexus_child"],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=limits.time_limit_s + _GRACE_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise NexusReadError(
-            f"reading metadata of {path} took longer than {limits.time_limit_s:g} s and was stopped "
-            "(ingestion.nexus_reading.time_limit_s)"
-        ) from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [""])[-1][:200]
+    with _take_reader() as child:
+        try:
+            stdout, stderr = child.communicate(json.dumps(request), timeout=limits.time_limit_s + _GRACE_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise NexusReadError(
+                f"reading metadata of {path} took longer than {limits.time_limit_s:g} s and was stopped "
+                "(ingestion.nexus_reading.time_limit_s)"
+            ) from None
+    if child.returncode != 0:
+        last = (stderr.strip().splitlines() or [""])[-1][:200]
         memory = " (out of memory? ingestion.nexus_reading.child_memory_mb)" if "MemoryError" in last else ""
         raise NexusReadError(
-            f"reading metadata of {path} crashed the HDF5 reader ({_describe_death(done.returncode)})"
-            f"{memory}{': ' + last if last and done.returncode > 0 else ''}"
+            f"reading metadata of {path} crashed the HDF5 reader ({_describe_death(child.returncode)})"
+            f"{memory}{': ' + last if last and child.returncode > 0 else ''}"
         )
-    answer = json.loads(done.stdout)
+    answer = json.loads(stdout)
     if "fatal" in answer:
         fatal = answer["fatal"]
         cls = getattr(errors, fatal["class"], NexusReadError)
@@ -112,8 +168,13 @@ def read_isolated(
 
 
 def main() -> None:
-    """Child side: read the request, answer on stdout."""
-    request = json.loads(sys.stdin.read())
+    """Child side: load h5py, then read the request and answer on stdout."""
+    import h5py  # noqa: F401  # before the request: this is what a started-early child overlaps
+
+    text = sys.stdin.read()
+    if not text:
+        return  # started early and not needed
+    request = json.loads(text)
     # Set here rather than in a preexec_fn, which is unsafe when the caller runs threads.
     _limit_memory(int(request.get("memory_mb") or 0))
     limits_data = request["limits"]

@@ -5,7 +5,7 @@ Celery; ``ingest/pipeline.py`` loops in-process)::
 
     begin      count the execution, take or confirm the key's lease (the record then says
                running, unless the step is done), read record + document
-      ├─ executions past the redelivery cap ─→ Failed   (WorkerLost: the step keeps killing
+      ├─ deaths past the redelivery cap ─────→ Failed   (WorkerLost: the step keeps killing
       │                                                  its process; recorded, lease freed)
       ├─ lease held by another chain ────────→ Stopped  (a duplicate chain ends quietly)
       ├─ step already done ──────────────────→ Done     (skipped: a redelivered message)
@@ -20,6 +20,12 @@ Celery; ``ingest/pipeline.py`` loops in-process)::
       ├─ transient error, retries left ──────→ Retry    (delay from the one RetryPolicy,
       │                                                  a server's Retry-After honoured)
       └─ anything else ──────────────────────→ Failed   (failed registry, lease freed)
+
+Deaths: an execution is open in the ledger from ``begin_step`` until it ends here, whatever its
+outcome (``end_step``; a finished or failed step clears them all). One still open when the step
+begins again, and whose process's heartbeat is gone, died running it: only those count towards
+``queue.max_redeliveries``. Executions of another copy of the chain (a resumed or restored
+message beside the first), retries and waits for SciCat are not deaths, however many.
 
 SciCat outages: SciCat's availability is one fact for the deployment (a
 :class:`~offline_ingestor.ingest.scicat_gate.ScicatGate`; the worker's is a breaker in Redis),
@@ -68,7 +74,7 @@ from ..current import working_on, writes_noted_by
 from ..errors import IngestError, PermanentError, ScicatUnavailable
 from ..logs import get_logger
 from .job import Job
-from .ledger import StepLedger
+from .ledger import StepLedger, StepStart
 from .retry import RetryPolicy
 from .runtime import Runtime
 from .scicat_gate import NO_GATE, ScicatGate
@@ -176,21 +182,40 @@ class StepExecutor:
         owner of the key's lease may work on the file. ``message_id`` names the step's
         message (its retries share it; a duplicate copy has its own): the write sender.
         """
-        begun = self._begin(step, ref, attempt=attempt, owner=owner)
-        if not isinstance(begun, _Begun):
-            return begun
-        with working_on(ref["key"], ref["file"], step):
-            return self._attempt(step, begun, attempt=attempt, owner=owner, sender=message_id or owner)
+        start = self.ledger.begin_step(ref["key"], step, owner, attempt)
+        outcome: Outcome | None = None
+        try:
+            begun = self._begin(step, ref, start, attempt=attempt, owner=owner)
+            if not isinstance(begun, _Begun):
+                outcome = begun
+                return outcome
+            with working_on(ref["key"], ref["file"], step):
+                outcome = self._attempt(step, begun, attempt=attempt, owner=owner, sender=message_id or owner)
+                return outcome
+        finally:
+            self._end(ref["key"], step, start.run_id, outcome)
 
-    def _begin(self, step: str, ref: Job, *, attempt: int, owner: str) -> _Begun | Outcome:
+    def _end(self, key: str, step: str, run_id: str, outcome: Outcome | None) -> None:
+        """Close the execution in the ledger: it ended here, whatever the outcome; no death."""
+        if isinstance(outcome, Failed) or (isinstance(outcome, Done) and not outcome.skipped):
+            return  # finish_step / fail_step cleared the step's executions already
+        follows = isinstance(outcome, (Retry, Done))
+        try:
+            self.ledger.end_step(key, step, run_id, message_follows=follows)
+        except self.ledger_errors as exc:
+            # Redis away: the execution stays open. Its process lives, so it is no death;
+            # at worst it is counted as one if that process dies before the step is done.
+            log.warning("step.end_not_recorded", step=step, key=key, error=str(exc))
+
+    def _begin(self, step: str, ref: Job, start: StepStart, *, attempt: int, owner: str) -> _Begun | Outcome:
         """The first half of the module docstring's drawing: may this attempt run at all?"""
         key, file = ref["key"], ref["file"]
-        start = self.ledger.begin_step(key, step, owner, attempt)
-        # Retries are counted by the caller; executions beyond them are redeliveries after
-        # the process running the step died (SIGKILL, OOM, a crash in libhdf5).
-        if start.runs - attempt > self.max_redeliveries + 1:
+        # Deaths only: executions of another copy of the chain, retries and waits for SciCat
+        # ended (``end_step``); an execution left open by a dead process (SIGKILL, OOM, a
+        # crash in libhdf5) did not.
+        if start.deaths > self.max_redeliveries:
             lost = PermanentError(
-                f"worker died {start.runs - 1} times running {step} (out of memory? crash in HDF5?)",
+                f"worker died {start.deaths} times running {step} (out of memory? crash in HDF5?)",
                 step=step,
                 file=file,
             )

@@ -50,13 +50,17 @@ class Record:
 class StepStart:
     """What an attempt learns before its step runs (see :meth:`StepLedger.begin_step`)."""
 
-    #: Executions of this step so far, this one included (counts worker losses).
+    #: Executions of this step so far, this one included (by any copy, retries too).
     runs: int
     #: Whether this chain holds the key's lease (no other chain works on the file).
     leased: bool
     record: Record | None
     #: The job document saved by the previous step, None if never saved or lost.
     doc: Job | None
+    #: Executions of this step whose process died running them (the redelivery cap counts these).
+    deaths: int = 0
+    #: This execution's name in the ledger until :meth:`StepLedger.end_step`.
+    run_id: str = ""
 
 
 class StepLedger(Protocol):
@@ -65,9 +69,15 @@ class StepLedger(Protocol):
     def begin_step(self, key: str, step: str, owner: str, attempt: int = 0) -> StepStart:
         """Count the execution, take or confirm the lease, read the record and document.
 
-        With the lease, and unless the step or the file is done, the record says that ``step``
-        runs (``state="running"``, ``step``, ``attempts`` = ``attempt + 1``) before this returns.
+        Each execution stays open until :meth:`end_step` (or the step finishes or fails); one
+        still open whose process is gone was a death (:attr:`StepStart.deaths`). With the
+        lease, and unless the step or the file is done, the record says that ``step`` runs
+        (``state="running"``, ``step``, ``attempts`` = ``attempt + 1``) before this returns.
         """
+
+    def end_step(self, key: str, step: str, run_id: str, *, message_follows: bool) -> None:
+        """Close execution ``run_id``: it ended (a retry, a wait, a refused or skipped copy), it
+        did not die. ``message_follows``: a retry or next step is published now; stamp the record."""
 
     def note_retry(self, key: str, error: str) -> None:
         """Record the error of a failed attempt that will be retried."""
@@ -98,6 +108,9 @@ class MemoryLedger:
     """A ledger for one process: ``ingest-now`` and unit tests."""
 
     runs: dict[tuple[str, str], int] = field(default_factory=dict)
+    deaths: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Executions begun and not ended, per key and step (one process: any left open died).
+    open_runs: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     leases: dict[str, str] = field(default_factory=dict)
     records: dict[str, dict[str, str]] = field(default_factory=dict)
     docs: dict[str, Job] = field(default_factory=dict)
@@ -105,6 +118,10 @@ class MemoryLedger:
 
     def begin_step(self, key: str, step: str, owner: str, attempt: int = 0) -> StepStart:
         self.runs[key, step] = self.runs.get((key, step), 0) + 1
+        left_open = self.open_runs.setdefault((key, step), set())
+        self.deaths[key, step] = self.deaths.get((key, step), 0) + len(left_open)
+        run_id = f"run-{self.runs[key, step]}"
+        self.open_runs[key, step] = {run_id}
         holder = self.leases.setdefault(key, owner)
         fields = self.records.get(key)
         if holder == owner and not (fields is not None and Record(key, fields).step_done(step)):
@@ -115,7 +132,16 @@ class MemoryLedger:
             leased=holder == owner,
             record=Record(key, dict(fields)) if fields else None,
             doc=self.docs.get(key),
+            deaths=self.deaths[key, step],
+            run_id=run_id,
         )
+
+    def end_step(self, key: str, step: str, run_id: str, *, message_follows: bool) -> None:
+        self.open_runs.get((key, step), set()).discard(run_id)
+
+    def _forget_runs(self, key: str, step: str) -> None:
+        for counts in (self.runs, self.deaths, self.open_runs):
+            counts.pop((key, step), None)
 
     def note_retry(self, key: str, error: str) -> None:
         self.records.setdefault(key, {})["last_error"] = error
@@ -143,7 +169,7 @@ class MemoryLedger:
         self.records.setdefault(key, {}).update({name: str(value) for name, value in fields.items()})
         self.records[key][f"step:{step}"] = "done"
         self.records[key].pop(f"waits:{step}", None)
-        self.runs.pop((key, step), None)
+        self._forget_runs(key, step)
         if release:
             self.release_lease(key, release)
 
@@ -151,7 +177,7 @@ class MemoryLedger:
         self.failed[key] = failure
         self.records.setdefault(key, {}).update(state="failed", last_error=str(failure.get("message", "")))
         self.release_lease(key, owner)
-        self.runs.pop((key, step), None)
+        self._forget_runs(key, step)
 
     def release_lease(self, key: str, owner: str) -> None:
         if self.leases.get(key) == owner:

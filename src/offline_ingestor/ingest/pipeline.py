@@ -18,7 +18,7 @@ from ..scicat.write_order import DatasetOrder
 from .executor import Done, Failed, Retry, StepExecutor, Stopped
 from .job import Job, new_job
 from .ledger import MemoryLedger
-from .pid_memo import FileMemo
+from .pid_memo import FileMemo, PidMemo
 from .retry import RetryPolicy
 from .runtime import Runtime
 from .steps import STEPS
@@ -65,18 +65,21 @@ def _error_of(outcome: Failed | Stopped) -> IngestError:
     return outcome.error if isinstance(outcome, Failed) else IngestError(outcome.reason)
 
 
-def command_runtime(config: Config) -> Runtime:
-    """The runtime of a command's own process (``ingest-now``, the drop-in)."""
-    rt = Runtime.from_config(config)
-    rt.command = True  # a libhdf5 crash would end the command: read in a child process
-    # A pid SciCat rewrote is kept beside the hash file, where the next run looks.
-    rt.pid_memo = FileMemo(config.ingestion.file_handling)
+def command_runtime(config: Config, pid_memo: PidMemo | None = None) -> Runtime:
+    """The runtime of a command's own process (``ingest-now``, the drop-in).
+
+    ``pid_memo``: where reruns look for a pid SciCat rewrote; by default the file beside the
+    hash file (the caller passes one that also reads the workers' Redis when there are workers).
+    """
     # One process per file: start from what the last process of this account learnt from
     # SciCat (rights, kept pids) instead of asking again (scicat/learned.py).
     store = store_for(config.scicat)
+    rt = Runtime.from_config(config, learned=store)
+    rt.command = True  # a libhdf5 crash would end the command: read in a child process
+    # A pid SciCat rewrote is kept beside the hash file, where the next run looks.
+    rt.pid_memo = pid_memo or FileMemo(config.ingestion.file_handling)
     if store is not None:
         known = store.load()
-        rt.scicat.learned = store
         rt.dataset_order = DatasetOrder(
             keeps_pids=known.keeps_pids if known is not None else None,
             on_change=lambda keeps_pids: store.note(keeps_pids=keeps_pids),

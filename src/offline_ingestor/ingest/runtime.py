@@ -17,6 +17,7 @@ from ..files.checksums import Progress
 from ..schema import SchemaSet, load_schemas
 from ..scicat import ScicatClient
 from ..scicat.client import Limiter
+from ..scicat.learned import LearnedStore
 from ..scicat.lookups import LookupCache
 from ..scicat.write_order import DatasetOrder
 from .pid_memo import PidMemo
@@ -53,17 +54,21 @@ class Runtime:
             self.lookup = LookupCache(self.scicat.get_json, self.config.scicat.lookup_cache_ttl_s)
 
     @classmethod
-    def from_config(cls, config: Config, limiter: Limiter | None = None) -> Runtime:
+    def from_config(
+        cls, config: Config, limiter: Limiter | None = None, learned: LearnedStore | None = None
+    ) -> Runtime:
         """Load the schemas and open the SciCat session the config names.
 
         ``limiter``: the worker's deployment-wide ``scicat.rate_limit_per_s``
         (``queue/rate_limit.py``); by default the client limits this process alone.
+        ``learned``: a command's cache of what SciCat answered the last process.
         """
         fallback = config.ingestion.fallback_schema_file_path
         schemas = load_schemas(config.schemas_dir, config.resolve(fallback) if fallback else None)
         loaded = [*schemas.schemas, *([schemas.fallback] if schemas.fallback else [])]
         metrics.name_schemas({schema.id: schema.name for schema in loaded})  # the `schema` label
-        return cls(config=config, schemas=schemas, scicat=ScicatClient(config.scicat, limiter=limiter))
+        scicat = ScicatClient(config.scicat, limiter=limiter, learned=learned)
+        return cls(config=config, schemas=schemas, scicat=scicat)
 
     @property
     def dry_run(self) -> bool:

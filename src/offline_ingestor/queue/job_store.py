@@ -9,7 +9,9 @@ Keys (``oi:`` prefix, all JSON-able, no secrets):
 * ``oi:lease:{key}`` the chain that may work on the key (``SET NX EX``).
 * ``oi:holder:{key}`` the process (``queue/heartbeats.py``) that last began a step under the
   lease: the lease may be taken over by another chain once that process's heartbeat is gone.
-* ``oi:runs:{key}:{step}`` executions of a step, to cap redeliveries after worker loss.
+* ``oi:runs:{key}:{step}`` hash: ``runs`` (executions of the step, by any copy), ``deaths``
+  (executions whose process died running them: the redelivery cap) and ``run:<id>`` = the
+  process of each execution begun and not yet ended (``begin_step``/``end_step``).
 * ``oi:failed``      hash key -> JSON failure record (file, step, error, attempts, time).
 * ``oi:unfinished``  set of the keys whose record is queued or running, kept where a record's
   state changes (below): the reconciler's pass reads these, not every record.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,6 +156,54 @@ if done[1] ~= 'done' and done[2] ~= 'done' then
   redis.call('SADD', KEYS[4], ARGV[10])
 end
 return answer
+"""
+
+
+#: begin_step's count: every execution still open whose process's heartbeat is gone (or that
+#: named none: a process without heartbeats, whose executions are one at a time) died running
+#: the step; it is closed and counted in ``deaths``. An execution of another live copy, a retry
+#: or a wait ended with end_step, or is still running: not a death. Then this one is opened.
+#: A plain count (a release before deaths were told apart) counted executions: dropped.
+_BEGIN_RUN = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then redis.call('DEL', KEYS[1]) end
+local died = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local name, holder = fields[i], fields[i + 1]
+  if name:sub(1, 4) == 'run:' and (holder == '' or redis.call('EXISTS', ARGV[3] .. holder) == 0) then
+    redis.call('HDEL', KEYS[1], name)
+    died = died + 1
+  end
+end
+local deaths = redis.call('HINCRBY', KEYS[1], 'deaths', died)
+local runs = redis.call('HINCRBY', KEYS[1], 'runs', 1)
+redis.call('HSET', KEYS[1], 'run:' .. ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return {runs, deaths}
+"""
+
+#: forgive_run: close one open execution of a process (stopped on purpose) and uncount it.
+_FORGIVE_RUN = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if fields[i]:sub(1, 4) == 'run:' and fields[i + 1] == ARGV[1] then
+    redis.call('HDEL', KEYS[1], fields[i])
+    break
+  end
+end
+if redis.call('HINCRBY', KEYS[1], 'runs', -1) <= 0 then redis.call('HSET', KEYS[1], 'runs', 0) end
+return 1
+"""
+
+
+#: end_step's stamp: the record's last change, only on a record that exists (no stub record).
+_STAMP = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 """
 
 
@@ -344,11 +395,10 @@ class JobStore:
 
     # -- redelivery cap -----------------------------------------------------------------------
 
-    def forgive_run(self, key: str, step: str) -> None:
-        """Uncount one execution of ``step``: it was stopped on purpose, not lost (a bounded stop)."""
-        name = f"{PREFIX}runs:{key}:{step}"
-        if int(self.redis.decr(name)) <= 0:
-            self.redis.delete(name)
+    def forgive_run(self, key: str, step: str, process: str = "") -> None:
+        """Uncount one execution of ``step`` by ``process``: it was stopped on purpose, not lost
+        (a bounded stop), so its process's end is no death."""
+        self.redis.eval(_FORGIVE_RUN, 1, f"{PREFIX}runs:{key}:{step}", process)
 
     def clear_runs(self, key: str, step: str) -> None:
         self.redis.delete(f"{PREFIX}runs:{key}:{step}")
@@ -365,18 +415,18 @@ class JobStore:
         running file always has a live holder that says it runs it. The record is read after
         the lease: a copy that finished the step meanwhile is seen done.
         """
-        from .heartbeats import beat_along
+        from .heartbeats import PROC_PREFIX, beat_along, beating_as
 
+        run_id = secrets.token_hex(6)
         runs = f"{PREFIX}runs:{key}:{step}"
         with beat_along() as beat:
             pipe = self.redis.pipeline(transaction=False)
             beat(pipe)
-            pipe.incr(runs)
-            pipe.expire(runs, self.state_ttl_s)
+            pipe.eval(_BEGIN_RUN, 1, runs, run_id, beating_as(), PROC_PREFIX, self.state_ttl_s)
             pipe.eval(*self._lease_args(key, step, owner, attempt))
             pipe.hgetall(f"{PREFIX}job:{key}")
             pipe.get(f"{PREFIX}doc:{key}")
-            count, _, answer, fields, raw = pipe.execute()[-5:]
+            (count, deaths), answer, fields, raw = pipe.execute()[-4:]
         leased = answer == "ours" or answer.startswith(("taken", "took-over"))
         if answer.startswith("took-over"):
             _, previous, holder = answer.split(":", 2)
@@ -387,7 +437,20 @@ class JobStore:
             leased=leased,
             record=Record(key, fields) if fields else None,
             doc=json.loads(raw) if raw else None,
+            deaths=int(deaths),
+            run_id=run_id,
         )
+
+    def end_step(self, key: str, step: str, run_id: str, *, message_follows: bool) -> None:
+        """See :meth:`StepLedger.end_step`; one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hdel(f"{PREFIX}runs:{key}:{step}", f"run:{run_id}")
+        if message_follows:
+            # The retry's message is invisible to the reconciler for a moment (popped by a
+            # worker, not yet in ``unacked``, its previous copy acked): a fresh record covers
+            # that moment (``worker/reconciler.py`` leaves files changed within a TTL alone).
+            pipe.eval(_STAMP, 1, f"{PREFIX}job:{key}", _now(), self.state_ttl_s)
+        pipe.execute()
 
     def finish_step(self, job: Job, step: str, *, release: str = "", **fields: Any) -> None:
         """``save_doc`` + ``update(step:<step>=done, **fields)`` + ``clear_runs`` + this process's

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import requests
@@ -24,6 +24,9 @@ from ..config import ScicatOptions
 from ..current import announce_write
 from ..errors import ScicatAuthError, ScicatUnavailable
 from .errors import TRANSIENT_STATUSES, error_for_response, server_message
+
+if TYPE_CHECKING:
+    from .learned import LearnedStore
 
 __all__ = ["Limiter", "LocalRateLimiter", "ScicatClient"]
 
@@ -68,6 +71,7 @@ class ScicatClient:
         sleep: Callable[[float], None] = time.sleep,
         *,
         limiter: Limiter | None = None,
+        learned: LearnedStore | None = None,
     ) -> None:
         self.settings = settings
         self.session = session or requests.Session()
@@ -81,8 +85,8 @@ class ScicatClient:
         self._anonymous: bool | None = None
         #: What the account may read, probed once (see ``scicat.rights``); steps cache it here.
         self.rights: Any = None
-        #: Where a command's process keeps what it learnt for the next one (``scicat.learned``).
-        self.learned: Any = None
+        #: Where a command's process keeps what it learnt for the next one (``scicat/learned.py``).
+        self.learned = learned
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -18,6 +18,14 @@ MULTI pipelines for its bookkeeping, so a full Redis made the worker stop with
   its queue, whose MULTI (LLEN) and SADD a full Redis refuses too: "Unrecoverable error",
   worker gone (issue 22, problem 5; ``tests/worker/test_redis_oom.py``). The reply is dropped
   with a warning instead (the command itself ran; the caller times out waiting for it).
+* Celery's consumer restarts after a lost broker connection, and its bootsteps write to Redis:
+  mingle's reply queue (declared, then deleted in a MULTI), the gossip, pidbox and task queues
+  (each a MULTI with LLEN and an SADD of a ``_kombu.binding.*`` set). Celery retries a restart
+  only after a connection error, and OutOfMemoryError is a channel error: a blip while Redis
+  was full ended the worker with "Unrecoverable error" (issue 22;
+  ``tests/worker/test_redis_oom.py``). An OOM during the consumer's run now restarts the
+  consumer (``broker_channel_error_retry``, narrowed to this one error) once Redis takes a
+  write again.
 
 Applied on import (worker_signals imports it in the worker).
 """
@@ -37,6 +45,10 @@ __all__ = ["is_full"]
 log = structlog.get_logger("offline_ingestor.kombu_oom")
 
 _WAIT_S = 1.0
+_WAIT_MAX_S = 8.0
+#: Never written: ``SET ... XX`` on a missing key stores nothing, yet Redis refuses it at
+#: ``maxmemory`` exactly as it refuses a write that would add data.
+_PROBE_KEY = "oi:probe:redis-takes-writes"
 
 
 def is_full(exc: BaseException) -> bool:
@@ -135,5 +147,82 @@ def _patch_control_replies() -> None:
     node._offline_ingestor_oom = True
 
 
+class _Outage:
+    """The consumer's current wait for a full Redis (main process only: one consumer)."""
+
+    # One warning when it begins and one line when the consumer consumes again, however many
+    # restarts meet a full Redis in between.
+
+    since: float | None = None
+    restarts = 0
+
+
+def _wait_for_room(connection: Any) -> None:
+    """Return once Redis takes writes again, or once it cannot be asked (Celery reconnects)."""
+    from celery.worker.state import maybe_shutdown
+
+    if _Outage.since is None:
+        _Outage.since, _Outage.restarts = time.monotonic(), 0
+        log.warning("redis.full_waiting", action="restart the consumer (declare its queues)")
+    # A Redis hovering at maxmemory takes the probe and refuses the restart's writes a moment
+    # later; each such restart doubles the wait, so Celery's restart lines stay few.
+    every_s = min(_WAIT_S * 2**_Outage.restarts, _WAIT_MAX_S)
+    _Outage.restarts += 1
+    while True:
+        maybe_shutdown()  # SIGTERM while waiting: stop as Celery's own reconnect loop does
+        time.sleep(every_s)
+        try:
+            with connection.default_channel.conn_or_acquire() as client:
+                client.set(_PROBE_KEY, "", xx=True)
+        except redis.exceptions.OutOfMemoryError:
+            continue
+        except Exception as exc:
+            # Redis unreachable, a failover, a broken channel: not ours to wait out. Celery's
+            # handling of the OOM that follows reconnects (and logs) as after any loss.
+            log.info("redis.full_wait_ended", outcome="cannot ask Redis", error=repr(exc))
+            return
+        return
+
+
+def _patch_consumer_restart() -> None:
+    from celery.worker.consumer import consumer as celery_consumer
+
+    consumer: Any = celery_consumer.Consumer
+    if getattr(consumer, "_offline_ingestor_oom", False):
+        return
+    original_init = consumer.__init__
+    original_on_error = consumer.on_connection_error_after_connected
+    original_on_ready = consumer.on_ready
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        # With broker_channel_error_retry (worker/settings.py) these errors restart the consumer
+        # as a lost connection does; any other channel error still ends the worker, as before.
+        self.channel_errors = (redis.exceptions.OutOfMemoryError,)
+
+    def on_connection_error_after_connected(self: Any, exc: BaseException) -> None:
+        if isinstance(exc, redis.exceptions.OutOfMemoryError) and self.connection is not None:
+            # Wait before Celery tears the connection down: restarting at once would meet the
+            # same refusal, and Celery logs each restart and stops after five within a second.
+            _wait_for_room(self.connection)
+        original_on_error(self, exc)
+
+    def on_ready(self: Any) -> None:
+        # The event loop calls this once the consumer's queues are declared and consumed.
+        if _Outage.since is not None:
+            waited_s = round(time.monotonic() - _Outage.since, 1)
+            log.info(
+                "redis.full_over", action="consuming again", waited_s=waited_s, restarts=_Outage.restarts
+            )
+            _Outage.since = None
+        original_on_ready(self)
+
+    consumer.__init__ = __init__
+    consumer.on_connection_error_after_connected = on_connection_error_after_connected
+    consumer.on_ready = on_ready
+    consumer._offline_ingestor_oom = True
+
+
 _patch()
 _patch_control_replies()
+_patch_consumer_restart()

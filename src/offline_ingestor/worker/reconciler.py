@@ -12,7 +12,10 @@ pass every ``queue.reconcile_interval_s``:
    ``queue/job_store.py``: a pass costs O(unfinished files), not O(all records); the first pass
    of a process adds records written before the index) whose key has no message in a queue nor in
    ``unacked``, and that no live process is running, seen so on two passes in a row and not
-   updated for ``heartbeat_ttl_s``: its next step (the first not done) is published again
+   updated for ``heartbeat_ttl_s`` (the grace covers a retry's message in transit: a worker
+   has popped it, not yet put it in ``unacked``, and acked its previous copy; every retry and
+   next step is published after a record change, ``JobStore.end_step``/``finish_step``): its
+   next step (the first not done) is published again
    through ``worker/chain.py`` under the lease's chain id, so that the same chain goes on. This
    covers ``celery purge``, revoked tasks and a next-step publish lost in a failover. After
    ``queue.max_resumes`` resumes the file fails with the reason instead of looping.
@@ -26,6 +29,7 @@ step run again.
 from __future__ import annotations
 
 import base64
+import calendar
 import json
 import threading
 import time
@@ -44,7 +48,7 @@ from ..queue.heartbeats import live_processes, process_id
 from ..queue.job_store import PREFIX, JobStore, Record
 from .chain import step_signature
 
-__all__ = ["Reconciler", "message_key", "record_age_s"]
+__all__ = ["Reconciler", "message_key", "record_age_s", "unmoved"]
 
 log = get_logger("offline_ingestor.reconciler")
 
@@ -79,10 +83,18 @@ def record_age_s(record: Record, now: float | None = None, *, field: str = "upda
     """Seconds since the record's ``field`` (by default its last change; else ``enqueued_at``)."""
     stamp = record.fields.get(field) or record.fields.get("enqueued_at") or ""
     try:
-        then = time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        # The milliseconds too: whole seconds made a change up to 1 s older than it was,
+        # a second of the grace (one TTL) gone.
+        fraction = float("0" + stamp[19:23]) if stamp[19:20] == "." else 0.0
+        then = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + fraction
     except ValueError:
         return 0.0
     return max(0.0, (now or time.time()) - then)
+
+
+def unmoved(record: Record, alive: set[str], grace_s: float, now: float) -> bool:
+    """No sign of life: no message, no live process on it, and no change for ``grace_s``."""
+    return record.key not in alive and record_age_s(record, now) >= grace_s
 
 
 class Reconciler:
@@ -120,8 +132,7 @@ class Reconciler:
             return {"restored": 0, "resumed": 0, "suspects": 0}
         live = live_processes(self.redis)
         restored = self._restore_dead_deliveries(live)
-        waiting = self._message_keys()
-        running = {entry[0] for beat in live.values() for entry in beat.get("keys", []) if entry}
+        alive = self._signs_of_life(live)
         resumed = 0
         suspects: set[str] = set()
         grace_s = self.config.queue.heartbeat_ttl_s
@@ -135,9 +146,7 @@ class Reconciler:
             enqueued = now - record_age_s(record, now, field="enqueued_at")
             oldest = min(oldest, enqueued)
             stuck += now - enqueued > self.config.queue.stuck_after_s
-            if record.key in waiting or record.key in running:
-                continue
-            if record_age_s(record) < grace_s:
+            if not unmoved(record, alive, grace_s, now):
                 continue
             if record.key not in self._suspects:
                 suspects.add(record.key)  # once more next pass: a message may be between lists
@@ -151,6 +160,17 @@ class Reconciler:
         pipe.pexpire(SUMMARY_KEY, int(self.config.queue.reconcile_interval_s * 5000))
         pipe.execute()
         return {"restored": restored, "resumed": resumed, "suspects": len(suspects)}
+
+    def unmoved_keys(self) -> set[str]:
+        """The unfinished files this instant's look finds unmoved (what a pass suspects; no action)."""
+        alive, now = self._signs_of_life(live_processes(self.redis)), time.time()
+        grace_s = self.config.queue.heartbeat_ttl_s
+        return {record.key for record in self._store().unfinished() if unmoved(record, alive, grace_s, now)}
+
+    def _signs_of_life(self, live: dict[str, dict[str, Any]]) -> set[str]:
+        """Keys with a message (on a queue or in ``unacked``) or a step a live process runs now."""
+        running = {entry[0] for beat in live.values() for entry in beat.get("keys", []) if entry}
+        return self._message_keys() | running
 
     def _restore_dead_deliveries(self, live: dict[str, dict[str, Any]]) -> int:
         held = {str(tag) for beat in live.values() for tag in beat.get("tags", [])}

@@ -57,6 +57,10 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "broker_url": broker_url,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
+        # A full Redis (OOM) while the consumer (re)starts restarts it once Redis takes writes,
+        # instead of ending the worker; worker/kombu_oom.py narrows the retried channel errors
+        # to that one, and waits for room with one log line.
+        "broker_channel_error_retry": True,
         # Messages are JSON only: no pickle from a shared Redis.
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -70,7 +74,7 @@ def celery_settings(config: Config) -> dict[str, Any]:
         # idempotent) instead of losing the file.
         "task_acks_late": True,
         # A killed child process requeues its message too; Celery does so without limit, so
-        # worker/tasks.py counts executions per step and gives up after queue.max_redeliveries.
+        # the step executor counts deaths per step and gives up after queue.max_redeliveries.
         "task_reject_on_worker_lost": True,
         # A Python exception is final after our retries: ack it and let the errback record it.
         "task_acks_on_failure": True,

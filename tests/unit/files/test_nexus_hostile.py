@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from unittest import mock
 
 import h5py
 import numpy as np
@@ -270,3 +275,73 @@ class TestChildReader:
         (root / "empty.h5").write_bytes(b"")
         with pytest.raises(InputFileError, match="file is empty"):
             read_isolated(root / "empty.h5", ["/x"], in_root(root), None, 2048)
+
+
+class TestReaderStartedEarly:
+    """``start_reader``: the child a command starts before it knows what to read."""
+
+    def test_the_read_uses_the_started_child_and_answers_the_same(self, root: Path) -> None:
+        from offline_ingestor.files import nexus_child
+
+        path = write_nexus(root / "run.h5", {"/entry/title": "t"})
+        nexus_child.start_reader()
+        started = nexus_child._spare
+        assert started is not None
+        handle = nexus_child.read_isolated(path, ["/entry/title"], in_root(root), None, 2048)
+        assert started.returncode == 0  # it answered, and no second child waits
+        assert nexus_child._spare is None
+        with open_nexus(path, in_root(root)) as direct:
+            assert read_path(handle, "/entry/title") == read_path(direct, "/entry/title")
+
+    def test_a_started_child_still_has_the_time_limit(self, root: Path) -> None:
+        from offline_ingestor.files import nexus_child
+
+        path = write_nexus(root / "run.h5", {"/entry/title": "t"})
+        nexus_child.start_reader()
+        started = nexus_child._spare
+        assert started is not None
+        limits = ReadLimits(roots=(str(root),), time_limit_s=1e-9)
+        # No grace: the parent gives up while the child still loads h5py, and must kill it.
+        with (
+            mock.patch.object(nexus_child, "_GRACE_S", 0.0),
+            pytest.raises(NexusReadError, match=r"longer than 1e-09 s and was stopped"),
+        ):
+            nexus_child.read_isolated(path, ["/entry/title"], limits, None, 2048)
+        assert started.returncode == -9  # killed, not left behind
+
+    def test_an_unused_child_ends_with_the_command(self, tmp_path: Path) -> None:
+        script = (
+            "from offline_ingestor.files import nexus_child\n"
+            "nexus_child.start_reader()\n"
+            "print(nexus_child._spare.pid, flush=True)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+        pid = int(done.stdout)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid), "the command's unused reader child outlived it"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie waits for its reaper (init here): it runs nothing.
+    status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    return status != "Z"
+
+
+def test_the_reader_child_holds_numpy_to_one_blas_thread() -> None:
+    """numpy's OpenBLAS threads spin at import: ~90 ms of CPU per child for nothing (issue 26)."""
+    from offline_ingestor.files import nexus_child
+
+    nexus_child.start_reader()
+    started = nexus_child._spare
+    assert started is not None
+    try:
+        environ = Path(f"/proc/{started.pid}/environ").read_bytes().split(b"\0")
+        assert b"OPENBLAS_NUM_THREADS=1" in environ
+    finally:
+        nexus_child._end_spare()

@@ -569,7 +569,7 @@ def test_runtime_is_loaded_after_the_attempt_is_counted(ledger: StepLedger, step
         if isinstance(ledger, MemoryLedger):
             return ledger.runs.get(("k1", "select-schema"), 0)
         assert isinstance(ledger, JobStore)
-        return int(ledger.redis.get("oi:runs:k1:select-schema") or 0)
+        return int(ledger.redis.hget("oi:runs:k1:select-schema", "runs") or 0)
 
     built = executor(ledger, steps)
     rt = built.rt
