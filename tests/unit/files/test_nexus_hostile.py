@@ -341,7 +341,12 @@ def test_the_reader_child_holds_numpy_to_one_blas_thread() -> None:
     started = nexus_child._spare
     assert started is not None
     try:
-        environ = Path(f"/proc/{started.pid}/environ").read_bytes().split(b"\0")
+        # Between fork and exec the child still holds this process's environment.
+        proc = Path(f"/proc/{started.pid}")
+        deadline = time.monotonic() + 10
+        while b"nexus_child" not in (proc / "cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        environ = (proc / "environ").read_bytes().split(b"\0")
         assert b"OPENBLAS_NUM_THREADS=1" in environ
     finally:
         nexus_child._end_spare()
