@@ -52,12 +52,12 @@ def last(ref: dict[str, str]) -> None:
 
 
 def main() -> None:
-    from .services import redis_server
+    from .services import noop_worker_env, redis_server
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     work = Path(tempfile.mkdtemp(prefix="noop-chain-"))
     server = redis_server(work / "redis").start()
-    env = {**os.environ, "NOOP_BROKER": server.url}
+    env = noop_worker_env(server.url, work)
     try:
         client = redis.Redis.from_url(server.url)
         subprocess.run(

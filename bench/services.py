@@ -5,6 +5,7 @@ Each is started on a free loopback port, owned by the benchmark and stopped by i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -159,3 +160,16 @@ class Worker(WorkerProcess):
     def stop(self, timeout: float = 60.0) -> None:
         """Warm shutdown with a longer grace period than the tests' (long benchmark queues)."""
         super().stop(timeout)
+
+
+def noop_worker_env(broker_url: str, work: Path) -> dict[str, str]:
+    """The environment of ``celery -A bench.noop_chain worker``: its Redis, and a config naming it.
+
+    Importing our worker app (for its settings) refuses ``celery -A`` without a config (issue
+    24); bench/noop_chain.py keeps our worker set-up disconnected, so the floor is unchanged.
+    """
+    from offline_ingestor.config import CONFIG_ENV
+
+    config = work / "noop.yml"
+    config.write_text(json.dumps({"queue": {"enabled": True, "broker_url": broker_url}}))
+    return {**os.environ, "NOOP_BROKER": broker_url, CONFIG_ENV: str(config)}

@@ -33,12 +33,19 @@ from typing import Any
 
 import redis
 
-from offline_ingestor.config import CONFIG_ENV
 from offline_ingestor.testing.processes import wait_for
 
 from .common import BIN, PYTHON, ROOT, HostLoad, spread
 from .corpus import small_files
-from .services import StandinProcess, Worker, cpu_seconds, ingest_env, redis_server, write_config
+from .services import (
+    StandinProcess,
+    Worker,
+    cpu_seconds,
+    ingest_env,
+    noop_worker_env,
+    redis_server,
+    write_config,
+)
 from .worker_runs import _Progress
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -112,11 +119,7 @@ def run_noop(work: Path, count: int, profile: Path | None = None) -> dict[str, A
     base = work / "noop"
     shutil.rmtree(base, ignore_errors=True)
     server = redis_server(base / "redis").start()
-    # Importing our worker app (for its settings) refuses `celery -A` without a config (issue
-    # 24): one naming the no-op's Redis. Our worker set-up stays off (bench/noop_chain.py).
-    config = base / "noop.yml"
-    config.write_text(json.dumps({"queue": {"enabled": True, "broker_url": server.url}}))
-    env = {**os.environ, "NOOP_BROKER": server.url, CONFIG_ENV: str(config)}
+    env = noop_worker_env(server.url, base)
     worker = subprocess.Popen(
         [str(PYTHON), "-m", "celery", "-A", "bench.noop_chain", "worker", "-c", "2", "-P", "prefork",
          "-Q", "ingest", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
