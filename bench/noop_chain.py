@@ -70,6 +70,8 @@ def main() -> None:
         )  # fmt: skip
         started = time.time()
         while int(client.get("noop:done") or 0) < count and time.time() - started < 600:
+            if worker.poll() is not None:  # not 600 s of waiting for a worker that is gone
+                raise SystemExit(f"the no-op worker exited with status {worker.returncode}")
             time.sleep(0.2)
         worker.terminate()
         worker.wait(60)

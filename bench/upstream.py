@@ -266,7 +266,7 @@ def main() -> None:
                 "cpu": spread([ours["cpu_ms"] / theirs["cpu_ms"] for ours, theirs in pairs], 2),
                 "wall": spread([ours["wall_ms"] / theirs["wall_ms"] for ours, theirs in pairs], 2),
             }
-    out = work / f"{args.tag}results.json"
+    out = work.parent / f"{args.tag}upstream-results.json"  # beside the work folder: the next run empties it
     out.write_text(json.dumps({"rows": rows, "calls": calls}, indent=1, default=str))
     print(json.dumps(rows, indent=1))
     failed = {name: row["first_error"] for name, row in rows["systems"].items() if row["failures"]}
