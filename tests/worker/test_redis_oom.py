@@ -56,6 +56,18 @@ def celery(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def wait_all_done_alive(worker: Any, redis_url: str, files: int) -> None:
+    """Wait until ``files`` records are done, failing at once if the worker exits meanwhile."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def done() -> bool:
+        assert worker.process is not None and worker.process.poll() is None, "the worker exited"
+        states = [client.hget(name, "state") for name in client.scan_iter("oi:job:*")]
+        return len(states) == files and set(states) == {"done"}
+
+    wait_for(done, 180, "every file to be done")
+
+
 def test_a_full_redis_never_ends_the_worker(
     standin: Any, queue_config: Any, redis_server: Any, data_root: Path, tmp_path: Path
 ) -> None:
@@ -85,14 +97,7 @@ def test_a_full_redis_never_ends_the_worker(
         assert worker.process is not None and worker.process.poll() is None, "the worker exited"
         admin.delete(*(f"filler:{index}" for index in range(fillers + 200)))
         admin.config_set("maxmemory", 0)
-        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-
-        def done() -> bool:
-            assert worker.process is not None and worker.process.poll() is None, "the worker exited"
-            states = [client.hget(name, "state") for name in client.scan_iter("oi:job:*")]
-            return len(states) == 30 and set(states) == {"done"}
-
-        wait_for(done, 180, "every file to be done")
+        wait_all_done_alive(worker, redis_server.url, 30)
     finally:
         worker.stop()
         log = worker.log.read_text(errors="replace")
@@ -139,14 +144,7 @@ def test_a_connection_lost_while_redis_is_full_never_ends_the_worker(
             fill(admin)  # whatever the worker freed (acks) is taken again
         admin.delete(*admin.keys("filler:*"))
         admin.config_set("maxmemory", 0)
-        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-
-        def done() -> bool:
-            assert worker.process is not None and worker.process.poll() is None, "the worker exited"
-            states = [client.hget(name, "state") for name in client.scan_iter("oi:job:*")]
-            return len(states) == 30 and set(states) == {"done"}
-
-        wait_for(done, 180, "every file to be done")
+        wait_all_done_alive(worker, redis_server.url, 30)
     finally:
         worker.stop()
         log = worker.log.read_text(errors="replace")
