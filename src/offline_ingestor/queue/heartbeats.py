@@ -50,9 +50,10 @@ log = get_logger("offline_ingestor.heartbeats")
 PROC_PREFIX = "oi:proc:"
 
 
-def process_id() -> str:
-    """This process's name in heartbeats and leases (computed per call: pool processes fork)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def process_id(pid: int | None = None) -> str:
+    """A process's name in heartbeats and leases: this one's by default (computed per call:
+    pool processes fork), or that of process ``pid`` of this host."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
 #: The heartbeat of each process (by pid: a forked pool process is not its parent).
@@ -230,9 +231,8 @@ class ProcessHeartbeat:
         """Delete the heartbeat of a process of this host that is known dead (a pool process
         the main process saw exit): its leases are free at once, not after the TTL, so the
         step Celery redelivers right away is not refused as a copy of a running one."""
-        host = self.ident.rpartition(":")[0]
         with contextlib.suppress(redis.RedisError, OSError):
-            self._client().delete(f"{PROC_PREFIX}{host}:{pid}")
+            self._client().delete(f"{PROC_PREFIX}{process_id(pid)}")
 
     def stop(self) -> None:
         """Stop beating and delete the key (a clean exit frees this process's leases at once)."""

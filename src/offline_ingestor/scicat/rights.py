@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CannotVerify, ScicatRejected
 from ..logs import get_logger
-from .learned import LearnedStore
 
 if TYPE_CHECKING:
     from .client import ScicatClient
@@ -120,7 +119,7 @@ def account_rights(client: ScicatClient, *, probe: bool = True) -> AccountRights
     cached = client.rights
     if isinstance(cached, AccountRights):
         return cached
-    store = client.learned if isinstance(client.learned, LearnedStore) else None
+    store = client.learned
     known = store.load() if store is not None and probe else None
     if known is not None:
         rights = AccountRights(known.username, known.groups, known.reads_all)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from typing import Any
@@ -57,6 +56,7 @@ def _abandon_after(grace_s: float, pid: int) -> None:
 
 def _forgive(requests: list[Any]) -> None:
     """Abandoned steps were stopped, not lost: they must not count towards the redelivery cap."""
+    from ..queue.heartbeats import process_id
     from ..queue.job_store import JobStore
     from .chain import step_of_task
     from .running import running_config
@@ -64,13 +64,12 @@ def _forgive(requests: list[Any]) -> None:
     config = running_config()
     if config is None:
         return
-    host = socket.gethostname()  # process ids as ``queue/heartbeats.py`` names them
     try:
         store = JobStore.for_config(config)
         for request in requests:
             ref = request.args[0] if request.args and isinstance(request.args[0], dict) else {}
             if ref.get("key"):
-                process = f"{host}:{request.worker_pid}" if request.worker_pid else ""
+                process = process_id(request.worker_pid) if request.worker_pid else ""
                 store.forgive_run(ref["key"], step_of_task(request.task.name), process)
     except Exception as exc:  # best effort: the worst case is one run counted too many
         log.warning("worker.forgive_failed", error=str(exc))
