@@ -56,6 +56,17 @@ def celery(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def enqueue_then_fill(config: Path, standin: Any, admin: redis.Redis, data_root: Path, prefix: str) -> int:
+    """Enqueue 30 files, let a few finish, then fill Redis to a maxmemory just above what it
+    holds; the fillers written."""
+    paths = [ymir_file(data_root, name=f"{prefix}-{index}.hdf") for index in range(30)]
+    ingestor_cli("enqueue", "-c", str(config), *map(str, paths))
+    wait_for(lambda: len(standin.origdatablocks) >= 3, 60, "a few files done")
+    used = int(admin.info("memory")["used_memory"])
+    admin.config_set("maxmemory", used + 4 * 1024 * 1024)
+    return fill(admin)
+
+
 def wait_all_done_alive(worker: Any, redis_url: str, files: int) -> None:
     """Wait until ``files`` records are done, failing at once if the worker exits meanwhile."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -79,12 +90,7 @@ def test_a_full_redis_never_ends_the_worker(
     worker = ProductionWorker(config, tmp_path / "worker.log", tmp_path / "heartbeat", 2, env=ingestor_env())
     worker.start()
     try:
-        paths = [ymir_file(data_root, name=f"oom-{index}.hdf") for index in range(30)]
-        ingestor_cli("enqueue", "-c", str(config), *map(str, paths))
-        wait_for(lambda: len(standin.origdatablocks) >= 3, 60, "a few files done")
-        used = int(admin.info("memory")["used_memory"])
-        admin.config_set("maxmemory", used + 4 * 1024 * 1024)
-        fillers = fill(admin)
+        fillers = enqueue_then_fill(config, standin, admin, data_root, "oom")
         full_since = time.monotonic()
         # Operators and Flower keep asking the workers while Redis is full.
         for _ in range(2):
@@ -119,12 +125,7 @@ def test_a_connection_lost_while_redis_is_full_never_ends_the_worker(
     worker = ProductionWorker(config, tmp_path / "worker.log", tmp_path / "heartbeat", 2, env=ingestor_env())
     worker.start()
     try:
-        paths = [ymir_file(data_root, name=f"lost-{index}.hdf") for index in range(30)]
-        ingestor_cli("enqueue", "-c", str(config), *map(str, paths))
-        wait_for(lambda: len(standin.origdatablocks) >= 3, 60, "a few files done")
-        used = int(admin.info("memory")["used_memory"])
-        admin.config_set("maxmemory", used + 4 * 1024 * 1024)
-        fill(admin)
+        enqueue_then_fill(config, standin, admin, data_root, "lost")
         if drop == "network-blip":
             # Every connection but ours dropped at once, as by a switch or a firewall's idle reaper.
             admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
