@@ -9,9 +9,11 @@ replies the worker must write into the full Redis.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,20 @@ def celery(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@contextlib.contextmanager
+def production_worker(config: Path, standin: Any, tmp_path: Path) -> Iterator[ProductionWorker]:
+    """A production worker against a stand-in slowed to 50 ms a request; stopped (and its log's
+    tail printed) at the end."""
+    standin.inject(Fault(status=None, delay_s=0.05, times=None))
+    worker = ProductionWorker(config, tmp_path / "worker.log", tmp_path / "heartbeat", 2, env=ingestor_env())
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        print("\n".join(worker.log.read_text(errors="replace").splitlines()[-80:]))
+
+
 def enqueue_then_fill(config: Path, standin: Any, admin: redis.Redis, data_root: Path, prefix: str) -> int:
     """Enqueue 30 files, let a few finish, then fill Redis to a maxmemory just above what it
     holds; the fillers written."""
@@ -86,10 +102,7 @@ def test_a_full_redis_never_ends_the_worker(
     lives throughout, logs no "Unrecoverable error", and every file ends done once."""
     config = queue_config(queue=LIVE)
     admin = redis.Redis.from_url(redis_server.url)
-    standin.inject(Fault(status=None, delay_s=0.05, times=None))
-    worker = ProductionWorker(config, tmp_path / "worker.log", tmp_path / "heartbeat", 2, env=ingestor_env())
-    worker.start()
-    try:
+    with production_worker(config, standin, tmp_path) as worker:
         fillers = enqueue_then_fill(config, standin, admin, data_root, "oom")
         full_since = time.monotonic()
         # Operators and Flower keep asking the workers while Redis is full.
@@ -104,10 +117,7 @@ def test_a_full_redis_never_ends_the_worker(
         admin.delete(*(f"filler:{index}" for index in range(fillers + 200)))
         admin.config_set("maxmemory", 0)
         wait_all_done_alive(worker, redis_server.url, 30)
-    finally:
-        worker.stop()
-        log = worker.log.read_text(errors="replace")
-        print("\n".join(log.splitlines()[-60:]))
+    log = worker.log.read_text(errors="replace")
     assert "Unrecoverable error" not in log
     assert len(standin.datasets) == 30 and len(standin.origdatablocks) == 30
 
@@ -121,10 +131,7 @@ def test_a_connection_lost_while_redis_is_full_never_ends_the_worker(
     throughout, and every file queued before ends done once Redis has room."""
     config = queue_config(queue=LIVE)
     admin = redis.Redis.from_url(redis_server.url)
-    standin.inject(Fault(status=None, delay_s=0.05, times=None))
-    worker = ProductionWorker(config, tmp_path / "worker.log", tmp_path / "heartbeat", 2, env=ingestor_env())
-    worker.start()
-    try:
+    with production_worker(config, standin, tmp_path) as worker:
         enqueue_then_fill(config, standin, admin, data_root, "lost")
         if drop == "network-blip":
             # Every connection but ours dropped at once, as by a switch or a firewall's idle reaper.
@@ -146,10 +153,7 @@ def test_a_connection_lost_while_redis_is_full_never_ends_the_worker(
         admin.delete(*admin.keys("filler:*"))
         admin.config_set("maxmemory", 0)
         wait_all_done_alive(worker, redis_server.url, 30)
-    finally:
-        worker.stop()
-        log = worker.log.read_text(errors="replace")
-        print("\n".join(log.splitlines()[-80:]))
+    log = worker.log.read_text(errors="replace")
     assert "Unrecoverable error" not in log
     # One line when the wait begins and one when the worker consumes again, not one a retry.
     assert log.count('"event": "redis.full_waiting"') == 1
